@@ -1,0 +1,102 @@
+"""The one configuration object of the project, read from the environment (and a ``.env`` file).
+
+Every process (retriever service, agent, Slack app, CLI) reads the same :class:`Settings`; nothing else
+reads environment variables. Secrets (API keys, Slack tokens) only ever come from here.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+STARTER_MODEL = "starter"
+"""Special value of ``CHATIR_MODEL``: the project's own starter model, assembled under ``CHATIR_HOME``."""
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    # --- retriever model -------------------------------------------------------------------------
+    model: str = Field(
+        STARTER_MODEL,
+        validation_alias=_env("CHATIR_MODEL"),
+        description="Hub id or local path of the image-text model (BLIP, CLIP, SigLIP or a "
+        "VisionTextDualEncoderModel), or 'starter' for the project's own offline model.",
+    )
+    home: Path = Field(
+        Path.home() / ".cache" / "chatir",
+        validation_alias=_env("CHATIR_HOME"),
+        description="Where the embedded index, caches, thumbnails, state and the starter model live.",
+    )
+    device: str = Field("auto", validation_alias=_env("CHATIR_DEVICE"), description="auto, cpu or cuda[:N]")
+    batch_size: int = Field(32, ge=1, validation_alias=_env("CHATIR_BATCH_SIZE"))
+    dialog_separator: str = Field(", ", validation_alias=_env("CHATIR_DIALOG_SEPARATOR"))
+    truncation: Literal["keep_caption", "tail"] = Field(
+        "keep_caption",
+        validation_alias=_env("CHATIR_TRUNCATION"),
+        description="On token overflow keep the caption and the newest rounds (keep_caption) or "
+        "cut the end like ChatIR's training code did (tail).",
+    )
+
+    # --- vector store ----------------------------------------------------------------------------
+    qdrant_url: str | None = Field(None, validation_alias=_env("QDRANT_URL", "CHATIR_QDRANT_URL"))
+    qdrant_api_key: SecretStr | None = Field(None, validation_alias=_env("QDRANT_API_KEY", "CHATIR_QDRANT_API_KEY"))
+    collection: str = Field("chatir_images", validation_alias=_env("CHATIR_COLLECTION"))
+
+    # --- retriever microservice ------------------------------------------------------------------
+    api_key: SecretStr | None = Field(
+        None, validation_alias=_env("CHATIR_API_KEY"), description="Bearer token required by the service when set."
+    )
+    host: str = Field("127.0.0.1", validation_alias=_env("CHATIR_HOST"))
+    port: int = Field(8600, validation_alias=_env("CHATIR_PORT"))
+    service_url: str = Field("http://127.0.0.1:8600", validation_alias=_env("CHATIR_SERVICE_URL"))
+    service_timeout_s: float = Field(30.0, gt=0, validation_alias=_env("CHATIR_SERVICE_TIMEOUT"))
+    thumbnail_size: int = Field(256, ge=16, le=2048, validation_alias=_env("CHATIR_THUMBNAIL_SIZE"))
+    max_upload_mb: int = Field(50, ge=1, validation_alias=_env("CHATIR_MAX_UPLOAD_MB"))
+
+    # --- questioner LLM (any OpenAI-compatible server) ---------------------------------------------
+    llm_model: str | None = Field(
+        None, validation_alias=_env("CHATIR_LLM_MODEL"), description="Chat model name; unset = LLM-free questioner."
+    )
+    llm_base_url: str | None = Field(None, validation_alias=_env("CHATIR_LLM_BASE_URL", "OPENAI_BASE_URL"))
+    llm_api_key: SecretStr | None = Field(None, validation_alias=_env("CHATIR_LLM_API_KEY", "OPENAI_API_KEY"))
+    max_rounds: int = Field(10, ge=1, le=50, validation_alias=_env("CHATIR_MAX_ROUNDS"))
+    top_k: int = Field(5, ge=1, le=50, validation_alias=_env("CHATIR_TOP_K"))
+
+    # --- Slack -----------------------------------------------------------------------------------
+    slack_bot_token: SecretStr | None = Field(None, validation_alias=_env("SLACK_BOT_TOKEN"))
+    slack_app_token: SecretStr | None = Field(None, validation_alias=_env("SLACK_APP_TOKEN"))
+    slack_signing_secret: SecretStr | None = Field(None, validation_alias=_env("SLACK_SIGNING_SECRET"))
+    slack_api_url: str = Field("https://slack.com/api/", validation_alias=_env("SLACK_API_URL"))
+
+    @property
+    def state_db(self) -> Path:
+        """SQLite file holding the durable conversation state."""
+        return self.home / "conversations.sqlite"
+
+    @property
+    def qdrant_path(self) -> Path:
+        """Folder of the embedded Qdrant store (used only when ``QDRANT_URL`` is unset)."""
+        return self.home / "qdrant"
+
+    @property
+    def thumbnails_dir(self) -> Path:
+        return self.home / "thumbnails"
+
+    @property
+    def starter_dir(self) -> Path:
+        return self.home / "models" / "starter"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read once). Tests build ``Settings(...)`` directly instead."""
+    return Settings()

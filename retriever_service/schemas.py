@@ -1,0 +1,86 @@
+"""Request and response models of the retriever service's HTTP API (``/v1``).
+
+Light on purpose (pydantic only): the tool client in :mod:`tools` imports these without pulling torch.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from chatir.dialog import Dialog
+
+PUBLIC = "public"
+"""Visibility group of images everybody may see (e.g. the demo gallery, an admin's shared folder)."""
+
+
+class SearchFilter(BaseModel):
+    """Restricts a search. Every field is applied inside the vector query (never by post-filtering).
+
+    ``allowed`` is the caller's scope: an image matches when its own ``allowed`` list shares at least
+    one entry with it (channel ids, group names or ``"public"``). ``None`` means unrestricted and is
+    only for trusted callers (admin CLI, the evaluation harness).
+    """
+
+    allowed: list[str] | None = Field(None, max_length=1000, description="Visibility groups the caller may see.")
+    sources: list[str] | None = Field(None, max_length=100, description="Only images from these sources.")
+    tags: list[str] | None = Field(None, max_length=100, description="Only images carrying any of these tags.")
+
+
+class SearchRequest(BaseModel):
+    dialog: Dialog
+    k: int = Field(10, ge=1, le=100)
+    filter: SearchFilter | None = None
+    exclude_ids: list[str] = Field(default_factory=list, max_length=10_000)
+
+
+class Hit(BaseModel):
+    id: str
+    score: float
+    uri: str
+    thumbnail_url: str
+    width: int | None = None
+    height: int | None = None
+    mime: str | None = None
+    source: str | None = None
+    text: str | None = Field(None, description="Free text of the image: file name, message text.")
+    tags: list[str] = Field(default_factory=list)
+
+
+class SearchResponse(BaseModel):
+    hits: list[Hit]
+    model: str
+    took_ms: float
+
+
+class EncodeRequest(BaseModel):
+    dialog: Dialog
+
+
+class EncodeResponse(BaseModel):
+    vector: list[float]
+    model: str
+    text: str = Field(..., description="The dialog text actually encoded (after truncation).")
+
+
+class IndexRequest(BaseModel):
+    paths: list[str] = Field(..., min_length=1, max_length=1000)
+    source: str | None = Field(None, description="Source label; defaults to the folder path.")
+    allowed: list[str] = Field(default_factory=lambda: [PUBLIC])
+    tags: list[str] = Field(default_factory=list)
+    owner: str | None = None
+    prune: bool = False
+
+
+class IndexJob(BaseModel):
+    id: str
+    state: str = Field(..., description="queued, running, done or failed")
+    total: int = 0
+    done: int = 0
+    added: int = 0
+    skipped: list[dict[str, str]] = Field(default_factory=list, description="[{path, reason}] of bad files.")
+    error: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: str
+    detail: object | None = None
