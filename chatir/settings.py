@@ -70,6 +70,17 @@ class Settings(BaseSettings):
     llm_api_key: SecretStr | None = Field(None, validation_alias=_env("CHATIR_LLM_API_KEY", "OPENAI_API_KEY"))
     max_rounds: int = Field(10, ge=1, le=50, validation_alias=_env("CHATIR_MAX_ROUNDS"))
     top_k: int = Field(5, ge=1, le=50, validation_alias=_env("CHATIR_TOP_K"))
+    questioner: Literal["auto", "llm", "info_gain", "random", "none"] = Field(
+        "auto",
+        validation_alias=_env("CHATIR_QUESTIONER"),
+        description="Who asks the questions; auto = the LLM when CHATIR_LLM_MODEL is set, else info_gain.",
+    )
+    question_bank: str = Field(
+        "generic",
+        validation_alias=_env("CHATIR_QUESTION_BANK"),
+        description="Bank of the LLM-free questioners: 'generic' (everyday photos), 'world' (the procedural "
+        "world of the demo) or the path of a JSON bank file.",
+    )
 
     # --- Slack -----------------------------------------------------------------------------------
     slack_bot_token: SecretStr | None = Field(None, validation_alias=_env("SLACK_BOT_TOKEN"))

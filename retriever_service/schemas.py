@@ -31,6 +31,9 @@ class SearchRequest(BaseModel):
     k: int = Field(10, ge=1, le=100)
     filter: SearchFilter | None = None
     exclude_ids: list[str] = Field(default_factory=list, max_length=10_000)
+    with_vectors: bool = Field(
+        False, description="Also return each hit's image embedding (the information-gain questioner needs them)."
+    )
 
 
 class Hit(BaseModel):
@@ -44,6 +47,7 @@ class Hit(BaseModel):
     source: str | None = None
     text: str | None = Field(None, description="Free text of the image: file name, message text.")
     tags: list[str] = Field(default_factory=list)
+    vector: list[float] | None = Field(None, description="The image embedding; only when with_vectors was asked.")
 
 
 class SearchResponse(BaseModel):
@@ -79,8 +83,28 @@ class IndexJob(BaseModel):
     added: int = 0
     skipped: list[dict[str, str]] = Field(default_factory=list, description="[{path, reason}] of bad files.")
     error: str | None = None
+    unchanged: int = Field(0, description="Files already indexed with the same content (not re-embedded).")
+    duplicates: int = Field(0, description="Files whose bytes were already indexed under another path.")
+    pruned: int = Field(0, description="Entries removed because their files are gone (prune=true).")
 
 
 class ErrorResponse(BaseModel):
     error: str
     detail: object | None = None
+
+
+class HealthResponse(BaseModel):
+    status: str = "ok"
+    store_id: str = Field(..., description="Fingerprint of the vector store the service uses (not its path).")
+
+
+class ReadyResponse(BaseModel):
+    status: str = "ready"
+    model: str
+    images: int = Field(..., description="Images in the index.")
+    store_id: str
+
+
+class DeleteResponse(BaseModel):
+    id: str
+    deleted: bool = True

@@ -1,0 +1,93 @@
+"""Assemble an engine from settings: what front-ends call (``build_engine(get_settings())``)."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Literal
+
+from agent.engine import ConversationEngine
+from agent.questioners.bank import QuestionBank, load_bank
+from agent.questioners.base import Questioner
+from agent.questioners.baselines import NoQuestioner, RandomQuestioner
+from agent.questioners.info_gain import InfoGainQuestioner
+from agent.questioners.scoring import ModelCandidateScorer, TextEncoder, VectorLookup
+from agent.search import Searcher, ServiceSearcher, ThumbnailVectorLookup
+from agent.state import ConversationStore
+from chatir.settings import Settings
+
+if TYPE_CHECKING:
+    from agent.questioners.llm import ToolFactory
+
+logger = logging.getLogger(__name__)
+
+QuestionerKind = Literal["auto", "llm", "info_gain", "random", "none"]
+
+
+def build_questioner(
+    settings: Settings,
+    kind: QuestionerKind | None = None,
+    *,
+    text_encoder: TextEncoder | None = None,
+    lookup: VectorLookup | None = None,
+    bank: QuestionBank | str | None = None,
+    tool_factory: ToolFactory | None = None,
+) -> Questioner:
+    """The questioner named by ``kind`` (default ``settings.questioner``).
+
+    ``auto`` is the LLM agent when ``CHATIR_LLM_MODEL`` is set, else the LLM-free information-gain
+    questioner. The information-gain questioner embeds answer texts with ``text_encoder`` (default: the
+    retrieval model ``settings.model`` loaded in this process) and gets candidate image embeddings from
+    ``lookup`` or, without one, with the hits (``with_vectors``), embedding thumbnails from the service when
+    the hits come without them. The LLM agent falls back to it.
+    """
+    kind = kind or settings.questioner
+    if kind == "auto":
+        kind = "llm" if settings.llm_model else "info_gain"
+    if isinstance(bank, str) or bank is None:
+        bank = load_bank(bank or settings.question_bank)
+    if kind == "none":
+        return NoQuestioner()
+    if kind == "random":
+        return RandomQuestioner(bank)
+    if text_encoder is None:
+        from retriever_service.models import load_model
+
+        text_encoder = load_model(settings.model, device=settings.device, settings=settings)
+    if lookup is None and callable(getattr(text_encoder, "encode_images", None)):
+        # embeddings come with the hits when the service sends them; thumbnails fill the gap otherwise
+        from tools.client import RetrieverClient
+
+        lookup = ThumbnailVectorLookup(RetrieverClient.from_settings(settings), text_encoder)  # type: ignore[arg-type]
+        scorer = ModelCandidateScorer(text_encoder, lookup, request_vectors=True)
+    else:
+        scorer = ModelCandidateScorer(text_encoder, lookup)
+    info_gain = InfoGainQuestioner(scorer, bank)
+    if kind == "info_gain":
+        return info_gain
+    from agent.questioners.llm import LLMQuestioner, build_chat_model, service_tool_factory
+
+    return LLMQuestioner(
+        build_chat_model(settings),
+        tool_factory=tool_factory or service_tool_factory(settings),
+        fallback=info_gain,
+    )
+
+
+def build_engine(
+    settings: Settings,
+    *,
+    searcher: Searcher | None = None,
+    questioner: Questioner | None = None,
+    store: ConversationStore | None = None,
+) -> ConversationEngine:
+    """The product engine: searches the retriever service, state in ``settings.state_db``."""
+    if searcher is None:
+        from tools.client import RetrieverClient
+
+        searcher = ServiceSearcher(RetrieverClient.from_settings(settings))
+    return ConversationEngine(
+        searcher,
+        questioner or build_questioner(settings),
+        store or ConversationStore(settings.state_db),
+        settings,
+    )

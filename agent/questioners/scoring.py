@@ -1,0 +1,145 @@
+"""P(answer | candidate image): how likely each candidate is to get each answer to a bank question.
+
+The in-process :class:`ModelCandidateScorer` embeds answer texts with the image-text model's text side and
+compares them with the candidates' image embeddings: ``P(a | c) = softmax_a(cos(image_c, text(q, a)) / T)``.
+The text of an answer is either the round alone (``"question answer"``, cached, cheap) or the dialog so far
+extended by that round (``mode="dialog"``: what the dialog encoder was trained on; one encoding per answer
+per turn).
+
+Candidate image embeddings come with the hits (``SearchRequest.with_vectors``) or from a
+:class:`VectorLookup` (the in-memory searcher of the evaluation harness and benchmarks).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+from agent.questioners.bank import BankQuestion
+from chatir.dialog import Dialog, Round
+from chatir.errors import ChatIRError
+from retriever_service.schemas import Hit
+
+
+@runtime_checkable
+class TextEncoder(Protocol):
+    """What the scorer needs of :class:`retriever_service.models.RetrievalModel`."""
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+@runtime_checkable
+class VectorLookup(Protocol):
+    def vectors(self, ids: Sequence[str]) -> np.ndarray:
+        """Image embeddings (rows aligned with ``ids``, L2-normalised); KeyError for an unknown id."""
+        ...
+
+
+class CandidateScorer(Protocol):
+    def answer_likelihoods(
+        self, dialog: Dialog, questions: Sequence[BankQuestion], candidates: Sequence[Hit]
+    ) -> list[np.ndarray]:
+        """One ``(len(candidates), len(question.answers))`` matrix per question; each row sums to 1."""
+        ...
+
+
+def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
+    shifted = logits - logits.max(axis=axis, keepdims=True)
+    weights = np.exp(shifted)
+    return weights / weights.sum(axis=axis, keepdims=True)
+
+
+class ModelCandidateScorer:
+    """Scores answers against candidate images with the retrieval model's embeddings."""
+
+    def __init__(
+        self,
+        encoder: TextEncoder,
+        lookup: VectorLookup | None = None,
+        *,
+        mode: Literal["round", "dialog"] = "round",
+        temperature: float = 0.05,
+        cache_size: int = 20_000,
+        request_vectors: bool | None = None,
+    ) -> None:
+        if temperature <= 0:
+            raise ValueError("temperature must be > 0")
+        self.encoder = encoder
+        self.lookup = lookup
+        self.request_vectors = lookup is None if request_vectors is None else request_vectors
+        """Ask the searcher to send image embeddings with the hits (the lookup then only fills gaps)."""
+        self.mode = mode
+        self.temperature = temperature
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    # --- embeddings ----------------------------------------------------------------------------------
+    def candidate_vectors(self, candidates: Sequence[Hit]) -> np.ndarray:
+        if candidates and all(hit.vector is not None for hit in candidates):
+            matrix = np.asarray([hit.vector for hit in candidates], dtype=np.float32)
+        elif self.lookup is not None:
+            matrix = np.asarray(self.lookup.vectors([hit.id for hit in candidates]), dtype=np.float32)
+        else:
+            raise ChatIRError(
+                "the information-gain questioner needs the candidates' image embeddings: search with "
+                "with_vectors=True (the retriever service returns them) or give the scorer a vector lookup"
+            )
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+        return matrix / np.maximum(norms, 1e-12)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Text embeddings, cached (bank rounds repeat across turns and conversations)."""
+        with self._lock:
+            missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if missing:
+            vectors = np.asarray(self.encoder.encode_texts(missing), dtype=np.float32)
+            with self._lock:
+                for text, vector in zip(missing, vectors, strict=True):
+                    self._cache[text] = vector
+                while len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+                found = [self._cache.get(t) for t in texts]
+            if any(v is None for v in found):  # evicted meanwhile (tiny cache): encode directly
+                return np.asarray(self.encoder.encode_texts(list(texts)), dtype=np.float32)
+            return np.stack(found)  # type: ignore[arg-type]
+        with self._lock:
+            return np.stack([self._cache[t] for t in texts])
+
+    def answer_texts(self, dialog: Dialog, question: BankQuestion) -> list[str]:
+        rounds = [Round(question=question.question, answer=answer) for answer in question.answers]
+        if self.mode == "round":
+            return [r.text() for r in rounds]
+        extended = [Dialog(caption=dialog.caption, rounds=[*dialog.rounds, r]) for r in rounds]
+        dialog_text = getattr(self.encoder, "dialog_text", None)
+        return [dialog_text(d) if callable(dialog_text) else d.text() for d in extended]
+
+    def warm_up(self, questions: Sequence[BankQuestion], *, batch: int = 256) -> None:
+        """Embed the round texts of ``questions`` ahead of time (no-op in dialog mode), with progress."""
+        if self.mode != "round":
+            return
+        from tqdm.auto import tqdm
+
+        texts = [text for q in questions for text in self.answer_texts(Dialog(caption="-"), q)]
+        for start in tqdm(range(0, len(texts), batch), desc="embedding question bank", unit="batch", leave=False):
+            self.encode(texts[start : start + batch])
+
+    # --- CandidateScorer -----------------------------------------------------------------------------
+    def answer_likelihoods(
+        self, dialog: Dialog, questions: Sequence[BankQuestion], candidates: Sequence[Hit]
+    ) -> list[np.ndarray]:
+        if not questions or not candidates:
+            return [np.zeros((len(candidates), len(q.answers)), dtype=np.float32) for q in questions]
+        images = self.candidate_vectors(candidates)
+        texts = [text for q in questions for text in self.answer_texts(dialog, q)]
+        similarities = images @ self.encode(texts).T  # (n_candidates, n_texts)
+        result, start = [], 0
+        for question in questions:
+            block = similarities[:, start : start + len(question.answers)]
+            result.append(softmax(block / self.temperature, axis=1))
+            start += len(question.answers)
+        return result

@@ -1,0 +1,193 @@
+"""How the engine searches: the :class:`Searcher` protocol and its two implementations.
+
+- :class:`ServiceSearcher`: the product path, over HTTP through ``tools.client.RetrieverClient``.
+- :class:`InMemorySearcher`: a corpus held as a matrix of image embeddings, for the evaluation harness and
+  the benchmarks (no service, no Qdrant); it is also a :class:`~agent.questioners.scoring.VectorLookup`.
+
+:class:`ThumbnailVectorLookup` gives the information-gain questioner candidate image embeddings when the
+service does not send them with the hits: it embeds the thumbnails in this process (cached by image id).
+
+The scope (a :class:`tools.scope.SearchScope`: visibility groups, sources, tags and excluded ids) always
+comes from the conversation's stored state, never from user text.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+import numpy as np
+
+from chatir.dialog import Dialog
+from retriever_service.schemas import PUBLIC, Hit, SearchRequest
+from tools.scope import SearchScope
+
+if TYPE_CHECKING:
+    from tools.client import RetrieverClient
+
+MAX_K = 100
+"""The service's largest ``k``."""
+
+
+@runtime_checkable
+class Searcher(Protocol):
+    def search(
+        self,
+        dialog: Dialog,
+        *,
+        k: int,
+        scope: SearchScope,
+        with_vectors: bool = False,
+    ) -> list[Hit]:
+        """The top ``k`` images for the dialog within ``scope`` (none of ``scope.exclude_ids``), best first."""
+        ...
+
+
+class ServiceSearcher:
+    """Searches through the retriever service (raises ``ServiceUnavailableError`` when it is down)."""
+
+    def __init__(self, client: RetrieverClient) -> None:
+        self.client = client
+
+    def search(
+        self,
+        dialog: Dialog,
+        *,
+        k: int,
+        scope: SearchScope,
+        with_vectors: bool = False,
+    ) -> list[Hit]:
+        if scope.is_empty:
+            return []
+        request = SearchRequest(
+            dialog=dialog,
+            k=min(k, MAX_K),
+            filter=scope.to_filter(),
+            exclude_ids=list(scope.exclude_ids),
+            with_vectors=with_vectors,
+        )
+        return self.client.search(request).hits
+
+
+class DialogEncoder(Protocol):
+    def encode_dialogs(self, dialogs: Sequence[Dialog]) -> np.ndarray: ...
+
+
+def _visible(item: Hit, allowed: Sequence[str], scope: SearchScope) -> bool:
+    if scope.allowed is not None and not set(scope.allowed) & set(allowed):
+        return False
+    if scope.sources is not None and item.source not in scope.sources:
+        return False
+    return not (scope.tags is not None and not set(scope.tags) & set(item.tags))
+
+
+class InMemorySearcher:
+    """Exact cosine search over an in-memory corpus (row i of ``vectors`` is the image of ``items[i]``)."""
+
+    def __init__(
+        self,
+        model: DialogEncoder,
+        vectors: np.ndarray,
+        items: Sequence[Hit],
+        *,
+        allowed: Sequence[Sequence[str]] | None = None,
+    ) -> None:
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or len(vectors) != len(items):
+            raise ValueError(f"need one vector per item: got {vectors.shape} for {len(items)} items")
+        if allowed is not None and len(allowed) != len(items):
+            raise ValueError("allowed must have one entry per item")
+        self.model = model
+        self.matrix = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        self.items = list(items)
+        self.allowed = [list(a) for a in allowed] if allowed is not None else [[PUBLIC]] * len(items)
+        self.row = {item.id: i for i, item in enumerate(self.items)}
+        if len(self.row) != len(self.items):
+            raise ValueError("item ids must be unique")
+
+    @classmethod
+    def from_ids(cls, model: DialogEncoder, vectors: np.ndarray, ids: Sequence[str]) -> InMemorySearcher:
+        """A corpus known only by ids (the evaluation harness's case)."""
+        items = [Hit(id=i, score=0.0, uri=i, thumbnail_url="") for i in ids]
+        return cls(model, vectors, items)
+
+    def vectors(self, ids: Sequence[str]) -> np.ndarray:
+        """Image embeddings of ``ids`` (the scorer's :class:`VectorLookup`); KeyError for unknown ids."""
+        return self.matrix[[self.row[i] for i in ids]]
+
+    def scores(self, dialog: Dialog) -> np.ndarray:
+        """Cosine of the dialog with every corpus image."""
+        query = np.asarray(self.model.encode_dialogs([dialog]), dtype=np.float32)[0]
+        return self.matrix @ query
+
+    def search(
+        self,
+        dialog: Dialog,
+        *,
+        k: int,
+        scope: SearchScope,
+        with_vectors: bool = False,
+    ) -> list[Hit]:
+        scores = self.scores(dialog).astype(np.float64)
+        mask = np.ones(len(self.items), dtype=bool)
+        for image_id in scope.exclude_ids:
+            if (row := self.row.get(image_id)) is not None:
+                mask[row] = False
+        if scope.allowed is not None or scope.sources is not None or scope.tags is not None:
+            mask &= np.fromiter(
+                (_visible(item, a, scope) for item, a in zip(self.items, self.allowed, strict=True)), bool
+            )
+        candidates = np.flatnonzero(mask)
+        if len(candidates) == 0 or k <= 0:
+            return []
+        k = min(k, len(candidates))
+        top = candidates[np.argpartition(-scores[candidates], k - 1)[:k]]
+        top = top[np.lexsort((top, -scores[top]))]  # best first, ties by corpus order
+        return [
+            self.items[i].model_copy(
+                update={
+                    "score": float(scores[i]),
+                    "vector": self.matrix[i].tolist() if with_vectors else None,
+                }
+            )
+            for i in top
+        ]
+
+
+class ImageEncoder(Protocol):
+    def encode_images(self, images: Sequence) -> np.ndarray: ...
+
+
+class ThumbnailVectorLookup:
+    """Image embeddings of hits from their thumbnails (fetched from the service, embedded here, cached)."""
+
+    def __init__(self, client: RetrieverClient, model: ImageEncoder, *, cache_size: int = 5000) -> None:
+        self.client = client
+        self.model = model
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def vectors(self, ids: Sequence[str]) -> np.ndarray:
+        from PIL import Image
+
+        with self._lock:
+            missing = [i for i in dict.fromkeys(ids) if i not in self._cache]
+        if missing:
+            images = []
+            for image_id in missing:
+                with Image.open(io.BytesIO(self.client.thumbnail(image_id))) as image:
+                    images.append(image.convert("RGB"))
+            encoded = np.asarray(self.model.encode_images(images), dtype=np.float32)
+            with self._lock:
+                self._cache.update(zip(missing, encoded, strict=True))
+        with self._lock:
+            rows = [self._cache[i] for i in ids]
+            for i in ids:
+                self._cache.move_to_end(i)
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return np.stack(rows)

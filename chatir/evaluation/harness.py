@@ -1,0 +1,124 @@
+"""ChatIR's protocol, fixed dialogs: rank every test target after each round 0..R of its dialog.
+
+For each dialog ``D`` and each round ``r`` the model encodes ``D_r`` (caption + first ``r`` rounds, joined as
+the model's :meth:`dialog_text` does: ChatIR's ``", ".join(dialog[:r+1])`` with the model's truncation), and
+the target's rank among the corpus images is computed by :func:`metrics.rank_of_targets` (batched matrix
+products). Corpus embeddings come from :mod:`chatir.evaluation.embeddings` (computed once, cached).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from chatir.dialog import Dialog
+from chatir.evaluation.data import EvaluationInputError, ImageCorpus, TargetDialog
+from chatir.evaluation.embeddings import corpus_embeddings
+from chatir.evaluation.metrics import TiePolicy, rank_of_targets
+from chatir.evaluation.results import DEFAULT_KS, SystemResult
+
+TEXT_CHUNK = 512
+"""Texts handed to the model per call (sorted by length first, so each batch pads little)."""
+
+
+class EvaluationModel(Protocol):
+    """What the harness needs of :class:`retriever_service.models.RetrievalModel`."""
+
+    model_id: str
+    dim: int
+
+    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray: ...
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray: ...
+    def dialog_text(self, dialog: Dialog) -> str: ...
+
+
+def encode_texts_fast(
+    model: EvaluationModel, texts: Sequence[str], *, progress: bool = True, desc: str = "encoding dialogs"
+) -> np.ndarray:
+    """Encode many texts: duplicates encoded once, batches of similar length, with a progress bar."""
+    unique = sorted(set(texts), key=len)
+    position = {text: i for i, text in enumerate(unique)}
+    vectors = np.empty((len(unique), model.dim), dtype=np.float32)
+    with tqdm(total=len(unique), desc=desc, unit="text", disable=not progress) as bar:
+        for start in range(0, len(unique), TEXT_CHUNK):
+            chunk = unique[start : start + TEXT_CHUNK]
+            vectors[start : start + len(chunk)] = np.asarray(model.encode_texts(chunk), dtype=np.float32)
+            bar.update(len(chunk))
+    return vectors[[position[t] for t in texts]]
+
+
+def dialog_round_texts(model: EvaluationModel, dialogs: Sequence[Dialog], rounds: int) -> list[str]:
+    """Round-major texts: all dialogs at round 0, then all at round 1, ... up to ``rounds``."""
+    short = [i for i, d in enumerate(dialogs) if len(d.rounds) < rounds]
+    if short:
+        raise EvaluationInputError(
+            f"{len(short)} dialogs have fewer than {rounds} rounds (e.g. dialog {short[0]} has "
+            f"{len(dialogs[short[0]].rounds)}); evaluate fewer rounds with --rounds"
+        )
+    return [model.dialog_text(d.upto(r)) for r in range(rounds + 1) for d in dialogs]
+
+
+def ranks_for_texts(
+    model: EvaluationModel,
+    texts: Sequence[str],
+    targets: np.ndarray,
+    corpus_vectors: np.ndarray,
+    *,
+    ties: TiePolicy = "index",
+    progress: bool = True,
+) -> tuple[np.ndarray, dict[str, float]]:
+    """1-based ranks of ``targets`` (aligned with ``texts``) and the time spent encoding and ranking."""
+    started = time.perf_counter()
+    query_vectors = encode_texts_fast(model, texts, progress=progress)
+    encoded = time.perf_counter()
+    ranks = rank_of_targets(query_vectors, corpus_vectors, targets, ties=ties)
+    ranked = time.perf_counter()
+    return ranks, {"encode_texts": encoded - started, "rank": ranked - encoded}
+
+
+def evaluate_fixed_dialogs(
+    model: EvaluationModel,
+    dialogs: Sequence[TargetDialog],
+    corpus: ImageCorpus,
+    *,
+    name: str,
+    rounds: int = 10,
+    corpus_vectors: np.ndarray | None = None,
+    cache_root: Path | None = None,
+    ks: Sequence[int] = DEFAULT_KS,
+    ties: TiePolicy = "index",
+    progress: bool = True,
+) -> tuple[SystemResult, np.ndarray]:
+    """Evaluate one dialog set; returns its :class:`SystemResult` and the ``(n_dialogs, rounds+1)`` ranks."""
+    timings: dict[str, float] = {}
+    targets = np.asarray(corpus.target_indices([d.img for d in dialogs]), dtype=np.int64)
+    if corpus_vectors is None:
+        started = time.perf_counter()
+        corpus_vectors = corpus_embeddings(model, corpus, cache_root, progress=progress)
+        timings["corpus_embeddings"] = time.perf_counter() - started
+    started = time.perf_counter()
+    texts = dialog_round_texts(model, [d.dialog for d in dialogs], rounds)
+    timings["build_texts"] = time.perf_counter() - started
+    flat_ranks, spent = ranks_for_texts(
+        model, texts, np.tile(targets, rounds + 1), corpus_vectors, ties=ties, progress=progress
+    )
+    timings.update(spent)
+    ranks = flat_ranks.reshape(rounds + 1, len(dialogs)).T
+    questions = [[r.question for r in d.dialog.rounds[:rounds]] for d in dialogs]
+    result = SystemResult.from_ranks(
+        name,
+        ranks,
+        mode="fixed",
+        model_id=str(model.model_id),
+        ks=ks,
+        questions=questions,
+        timings_s=timings,
+        details={"corpus_size": len(corpus), "n_texts": len(texts), "unique_texts": len(set(texts)), "ties": ties},
+    )
+    return result, ranks

@@ -1,0 +1,70 @@
+"""Who may see what: the visibility scope of a Slack search, from Slack's own membership data.
+
+Images indexed from a channel are visible to that channel's members (their ``allowed`` list holds the
+channel id); a folder indexed by an admin is tagged with the channels it is shared to, or ``public``.
+
+Results are posted where the search happens, so the scope depends on the place as well as the person:
+
+* in a channel (or a thread in it) everybody who reads the thread is a member of that channel, so the
+  search sees that channel's images and public ones -- never another channel's, whoever asks;
+* in a direct message with the bot, the search sees every channel the asking user is a member of.
+
+Membership comes from ``users.conversations`` and is cached for a short TTL. Nothing the user types
+is ever consulted: the scope is computed from the event's user and channel ids only.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from slack_sdk import WebClient
+
+from retriever_service.schemas import PUBLIC
+
+_CHANNEL_TYPES = "public_channel,private_channel,mpim"
+
+
+class MembershipCache:
+    """The channels each user belongs to, fetched from Slack and kept for ``ttl_s`` seconds."""
+
+    def __init__(self, client: WebClient, ttl_s: float = 60.0) -> None:
+        self._client = client
+        self._ttl_s = ttl_s
+        self._entries: dict[str, tuple[float, frozenset[str]]] = {}
+        self._lock = threading.Lock()
+
+    def channels_of(self, user_id: str) -> frozenset[str]:
+        now = time.monotonic()
+        with self._lock:
+            cached = self._entries.get(user_id)
+            if cached and now - cached[0] < self._ttl_s:
+                return cached[1]
+        channels: set[str] = set()
+        cursor = None
+        while True:
+            response = self._client.users_conversations(
+                user=user_id, types=_CHANNEL_TYPES, exclude_archived=True, limit=200, cursor=cursor
+            )
+            channels.update(c["id"] for c in response.get("channels", []))
+            cursor = (response.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                break
+        result = frozenset(channels)
+        with self._lock:
+            self._entries[user_id] = (now, result)
+        return result
+
+    def invalidate(self, user_id: str | None = None) -> None:
+        with self._lock:
+            if user_id is None:
+                self._entries.clear()
+            else:
+                self._entries.pop(user_id, None)
+
+
+def scope_for(membership: MembershipCache, *, user_id: str, channel_id: str, is_direct_message: bool) -> list[str]:
+    """The visibility groups a search started by ``user_id`` in ``channel_id`` may return."""
+    if is_direct_message:
+        return sorted(membership.channels_of(user_id) | {PUBLIC})
+    return sorted({channel_id, PUBLIC})

@@ -1,0 +1,90 @@
+"""Assembling the bolt ``App``: the Web API client (with 429 retries), the engine, the listeners."""
+
+from __future__ import annotations
+
+import logging
+
+from slack_bolt import App
+from slack_sdk import WebClient
+from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
+
+from agent.engine import ConversationEngine
+from chatir.errors import ChatIRError
+from chatir.settings import Settings
+from frontends.slack.access import MembershipCache
+from frontends.slack.conversation import SlackConversations
+from frontends.slack.images import SlackImagePublisher
+from frontends.slack.indexing import SlackIndexer
+from frontends.slack.listeners import register_all
+from frontends.slack.listeners.deps import SlackDeps
+from tools.client import RetrieverClient
+
+logger = logging.getLogger(__name__)
+
+
+def web_client(settings: Settings) -> WebClient:
+    """A Web API client that waits out 429s (``Retry-After``) and retries dropped connections."""
+    if settings.slack_bot_token is None:
+        raise ChatIRError("SLACK_BOT_TOKEN is not set: create the app from deploy/slack/manifest.yaml, install it "
+                          "to your workspace and export its Bot User OAuth Token (xoxb-...).")
+    client = WebClient(token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url)
+    client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=3))
+    client.retry_handlers.append(ConnectionErrorRetryHandler(max_retry_count=2))
+    return client
+
+
+def create_slack_app(
+    settings: Settings,
+    *,
+    engine: ConversationEngine | None = None,
+    retriever: RetrieverClient | None = None,
+    client: WebClient | None = None,
+    membership_ttl_s: float = 60.0,
+) -> App:
+    """The bolt app. ``engine`` defaults to the product engine built from ``settings``."""
+    client = client or web_client(settings)
+    if settings.slack_signing_secret is None and settings.slack_app_token is None:
+        raise ChatIRError("Set SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP mode).")
+    retriever = retriever or RetrieverClient.from_settings(settings)
+    if engine is None:
+        from agent.factory import build_engine
+
+        engine = build_engine(settings)
+    secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
+    app = App(client=client, signing_secret=secret, request_verification_enabled=secret is not None,
+              name="chatir")
+    publisher = SlackImagePublisher(client, retriever, settings.home / "slack" / "thumbnails.json")
+    conversations = SlackConversations(engine, publisher, MembershipCache(client, membership_ttl_s),
+                                       top_k=settings.top_k)
+    indexer = SlackIndexer(client, retriever, client.token or "")
+    register_all(app, SlackDeps(conversations=conversations, indexer=indexer))
+    return app
+
+
+def serve_http(app: App, host: str, port: int) -> None:
+    """HTTP mode: Slack posts events to ``/slack/events`` (signatures verified by bolt)."""
+    import uvicorn
+    from fastapi import FastAPI, Request
+    from slack_bolt.adapter.fastapi import SlackRequestHandler
+
+    handler = SlackRequestHandler(app)
+    api = FastAPI(title="chatir-slack")
+
+    @api.post("/slack/events")
+    async def events(request: Request):
+        return await handler.handle(request)
+
+    @api.get("/healthz")
+    async def healthz():
+        return {"ok": True}
+
+    uvicorn.run(api, host=host, port=port)
+
+
+def serve_socket_mode(app: App, settings: Settings) -> None:
+    """Socket Mode: no public URL needed; the app opens a WebSocket to Slack."""
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    if settings.slack_app_token is None:
+        raise ChatIRError("Socket Mode needs SLACK_APP_TOKEN (an app-level token, xapp-..., with connections:write).")
+    SocketModeHandler(app, settings.slack_app_token.get_secret_value()).start()

@@ -1,0 +1,79 @@
+"""Block Kit messages of a turn: the top matches with "This one", the question, "None of these" / "Start over"."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agent.engine import TurnResult
+from retriever_service.schemas import Hit
+
+THIS_ONE = "chatir_this_one"
+NONE_OF_THESE = "chatir_none_of_these"
+START_OVER = "chatir_start_over"
+MAX_TITLE = 150
+
+
+def _plain(text: str) -> dict[str, Any]:
+    return {"type": "plain_text", "text": text[:MAX_TITLE] or " ", "emoji": False}
+
+
+def _label(hit: Hit, rank: int) -> str:
+    name = hit.text or hit.uri.rsplit("/", 1)[-1]
+    return f"{rank}. {name}"
+
+
+def searching_blocks(text: str = "Searching…") -> list[dict[str, Any]]:
+    return [{"type": "context", "elements": [{"type": "mrkdwn", "text": f":mag: {text}"}]}]
+
+
+def turn_blocks(result: TurnResult, slack_file_ids: dict[str, str]) -> list[dict[str, Any]]:
+    """The message of a turn. ``slack_file_ids`` maps hit ids to uploaded Slack files (thumbnails)."""
+    blocks: list[dict[str, Any]] = []
+    if result.message:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": result.message}})
+    if result.state == "found" and result.chosen is not None:
+        return blocks + found_blocks(result.chosen)
+    if result.hits:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*Top matches* (round {result.round}):"}})
+    for rank, hit in enumerate(result.hits, start=1):
+        file_id = slack_file_ids.get(hit.id)
+        if file_id:
+            blocks.append({"type": "image", "slack_file": {"id": file_id}, "alt_text": _label(hit, rank)[:2000],
+                           "title": _plain(_label(hit, rank))})
+        blocks.append({
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": f"*{_label(hit, rank)}*  ·  score {hit.score:.3f}"},
+            "accessory": {"type": "button", "text": _plain("This one"), "action_id": f"{THIS_ONE}_{rank}",
+                          "value": hit.id},
+        })
+    if result.question:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f":speech_balloon: *{result.question}*\n"
+                                                   "_Reply in this thread to answer._"}})
+    elif result.state in ("showing", "gave_up") and result.hits:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "Is it one of these? Pick it, or "
+                                                   "reply with more detail."}})
+    elements = []
+    if result.hits:
+        elements.append({"type": "button", "text": _plain("None of these"), "action_id": NONE_OF_THESE,
+                         "value": "none"})
+    elements.append({"type": "button", "text": _plain("Start over"), "action_id": START_OVER, "value": "restart"})
+    blocks.append({"type": "actions", "elements": elements})
+    return blocks
+
+
+def found_blocks(hit: Hit) -> list[dict[str, Any]]:
+    where = hit.source or hit.uri
+    return [{"type": "section", "text": {"type": "mrkdwn", "text": f":white_check_mark: Found it: *{hit.text or hit.id}*"
+                                         f"\nWhere it lives: `{where}`\nLocation: `{hit.uri}`"}}]
+
+
+def fallback_text(result: TurnResult) -> str:
+    """The plain-text version (notifications, screen readers)."""
+    if result.state == "found" and result.chosen is not None:
+        return f"Found it: {result.chosen.text or result.chosen.id}"
+    parts = [result.message or ""]
+    if result.hits:
+        parts.append(f"{len(result.hits)} matches")
+    if result.question:
+        parts.append(result.question)
+    return " — ".join(p for p in parts if p) or "ChatIR"

@@ -1,0 +1,119 @@
+"""One Slack turn: show "Searching…" in the thread, run the engine, update that message in place.
+
+Conversation ids are ``slack:<team>:<channel>:<thread>`` so a conversation lives in exactly one thread
+(or one direct-message channel) and survives a restart of the bot (the engine's state is durable).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from slack_sdk import WebClient
+
+from agent.engine import ConversationEngine, TurnResult
+from chatir.errors import ChatIRError, ServiceUnavailableError
+from frontends.slack.access import MembershipCache, scope_for
+from frontends.slack.blocks import fallback_text, found_blocks, searching_blocks, turn_blocks
+from frontends.slack.images import SlackImagePublisher
+from retriever_service.schemas import SearchFilter
+
+logger = logging.getLogger(__name__)
+
+UNAVAILABLE = ("The image search is unavailable right now, so I couldn't use that message. "
+               "Please send it again in a minute — nothing else was lost.")
+FAILED = "Something went wrong with that turn; please try again."
+_MENTION = re.compile(r"<@[A-Z0-9]+>")
+
+
+def strip_mentions(text: str) -> str:
+    return _MENTION.sub(" ", text or "").strip()
+
+
+def is_direct_message(channel_id: str) -> bool:
+    return channel_id.startswith("D")
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a conversation lives: its channel and thread (``thread_ts`` None = top level of a DM)."""
+
+    team: str
+    channel: str
+    thread_ts: str | None
+
+    @property
+    def conversation_id(self) -> str:
+        return f"slack:{self.team}:{self.channel}:{self.thread_ts or 'dm'}"
+
+
+class SlackConversations:
+    """Runs engine turns for Slack places and renders them as thread messages."""
+
+    def __init__(self, engine: ConversationEngine, publisher: SlackImagePublisher, membership: MembershipCache,
+                 top_k: int = 5) -> None:
+        self.engine = engine
+        self.publisher = publisher
+        self.membership = membership
+        self.top_k = top_k
+
+    def scope(self, *, user_id: str, channel_id: str) -> SearchFilter:
+        groups = scope_for(self.membership, user_id=user_id, channel_id=channel_id,
+                           is_direct_message=is_direct_message(channel_id))
+        return SearchFilter(allowed=groups)
+
+    def exists(self, place: Place) -> bool:
+        return self.engine.get(place.conversation_id) is not None
+
+    # --- turns ------------------------------------------------------------------------------------
+    def message(self, client: WebClient, place: Place, *, user_id: str, text: str) -> None:
+        """A description or an answer typed by ``user_id``; the scope is fixed when the search starts."""
+        scope = None if self.exists(place) else self.scope(user_id=user_id, channel_id=place.channel)
+        self._turn(client, place, lambda: self.engine.handle(place.conversation_id, text, scope))
+
+    def start(self, client: WebClient, place: Place, *, user_id: str, text: str) -> None:
+        scope = self.scope(user_id=user_id, channel_id=place.channel)
+        self._turn(client, place, lambda: self.engine.start(place.conversation_id, text, scope))
+
+    def none_of_these(self, client: WebClient, place: Place) -> None:
+        self._turn(client, place, lambda: self.engine.reject_all(place.conversation_id))
+
+    def start_over(self, client: WebClient, place: Place) -> None:
+        self._turn(client, place, lambda: self.engine.restart(place.conversation_id))
+
+    def this_one(self, client: WebClient, place: Place, image_id: str) -> None:
+        result = self._turn(client, place, lambda: self.engine.choose(place.conversation_id, image_id))
+        if result is not None and result.chosen is not None:
+            hit = result.chosen
+            try:
+                self.publisher.post_original(image_id=hit.id, title=hit.text or hit.id, where=hit.source or hit.uri,
+                                             channel=place.channel, thread_ts=place.thread_ts or "")
+            except Exception as error:
+                logger.warning("could not post the original of %s: %s", hit.id, error)
+
+    def _turn(self, client: WebClient, place: Place, run: Callable[[], TurnResult]) -> TurnResult | None:
+        status = client.chat_postMessage(channel=place.channel, thread_ts=place.thread_ts, text="Searching…",
+                                         blocks=searching_blocks())
+        status_ts = status["ts"]
+        try:
+            result = run()
+        except ServiceUnavailableError as error:
+            logger.warning("retriever unavailable: %s", error)
+            client.chat_update(channel=place.channel, ts=status_ts, text=UNAVAILABLE, blocks=[])
+            return None
+        except ChatIRError as error:
+            client.chat_update(channel=place.channel, ts=status_ts, text=str(error), blocks=[])
+            return None
+        except Exception:
+            logger.exception("turn failed in %s", place.conversation_id)
+            client.chat_update(channel=place.channel, ts=status_ts, text=FAILED, blocks=[])
+            return None
+        if result.state == "found" and result.chosen is not None:
+            blocks = found_blocks(result.chosen)
+        else:
+            shown = result.model_copy(update={"hits": result.hits[: self.top_k]})
+            blocks = turn_blocks(shown, self.publisher.thumbnail_file_ids([h.id for h in shown.hits]))
+        client.chat_update(channel=place.channel, ts=status_ts, text=fallback_text(result), blocks=blocks)
+        return result

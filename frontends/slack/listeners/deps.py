@@ -1,0 +1,19 @@
+"""What the listeners need, bundled so each listener module stays small."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from frontends.slack.conversation import SlackConversations
+from frontends.slack.indexing import SlackIndexer
+
+
+@dataclass
+class SlackDeps:
+    conversations: SlackConversations
+    indexer: SlackIndexer
+    index_shared_files: bool = True
+
+
+def just_ack(ack) -> None:
+    ack()

@@ -1,0 +1,26 @@
+"""``file_shared``: images shared in channels the bot is in are indexed as they arrive."""
+
+from __future__ import annotations
+
+import logging
+
+from slack_bolt import App
+
+from frontends.slack.listeners.deps import SlackDeps, just_ack
+
+logger = logging.getLogger(__name__)
+
+
+def register(app: App, deps: SlackDeps) -> None:
+    def index_file(event: dict) -> None:
+        if not deps.index_shared_files:
+            return
+        channel = event.get("channel_id")
+        if not channel:
+            return
+        try:
+            deps.indexer.index_shared_file(event["file_id"], channel)
+        except Exception as error:  # a bad file must never take the bot down
+            logger.warning("could not index shared file %s: %s", event.get("file_id"), error)
+
+    app.event("file_shared")(ack=just_ack, lazy=[index_file])

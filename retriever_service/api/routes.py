@@ -1,0 +1,194 @@
+"""The endpoints: thin async wrappers that run :class:`RetrieverService` calls in the thread pool."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Security
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from retriever_service.api.security import bearer_scheme
+from retriever_service.api.state import get_service
+from retriever_service.schemas import (
+    PUBLIC,
+    DeleteResponse,
+    EncodeRequest,
+    EncodeResponse,
+    ErrorResponse,
+    HealthResponse,
+    IndexJob,
+    IndexRequest,
+    ReadyResponse,
+    SearchRequest,
+    SearchResponse,
+)
+from retriever_service.service import UPLOAD_SOURCE, RetrieverService, store_fingerprint
+
+Service = Annotated[RetrieverService, Depends(get_service)]
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse, "description": text}
+    for code, text in {
+        401: "Missing or wrong bearer token (only when the service sets CHATIR_API_KEY).",
+        413: "Request body too large.",
+        422: "Invalid request; `error` names the field (e.g. dialog.caption).",
+        503: "Model not loaded yet or vector store unreachable.",
+    }.items()
+}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse, "description": "No such image or job."}}
+
+health = APIRouter(tags=["health"])
+v1 = APIRouter(prefix="/v1", dependencies=[Security(bearer_scheme)], responses=_ERRORS)
+
+
+@health.get("/healthz", response_model=HealthResponse, summary="The process is alive")
+async def healthz(request: Request) -> HealthResponse:
+    return HealthResponse(store_id=store_fingerprint(request.app.state.settings))
+
+
+@health.get(
+    "/readyz",
+    response_model=ReadyResponse,
+    summary="Model loaded and index reachable (503 otherwise)",
+    responses={503: _ERRORS[503]},
+)
+async def readyz(service: Service) -> ReadyResponse:
+    images = await run_in_threadpool(service.count)
+    return ReadyResponse(model=service.model_id, images=images, store_id=store_fingerprint(service.settings))
+
+
+@v1.post("/search", response_model=SearchResponse, summary="Top-k images for a dialog")
+async def search(body: SearchRequest, service: Service) -> SearchResponse:
+    """Encodes the dialog and returns the best images, best first. `filter` and `exclude_ids` are applied
+    inside the vector query. `thumbnail_url` of each hit is relative to the service's base URL."""
+    return await run_in_threadpool(service.search, body)
+
+
+@v1.post("/encode", response_model=EncodeResponse, summary="Embed a dialog")
+async def encode(body: EncodeRequest, service: Service) -> EncodeResponse:
+    """The dialog's L2-normalised embedding in the image space, and the text actually encoded."""
+    return await run_in_threadpool(service.encode, body.dialog)
+
+
+_UPLOAD_FORM = {
+    "type": "object",
+    "required": ["files"],
+    "properties": {
+        "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+        "source": {"type": "string", "default": UPLOAD_SOURCE},
+        "allowed": {"type": "array", "items": {"type": "string"}, "default": [PUBLIC]},
+        "tags": {"type": "array", "items": {"type": "string"}},
+        "owner": {"type": "string"},
+    },
+}
+
+
+@v1.post(
+    "/index",
+    response_model=IndexJob,
+    status_code=202,
+    summary="Index files (paths on the service's machine, or uploads)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": IndexRequest.model_json_schema()},
+                "multipart/form-data": {"schema": _UPLOAD_FORM},
+            },
+        }
+    },
+)
+async def index(request: Request, service: Service) -> JSONResponse:
+    """Starts an indexing job in the background and returns it (poll `GET /v1/index/jobs/{id}`).
+
+    JSON: `paths` (files or folders the service can read, recursive). Multipart: one or more `files`,
+    stored under `CHATIR_HOME/uploads` (at most `CHATIR_MAX_UPLOAD_MB` in all)."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        body = await _uploaded_index_request(request, service)
+    else:
+        body = _parse(IndexRequest, await request.body())
+    job = await run_in_threadpool(service.submit_index, body)
+    return JSONResponse(job.model_dump(mode="json"), status_code=202)
+
+
+@v1.get("/index/jobs/{job_id}", response_model=IndexJob, responses=_NOT_FOUND, summary="Progress of a job")
+async def index_job(job_id: str, service: Service) -> IndexJob:
+    return service.job(job_id)
+
+
+@v1.get(
+    "/images/{image_id}",
+    response_class=FileResponse,
+    responses={**_NOT_FOUND, 200: {"content": {"image/*": {}}, "description": "The original file."}},
+    summary="The original image file",
+)
+async def image(image_id: str, service: Service) -> FileResponse:
+    path, mime = await run_in_threadpool(service.image_file, image_id)
+    return FileResponse(path, media_type=mime, headers={"Cache-Control": "private, max-age=3600"})
+
+
+@v1.get(
+    "/images/{image_id}/thumbnail",
+    response_class=FileResponse,
+    responses={**_NOT_FOUND, 200: {"content": {"image/jpeg": {}}, "description": "JPEG thumbnail."}},
+    summary="JPEG thumbnail (longest side `size`, default CHATIR_THUMBNAIL_SIZE; never enlarged)",
+)
+async def thumbnail(
+    image_id: str, service: Service, size: Annotated[int | None, Query(ge=16, le=2048)] = None
+) -> FileResponse:
+    path = await run_in_threadpool(service.thumbnail, image_id, size)
+    # ids are content hashes: a thumbnail for (id, size) never changes
+    return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
+
+
+@v1.delete("/images/{image_id}", response_model=DeleteResponse, responses=_NOT_FOUND, summary="Remove an image")
+async def delete_image(image_id: str, service: Service) -> DeleteResponse:
+    """Removes the image from the index (files in your folders are left alone; uploads are deleted)."""
+    await run_in_threadpool(service.delete, image_id)
+    return DeleteResponse(id=image_id)
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+def _parse(model: type[IndexRequest], raw: bytes) -> IndexRequest:
+    try:
+        return model.model_validate_json(raw or b"null")
+    except ValidationError as error:
+        raise RequestValidationError(_in_body(error)) from None
+
+
+def _in_body(error: ValidationError) -> list[dict[str, Any]]:
+    errors = error.errors(include_url=False, include_context=False)
+    return [{**e, "loc": ("body", *e["loc"])} for e in errors]
+
+
+async def _uploaded_index_request(request: Request, service: RetrieverService) -> IndexRequest:
+    async with request.form(max_files=1000, max_fields=200) as form:
+        uploads = [f for key in ("files", "file") for f in form.getlist(key) if isinstance(f, UploadFile)]
+        if not uploads:
+            raise RequestValidationError(
+                [{"loc": ("body", "files"), "msg": "no files uploaded (multipart field 'files')", "type": "missing"}]
+            )
+        paths = []
+        for upload in uploads:
+            path, _ = await run_in_threadpool(service.save_upload, upload.filename, upload.file)
+            paths.append(str(path))
+        fields = {
+            "paths": paths,
+            "source": _text(form.get("source")) or UPLOAD_SOURCE,
+            "allowed": [_text(v) for v in form.getlist("allowed")] or [PUBLIC],
+            "tags": [_text(v) for v in form.getlist("tags")],
+            "owner": _text(form.get("owner")),
+        }
+    try:
+        return IndexRequest.model_validate(fields)
+    except ValidationError as error:
+        raise RequestValidationError(_in_body(error)) from None
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None

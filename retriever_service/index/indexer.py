@@ -1,0 +1,368 @@
+"""``index_paths``: walk folders, embed new images, keep the index in step with the files.
+
+* recursive and batched; files are hashed and decoded in a thread pool while the model embeds the
+  previous batch;
+* incremental: a file whose (path, size, mtime) is already indexed is neither read nor embedded;
+* content-addressed: an exact duplicate is stored once, with every location;
+* ``prune``: files that vanished from the walked folders are forgotten (an image goes with its last copy);
+* never aborts on a bad file: corrupt, unreadable and non-image files are listed with a reason;
+* each batch is written as soon as it is embedded, so Ctrl-C loses nothing already indexed and the next
+  run carries on where this one stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from retriever_service.index.records import ImageRecord, file_content_id, text_from_filename
+from retriever_service.schemas import PUBLIC
+
+log = logging.getLogger(__name__)
+
+DECODE_MAX_SIDE = 768
+"""Images are decoded at most this large (JPEG draft mode): models look at 224-384 px."""
+
+
+class SkippedFile(BaseModel):
+    path: str
+    reason: str
+
+
+class IndexReport(BaseModel):
+    """What an indexing run did."""
+
+    added: int = Field(0, description="New images embedded and stored.")
+    unchanged: int = Field(0, description="Files already indexed (not read again).")
+    duplicates: int = Field(
+        0, description="New copies of images already indexed (stored as extra locations)."
+    )
+    pruned: int = Field(0, description="Vanished files forgotten (with --prune).")
+    skipped: list[SkippedFile] = Field(default_factory=list, description="Files that could not be indexed.")
+
+    @property
+    def seen(self) -> int:
+        return self.added + self.unchanged + self.duplicates + len(self.skipped)
+
+
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass
+class _Candidate:
+    path: Path
+    key: str  # the location string stored in the index
+    root: Path
+    size: int
+    mtime: float
+
+
+@dataclass
+class _Prepared:
+    candidate: _Candidate
+    image_id: str | None = None
+    decoded: Any = None  # retriever_service.models.DecodedImage
+    reason: str | None = None  # set when the file is skipped
+
+
+def index_paths(
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    model: Any,
+    index: Any,
+    source: str | None = None,
+    allowed: Sequence[str] = (PUBLIC,),
+    tags: Sequence[str] = (),
+    owner: str | None = None,
+    text: str | None = None,
+    prune: bool = False,
+    progress: bool | ProgressCallback = True,
+    batch_size: int | None = None,
+    workers: int | None = None,
+) -> IndexReport:
+    """Index the image files under ``paths`` (files or folders, recursively) into ``index``.
+
+    ``model``: a :class:`~retriever_service.models.RetrievalModel` (``encode_images``); ``index``: an
+    :class:`~retriever_service.index.ImageIndex`. ``source`` defaults to the folder given on the command
+    line; ``text`` to the file name. ``progress``: a tqdm bar (True), nothing (False) or a callback
+    ``(done, total)``. A ``KeyboardInterrupt`` propagates after the batches already embedded are stored.
+    """
+    report = IndexReport()
+    batch_size = int(batch_size or getattr(model, "batch_size", None) or 32)
+    workers = workers or min(4, os.cpu_count() or 1)
+    allowed, tags = list(dict.fromkeys(allowed)), list(dict.fromkeys(tags))
+
+    roots = [Path(p).expanduser() for p in paths]
+    known = index.file_index()  # location -> FileEntry(id, size, mtime)
+    known_ids = {entry.id for entry in known.values()}
+    candidates: list[_Candidate] = []
+    for root in roots:
+        if not root.exists():
+            report.skipped.append(SkippedFile(path=str(root), reason="not found"))
+            continue
+        candidates.extend(_walk(root.resolve(), report))
+    candidates = list({c.key: c for c in candidates}.values())  # overlapping roots: each file once
+
+    todo: list[_Candidate] = []
+    for candidate in candidates:
+        entry = known.get(candidate.key)
+        if entry is not None and entry.size == candidate.size and entry.mtime == candidate.mtime:
+            report.unchanged += 1
+        else:
+            todo.append(candidate)
+
+    bar, tick = _progress(progress, total=len(candidates), initial=report.unchanged)
+    writer = _BatchWriter(
+        model=model,
+        index=index,
+        report=report,
+        known=known,
+        known_ids=known_ids,
+        source=source,
+        allowed=allowed,
+        tags=tags,
+        owner=owner,
+        text=text,
+    )
+    try:
+        for prepared in _prepare_all(todo, known_ids, workers=workers, window=2 * batch_size):
+            writer.add(prepared)
+            if len(writer.pending) >= batch_size:
+                writer.flush()
+            tick(1)
+        writer.flush()
+    finally:
+        if bar is not None:
+            bar.close()
+
+    if prune:
+        report.pruned = _prune(index, known, roots, seen={c.key for c in candidates})
+    if report.added:
+        index.optimize()
+    return report
+
+
+# --- walking -----------------------------------------------------------------------------------------
+def _walk(root: Path, report: IndexReport) -> Iterator[_Candidate]:
+    """Files under ``root`` (hidden files and folders skipped), in a stable order."""
+    if root.is_file():
+        yield from _candidate(root, root.parent, report)
+        return
+    for folder, dirs, files in os.walk(root, onerror=lambda e: _walk_error(e, report)):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if not name.startswith("."):
+                yield from _candidate(Path(folder) / name, root, report)
+
+
+def _walk_error(error: OSError, report: IndexReport) -> None:
+    report.skipped.append(
+        SkippedFile(path=str(error.filename), reason=f"cannot list folder: {error.strerror}")
+    )
+
+
+def _candidate(path: Path, root: Path, report: IndexReport) -> Iterator[_Candidate]:
+    try:
+        stat = path.stat()
+    except OSError as error:
+        report.skipped.append(SkippedFile(path=str(path), reason=f"cannot read: {error.strerror or error}"))
+        return
+    if not path.is_file():
+        return  # sockets, fifos, broken links
+    yield _Candidate(path=path, key=str(path), root=root, size=stat.st_size, mtime=stat.st_mtime)
+
+
+# --- hashing + decoding in a thread pool ---------------------------------------------------------------
+def _prepare(candidate: _Candidate, known_ids: set[str]) -> _Prepared:
+    from retriever_service.models import DecodedImage, load_image
+
+    try:
+        image_id = file_content_id(candidate.path)
+    except OSError as error:
+        return _Prepared(candidate, reason=f"cannot read: {error.strerror or error}")
+    if image_id in known_ids:  # a copy of an indexed image: no need to decode it
+        return _Prepared(candidate, image_id=image_id)
+    decoded = load_image(candidate.path, max_side=DECODE_MAX_SIDE)
+    if not isinstance(decoded, DecodedImage):
+        return _Prepared(candidate, image_id=image_id, reason=decoded.reason)
+    return _Prepared(candidate, image_id=image_id, decoded=decoded)
+
+
+def _prepare_all(
+    candidates: Sequence[_Candidate], known_ids: set[str], *, workers: int, window: int
+) -> Iterator[_Prepared]:
+    """Results in input order, at most ``window`` files in flight; closing the generator cancels the rest."""
+    pending: deque[Future[_Prepared]] = deque()
+    source = iter(candidates)
+    executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chatir-index")
+    try:
+        while True:
+            while len(pending) < window:
+                candidate = next(source, None)
+                if candidate is None:
+                    break
+                pending.append(executor.submit(_prepare, candidate, known_ids))
+            if not pending:
+                return
+            yield pending.popleft().result()
+    finally:
+        executor.shutdown(wait=False, cancel_futures=True)
+
+
+# --- writing -------------------------------------------------------------------------------------------
+class _BatchWriter:
+    """Turns prepared files into index writes: new images wait in ``pending`` for one model call."""
+
+    def __init__(
+        self,
+        *,
+        model: Any,
+        index: Any,
+        report: IndexReport,
+        known: dict[str, Any],
+        known_ids: set[str],
+        source: str | None,
+        allowed: list[str],
+        tags: list[str],
+        owner: str | None,
+        text: str | None,
+    ) -> None:
+        self.model, self.index, self.report = model, index, report
+        self.known, self.known_ids = known, known_ids
+        self.source, self.allowed, self.tags, self.owner, self.text = source, allowed, tags, owner, text
+        self.pending: list[tuple[ImageRecord, Any]] = []
+        self._pending_by_id: dict[str, ImageRecord] = {}
+
+    def add(self, prepared: _Prepared) -> None:
+        candidate = prepared.candidate
+        old = self.known.get(candidate.key)
+        if prepared.reason is not None and prepared.image_id is None:
+            self._skip(candidate, prepared.reason)
+            return
+        image_id = prepared.image_id
+        assert image_id is not None
+        if old is not None and old.id != image_id:  # the file at this path changed: forget the old content
+            self.index.remove_locations(old.id, [candidate.key])
+        if old is not None and old.id == image_id:  # touched, same bytes
+            self.index.add_location(
+                image_id, candidate.key, mtime=candidate.mtime, allowed=self.allowed, tags=self.tags
+            )
+            self.report.unchanged += 1
+        elif image_id in self._pending_by_id:  # a copy of an image in the batch being embedded
+            record = self._pending_by_id[image_id]
+            if candidate.key not in record.locations:
+                record.locations.append(candidate.key)
+            record.location_mtimes[candidate.key] = candidate.mtime
+            self.report.duplicates += 1
+        elif image_id in self.known_ids:  # a copy of an image already stored
+            self.index.add_location(
+                image_id, candidate.key, mtime=candidate.mtime, allowed=self.allowed, tags=self.tags
+            )
+            self.report.duplicates += 1
+        elif prepared.reason is not None:
+            self._skip(candidate, prepared.reason)
+        else:
+            record = self._record(candidate, image_id, prepared.decoded)
+            self.pending.append((record, prepared.decoded.image))
+            self._pending_by_id[image_id] = record
+
+    def flush(self) -> None:
+        """Embed the pending images and store them (one model call, one index write)."""
+        if not self.pending:
+            return
+        records, vectors = self._embed([r for r, _ in self.pending], [image for _, image in self.pending])
+        if records:
+            self.index.upsert(records, vectors)
+            self.known_ids.update(r.id for r in records)
+            self.report.added += len(records)
+        self.pending.clear()
+        self._pending_by_id.clear()
+
+    def _embed(self, records: list[ImageRecord], images: list[Any]) -> tuple[list[ImageRecord], np.ndarray]:
+        try:
+            return records, np.asarray(self.model.encode_images(images), dtype=np.float32)
+        except Exception as error:  # noqa: BLE001 -- find the culprit image, keep the others
+            log.warning("embedding a batch failed (%s); retrying image by image", error)
+        kept, vectors = [], []
+        for record, image in zip(records, images, strict=True):
+            try:
+                vectors.append(np.asarray(self.model.encode_images([image]), dtype=np.float32)[0])
+                kept.append(record)
+            except Exception as error:  # noqa: BLE001
+                for location in record.locations:
+                    self._skip_path(location, f"the model cannot embed it: {type(error).__name__}: {error}")
+        return kept, np.stack(vectors) if vectors else np.zeros((0, 0), dtype=np.float32)
+
+    def _record(self, candidate: _Candidate, image_id: str, decoded: Any) -> ImageRecord:
+        return ImageRecord(
+            id=image_id,
+            uri=candidate.key,
+            locations=[candidate.key],
+            mime=decoded.mime,
+            width=decoded.width,
+            height=decoded.height,
+            source=self.source or str(candidate.root),
+            allowed=list(self.allowed),
+            owner=self.owner,
+            tags=list(self.tags),
+            text=self.text if self.text is not None else text_from_filename(candidate.path),
+            file_size=candidate.size,
+            file_mtime=candidate.mtime,
+            location_mtimes={candidate.key: candidate.mtime},
+        )
+
+    def _skip(self, candidate: _Candidate, reason: str) -> None:
+        self._skip_path(candidate.key, reason)
+
+    def _skip_path(self, path: str, reason: str) -> None:
+        self.report.skipped.append(SkippedFile(path=path, reason=reason))
+
+
+# --- pruning -------------------------------------------------------------------------------------------
+def _prune(index: Any, known: dict[str, Any], roots: Sequence[Path], seen: set[str]) -> int:
+    """Forget indexed files under the walked roots that are gone. A root that does not exist prunes
+    nothing (an unmounted disk must not empty the index)."""
+    live_roots = [root.resolve() for root in roots if root.exists()]
+    gone_by_id: dict[str, list[str]] = {}
+    for location, entry in known.items():
+        if location in seen:
+            continue
+        path = Path(location)
+        if not any(path == root or path.is_relative_to(root) for root in live_roots):
+            continue
+        if not path.exists():
+            gone_by_id.setdefault(entry.id, []).append(location)
+    for image_id, locations in gone_by_id.items():
+        index.remove_locations(image_id, locations)
+    return sum(len(v) for v in gone_by_id.values())
+
+
+# --- progress ------------------------------------------------------------------------------------------
+def _progress(
+    progress: bool | ProgressCallback, *, total: int, initial: int
+) -> tuple[Any, Callable[[int], None]]:
+    if callable(progress):
+        done = [initial]
+        progress(initial, total)
+
+        def tick(n: int) -> None:
+            done[0] += n
+            progress(done[0], total)
+
+        return None, tick
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, initial=initial, desc="indexing", unit="file", disable=not progress)
+    return bar, bar.update
+
+
+__all__ = ["IndexReport", "SkippedFile", "index_paths"]

@@ -1,0 +1,468 @@
+"""The image index: image records and their embeddings in a Qdrant collection.
+
+One code path for both deployments; only the client differs:
+
+* ``QDRANT_URL`` set: a Qdrant server (``QDRANT_API_KEY`` if given), searched with ``query_points``
+  (HNSW + keyword payload indexes on the filter fields);
+* otherwise the embedded store under ``CHATIR_HOME`` (``settings.qdrant_path``), which stays the source
+  of truth, searched through a Qdrant Edge mirror (:mod:`retriever_service.index.edge`) kept in sync on
+  every write, because qdrant-client's embedded mode scores every point in Python.
+
+The collection records the model id and vector size it was built with (collection metadata); opening it
+for another model raises :class:`IndexMismatchError`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple, Self
+
+import numpy as np
+
+from chatir.errors import IndexMismatchError, ServiceUnavailableError
+from chatir.settings import Settings
+from retriever_service.index.filters import Scope
+from retriever_service.index.records import FILTER_FIELDS, ImageRecord, is_image_id, point_id
+from retriever_service.schemas import SearchFilter
+
+log = logging.getLogger(__name__)
+
+META_MODEL = "chatir_model_id"
+META_DIM = "chatir_dim"
+META_SIDECAR_SUFFIX = "__meta"
+"""Fallback for servers that drop collection metadata: a one-point collection ``<name>__meta``."""
+
+_UPSERT_CHUNK = 256
+_LOCAL_PAGE = 10_000  # the embedded store sorts all ids on every scroll call: few large pages
+_SERVER_PAGE = 1_000
+
+
+class FileEntry(NamedTuple):
+    """What the indexer needs to know about a file already in the index."""
+
+    id: str
+    size: int | None
+    mtime: float | None
+
+
+class ImageIndex:
+    """Image records + embeddings in Qdrant, refusing embeddings of another model.
+
+    ``fast`` (embedded mode only): search through the Qdrant Edge mirror (default: yes when
+    qdrant-edge-py is installed). ``progress``: show a progress bar when the mirror is (re)built.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        model_id: str,
+        dim: int,
+        *,
+        fast: bool | None = None,
+        progress: bool = True,
+    ) -> None:
+        if dim < 1:
+            raise ValueError(f"vector size must be positive, got {dim}")
+        self.settings = settings
+        self.model_id = str(model_id)
+        self.dim = int(dim)
+        self.collection = settings.collection
+        self.server = bool(settings.qdrant_url)
+        self._fast: Any = None
+        self.client = self._connect(settings)
+        try:
+            self._ensure_collection()
+            if not self.server and fast is not False:
+                self._fast = self._open_mirror(required=fast is True, progress=progress)
+        except BaseException:
+            self.client.close()
+            raise
+
+    # --- opening ---------------------------------------------------------------------------------
+    @staticmethod
+    def _connect(settings: Settings) -> Any:
+        from qdrant_client import QdrantClient
+
+        if settings.qdrant_url:
+            api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+            return QdrantClient(
+                url=settings.qdrant_url, api_key=api_key, timeout=int(settings.service_timeout_s)
+            )
+        path = Path(settings.qdrant_path).expanduser()
+        path.mkdir(parents=True, exist_ok=True)
+        return QdrantClient(path=str(path))
+
+    @property
+    def where(self) -> str:
+        """The store, for people."""
+        if self.server:
+            return f"Qdrant server at {self.settings.qdrant_url}"
+        return f"embedded store at {self.settings.qdrant_path}"
+
+    @property
+    def backend(self) -> str:
+        """``qdrant-server``, ``embedded+edge`` or ``embedded`` (qdrant-client's local search)."""
+        return "qdrant-server" if self.server else ("embedded+edge" if self._fast is not None else "embedded")
+
+    def _ensure_collection(self) -> None:
+        from qdrant_client import models
+
+        try:
+            exists = self.client.collection_exists(self.collection)
+        except Exception as error:
+            if self.server:
+                raise ServiceUnavailableError(f"Cannot reach the {self.where}: {error}") from error
+            raise
+        if not exists:
+            self.client.create_collection(
+                self.collection,
+                vectors_config=models.VectorParams(size=self.dim, distance=models.Distance.COSINE),
+                metadata={META_MODEL: self.model_id, META_DIM: self.dim},
+            )
+            if self._recorded_model() is None:  # an older server that ignores metadata
+                self._write_sidecar()
+            log.info(
+                "created collection %r in the %s for %s (%d-d)",
+                self.collection,
+                self.where,
+                self.model_id,
+                self.dim,
+            )
+        self._check_model()
+        if self.server:
+            self._ensure_payload_indexes()
+
+    def _recorded_model(self) -> tuple[str, int] | None:
+        info = self.client.get_collection(self.collection)
+        metadata = getattr(info.config, "metadata", None) or {}
+        if META_MODEL in metadata:
+            return str(metadata[META_MODEL]), int(metadata.get(META_DIM, -1))
+        sidecar = self.collection + META_SIDECAR_SUFFIX
+        if self.client.collection_exists(sidecar):
+            points = self.client.retrieve(sidecar, ids=[0], with_payload=True)
+            if points and points[0].payload and META_MODEL in points[0].payload:
+                return str(points[0].payload[META_MODEL]), int(points[0].payload.get(META_DIM, -1))
+        return None
+
+    def _write_sidecar(self) -> None:
+        from qdrant_client import models
+
+        sidecar = self.collection + META_SIDECAR_SUFFIX
+        if not self.client.collection_exists(sidecar):
+            self.client.create_collection(
+                sidecar, vectors_config=models.VectorParams(size=1, distance=models.Distance.DOT)
+            )
+        self.client.upsert(
+            sidecar,
+            points=[
+                models.PointStruct(
+                    id=0, vector=[0.0], payload={META_MODEL: self.model_id, META_DIM: self.dim}
+                )
+            ],
+        )
+
+    def _vector_size(self) -> int | None:
+        vectors = self.client.get_collection(self.collection).config.params.vectors
+        return int(vectors.size) if hasattr(vectors, "size") else None
+
+    def _check_model(self) -> None:
+        recorded = self._recorded_model()
+        size = self._vector_size()
+        fix = (
+            f"Use another collection for this model (CHATIR_COLLECTION=<name>) or re-index: delete the collection "
+            f"{self.collection!r} (embedded store: remove {self.settings.qdrant_path}) and run `chatir index` again."
+        )
+        if recorded is None:
+            raise IndexMismatchError(
+                f"The collection {self.collection!r} in the {self.where} was not created by chatir (it records no "
+                f"model id), so its embeddings may come from another model than {self.model_id!r}. {fix}"
+            )
+        recorded_model, recorded_dim = recorded
+        if (
+            recorded_model != self.model_id
+            or recorded_dim != self.dim
+            or (size is not None and size != self.dim)
+        ):
+            raise IndexMismatchError(
+                f"The collection {self.collection!r} in the {self.where} holds embeddings of model "
+                f"{recorded_model!r} ({recorded_dim}-d), not {self.model_id!r} ({self.dim}-d); mixing two models "
+                f"in one collection would make every search meaningless. {fix}"
+            )
+
+    def _ensure_payload_indexes(self) -> None:
+        from qdrant_client import models
+
+        schema = self.client.get_collection(self.collection).payload_schema or {}
+        for name in (*FILTER_FIELDS, "id"):
+            if name not in schema:
+                self.client.create_payload_index(
+                    self.collection, name, field_schema=models.PayloadSchemaType.KEYWORD
+                )
+
+    def _open_mirror(self, *, required: bool, progress: bool) -> Any:
+        from retriever_service.index.edge import EdgeMirror, edge_available
+
+        if not edge_available():
+            if required:
+                raise ImportError("fast search needs qdrant-edge-py: pip install qdrant-edge-py")
+            log.warning(
+                "qdrant-edge-py is not installed: embedded searches use qdrant-client's slow local mode"
+            )
+            return None
+        folder = Path(self.settings.qdrant_path).expanduser()
+        folder = folder.with_name(folder.name + "-edge") / self.collection
+        return EdgeMirror.open(
+            folder,
+            dim=self.dim,
+            model_id=self.model_id,
+            expected_count=self.count(),
+            rebuild_from=self._mirror_batches,
+            progress=progress,
+        )
+
+    def _mirror_batches(self) -> Iterator[tuple[list[str], np.ndarray, list[dict[str, Any]]]]:
+        for points in self._scroll(with_payload=["id", *FILTER_FIELDS], with_vectors=True):
+            ids = [p.payload["id"] for p in points]
+            vectors = np.asarray([p.vector for p in points], dtype=np.float32).reshape(len(points), self.dim)
+            yield ids, vectors, [p.payload for p in points]
+
+    # --- life cycle ------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Flush and release the store (and its lock)."""
+        try:
+            if self._fast is not None:
+                self._fast.close()
+                self._fast = None
+        finally:
+            self.client.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def optimize(self) -> None:
+        """Finish background work after a large write (embedded: quantise the mirror's new segments)."""
+        if self._fast is not None:
+            self._fast.optimize()
+
+    # --- writes ----------------------------------------------------------------------------------
+    def upsert(self, records: Sequence[ImageRecord], vectors: np.ndarray) -> None:
+        """Insert or replace ``records`` with their embeddings (``vectors``: (n, dim))."""
+        from qdrant_client import models
+
+        vectors = self._check_vectors(vectors)
+        if len(records) != len(vectors):
+            raise ValueError(f"{len(records)} records but {len(vectors)} vectors")
+        if not records:
+            return
+        payloads = [record.payload() for record in records]
+        with self._writing():
+            for start in range(0, len(records), _UPSERT_CHUNK):
+                chunk = slice(start, start + _UPSERT_CHUNK)
+                points = [
+                    models.PointStruct(id=record.point_id, vector=vector.tolist(), payload=payload)
+                    for record, vector, payload in zip(
+                        records[chunk], vectors[chunk], payloads[chunk], strict=True
+                    )
+                ]
+                self.client.upsert(self.collection, points=points, wait=True)
+            if self._fast is not None:
+                self._fast.upsert([r.id for r in records], vectors, payloads)
+
+    def update(self, record: ImageRecord) -> None:
+        """Replace the payload of an indexed image (its embedding stays)."""
+        payload = record.payload()
+        with self._writing():
+            self.client.overwrite_payload(
+                self.collection, payload=payload, points=[record.point_id], wait=True
+            )
+            if self._fast is not None:
+                self._fast.set_filter_fields(record.id, payload)
+
+    def add_location(
+        self,
+        image_id: str,
+        location: str,
+        *,
+        mtime: float | None = None,
+        allowed: Sequence[str] = (),
+        tags: Sequence[str] = (),
+    ) -> ImageRecord | None:
+        """Record another copy of an indexed image (an exact duplicate). Its ``allowed`` groups and ``tags``
+        are merged in: whoever may see one copy may find the image. None when the id is not indexed."""
+        record = self.get(image_id)
+        if record is None:
+            return None
+        updated = record.model_copy(deep=True)
+        if location not in updated.locations:
+            updated.locations.append(location)
+        if mtime is not None:
+            updated.location_mtimes[location] = float(mtime)
+        updated.allowed = list(dict.fromkeys([*updated.allowed, *allowed]))
+        updated.tags = list(dict.fromkeys([*updated.tags, *tags]))
+        if updated != record:
+            self.update(updated)
+        return updated
+
+    def remove_locations(self, image_id: str, locations: Sequence[str]) -> ImageRecord | None:
+        """Forget copies of an image (files gone). The image is deleted with its last location; returns the
+        remaining record, or None when nothing is left."""
+        record = self.get(image_id)
+        if record is None:
+            return None
+        gone = set(locations)
+        remaining = [loc for loc in record.locations if loc not in gone]
+        if not remaining:
+            self.delete(image_id)
+            return None
+        if len(remaining) == len(record.locations):
+            return record
+        updated = record.model_copy(deep=True)
+        updated.locations = remaining
+        updated.location_mtimes = {k: v for k, v in record.location_mtimes.items() if k not in gone}
+        if updated.uri in gone:
+            updated.uri = remaining[0]
+            updated.file_mtime = updated.location_mtimes.get(updated.uri)
+        self.update(updated)
+        return updated
+
+    def delete(self, ids: str | Sequence[str]) -> int:
+        """Remove images by id; returns how many were indexed."""
+        from qdrant_client import models
+
+        wanted = [ids] if isinstance(ids, str) else list(ids)
+        present = [r.id for r in self.get_many(wanted)]
+        if not present:
+            return 0
+        with self._writing():
+            self.client.delete(
+                self.collection,
+                points_selector=models.PointIdsList(points=[point_id(i) for i in present]),
+                wait=True,
+            )
+            if self._fast is not None:
+                self._fast.delete(present)
+        return len(present)
+
+    def _writing(self) -> Any:
+        from contextlib import nullcontext
+
+        return self._fast.writing() if self._fast is not None else nullcontext()
+
+    # --- reads -----------------------------------------------------------------------------------
+    def count(self) -> int:
+        return int(self.client.count(self.collection, exact=True).count)
+
+    def get(self, image_id: str) -> ImageRecord | None:
+        found = self.get_many([image_id])
+        return found[0] if found else None
+
+    def get_many(self, ids: Sequence[str]) -> list[ImageRecord]:
+        """Records of the indexed ids among ``ids`` (unknown or malformed ids are skipped), in their order."""
+        valid = [i.lower() for i in ids if isinstance(i, str) and is_image_id(i.lower())]
+        if not valid:
+            return []
+        points = self.client.retrieve(self.collection, ids=[point_id(i) for i in valid], with_payload=True)
+        by_id = {p.payload["id"]: ImageRecord.from_payload(p.payload) for p in points if p.payload}
+        return [by_id[i] for i in dict.fromkeys(valid) if i in by_id]
+
+    def search(
+        self,
+        vector: np.ndarray | Sequence[float],
+        k: int = 10,
+        filter: SearchFilter | None = None,
+        exclude_ids: Sequence[str] = (),
+    ) -> list[tuple[ImageRecord, float]]:
+        """Top-``k`` images by cosine to ``vector`` within ``filter``, never returning ``exclude_ids``."""
+        return self.search_batch(np.asarray(vector, dtype=np.float32)[None, :], k, filter, exclude_ids)[0]
+
+    def search_batch(
+        self,
+        vectors: np.ndarray,
+        k: int = 10,
+        filter: SearchFilter | None = None,
+        exclude_ids: Sequence[str] = (),
+    ) -> list[list[tuple[ImageRecord, float]]]:
+        """:meth:`search` for several query vectors (one scope)."""
+        from qdrant_client import models
+
+        vectors = self._check_vectors(vectors)
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        scope = Scope.build(filter, exclude_ids)
+        if scope.empty or len(vectors) == 0:
+            return [[] for _ in range(len(vectors))]
+        if self._fast is not None:
+            hits = self._fast.search_batch(vectors, k, scope)
+            records = {r.id: r for r in self.get_many(list({i for result in hits for i, _ in result}))}
+            return [[(records[i], score) for i, score in result if i in records] for result in hits]
+        query_filter = scope.to_client_filter()
+        requests = [
+            models.QueryRequest(query=vector.tolist(), filter=query_filter, limit=k, with_payload=True)
+            for vector in vectors
+        ]
+        responses = self.client.query_batch_points(self.collection, requests=requests)
+        return [
+            [(ImageRecord.from_payload(p.payload), float(p.score)) for p in response.points if p.payload]
+            for response in responses
+        ]
+
+    def iter_records(self) -> Iterator[ImageRecord]:
+        """Every indexed record (paged scroll)."""
+        for points in self._scroll(with_payload=True, with_vectors=False):
+            for p in points:
+                yield ImageRecord.from_payload(p.payload)
+
+    def file_index(self) -> dict[str, FileEntry]:
+        """Local file path -> (id, size, mtime) of every indexed location, for incremental indexing."""
+        index: dict[str, FileEntry] = {}
+        fields = ["id", "uri", "locations", "file_size", "file_mtime", "location_mtimes"]
+        for points in self._scroll(with_payload=fields, with_vectors=False):
+            for p in points:
+                payload = p.payload or {}
+                mtimes = payload.get("location_mtimes") or {}
+                for location in payload.get("locations") or [payload.get("uri")]:
+                    if not location or ("://" in location and not location.startswith("file://")):
+                        continue
+                    mtime = mtimes.get(location)
+                    if mtime is None and location == payload.get("uri"):
+                        mtime = payload.get("file_mtime")
+                    index[location.removeprefix("file://")] = FileEntry(
+                        payload["id"], payload.get("file_size"), mtime
+                    )
+        return index
+
+    def _scroll(self, *, with_payload: Any, with_vectors: bool) -> Iterator[list[Any]]:
+        page = _SERVER_PAGE if self.server else _LOCAL_PAGE
+        offset = None
+        while True:
+            points, offset = self.client.scroll(
+                self.collection,
+                limit=page,
+                offset=offset,
+                with_payload=with_payload,
+                with_vectors=with_vectors,
+            )
+            if points:
+                yield points
+            if offset is None:
+                return
+
+    def _check_vectors(self, vectors: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
+        array = np.asarray(vectors, dtype=np.float32)
+        if array.ndim != 2 or array.shape[1] != self.dim:
+            raise ValueError(
+                f"expected vectors of shape (n, {self.dim}) for {self.model_id!r}, got {array.shape}"
+            )
+        if not np.isfinite(array).all():
+            raise ValueError("vectors contain NaN or infinite values")
+        if len(array) and not (np.linalg.norm(array, axis=1) > 0).all():
+            raise ValueError("a zero vector has no direction: cosine search needs non-zero vectors")
+        return array
+
+
+__all__ = ["FileEntry", "ImageIndex"]

@@ -1,0 +1,177 @@
+"""``RetrievalModel``: one image-text model behind the interface every other area uses.
+
+The shared logic lives here (tokenising within the model's limit, batching, L2 normalisation, dialog
+text, saving); each model family (``families.py``) only says how to get a text and an image feature.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from chatir.dialog import Dialog
+from retriever_service.models.dialog_text import TruncationPolicy, dialog_text
+
+CHATIR_META_FILE = "chatir.json"
+"""Small JSON file next to the weights: ``family``, ``max_text_tokens``, ``dim`` (+ optional ``truncation``)."""
+
+
+class RetrievalModel:
+    """An image encoder and a dialog (text) encoder into one L2-normalised embedding space."""
+
+    family: ClassVar[str]
+    """Short name of the model family ("blip", "clip", "siglip", "dual_encoder")."""
+
+    text_pad_to_max_length: ClassVar[bool] = False
+    """Pad every text to ``max_text_tokens`` (SigLIP was trained that way)."""
+
+    text_input_names: ClassVar[tuple[str, ...]] = ("input_ids", "attention_mask")
+    """Which tokenizer outputs the text tower takes."""
+
+    def __init__(
+        self,
+        *,
+        model_id: str,
+        model: torch.nn.Module,
+        tokenizer: Any,
+        image_processor: Any,
+        max_text_tokens: int,
+        batch_size: int = 32,
+        separator: str = ", ",
+        truncation: TruncationPolicy = "keep_caption",
+        extra_metadata: dict[str, Any] | None = None,
+    ) -> None:
+        self.model_id = model_id
+        self.model = model
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor
+        self.max_text_tokens = int(max_text_tokens)
+        self.batch_size = int(batch_size)
+        self.separator = separator
+        self.truncation: TruncationPolicy = truncation
+        self.extra_metadata: dict[str, Any] = dict(extra_metadata or {})  # kept in chatir.json on save
+        parameter = next(model.parameters())
+        self.device: torch.device = parameter.device
+        self.dtype: torch.dtype = parameter.dtype
+        self.dim: int = self._embedding_dim()
+
+    # ------------------------------------------------------------------ family hooks
+    def _embedding_dim(self) -> int:
+        raise NotImplementedError
+
+    def _text_embeddings(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Unnormalised text embeddings (n, dim)."""
+        raise NotImplementedError
+
+    def _image_embeddings(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Unnormalised image embeddings (n, dim)."""
+        raise NotImplementedError
+
+    def _text_modules(self) -> list[torch.nn.Module]:
+        """The text tower and its projection."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ differentiable API
+    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Token tensors on ``self.device``, truncated to ``max_text_tokens`` (the end is cut)."""
+        encoded = self.tokenizer(
+            list(texts),
+            padding="max_length" if self.text_pad_to_max_length else "longest",
+            truncation=True,
+            max_length=self.max_text_tokens,
+            return_tensors="pt",
+        )
+        return {name: encoded[name].to(self.device) for name in self.text_input_names if name in encoded}
+
+    def text_features(self, **tokens: torch.Tensor) -> torch.Tensor:
+        """(n, dim) L2-normalised text embeddings; differentiable (use under ``torch.no_grad`` to save memory)."""
+        return F.normalize(self._text_embeddings(tokens).float(), dim=-1)
+
+    def preprocess_images(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """``pixel_values`` for RGB PIL images, on ``self.device`` in the model's dtype."""
+        rgb = [image if image.mode == "RGB" else image.convert("RGB") for image in images]
+        pixel_values = self.image_processor(images=rgb, return_tensors="pt")["pixel_values"]
+        return pixel_values.to(device=self.device, dtype=self.dtype)
+
+    def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(n, dim) L2-normalised image embeddings."""
+        return F.normalize(self._image_embeddings(pixel_values).float(), dim=-1)
+
+    def text_parameters(self) -> list[torch.nn.Parameter]:
+        """The trainable text side: text tower + text projection (each parameter once)."""
+        seen: set[int] = set()
+        parameters = []
+        for module in self._text_modules():
+            for parameter in module.parameters():
+                if id(parameter) not in seen:
+                    seen.add(id(parameter))
+                    parameters.append(parameter)
+        return parameters
+
+    # ------------------------------------------------------------------ inference API
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """(n, dim) float32 L2-normalised embeddings, in batches of ``batch_size`` (longest texts first)."""
+        texts = list(texts)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)  # less padding
+        with torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                chunk = order[start : start + self.batch_size]
+                features = self.text_features(**self.tokenize([texts[i] for i in chunk]))
+                out[chunk] = features.cpu().numpy()
+        return out
+
+    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """(n, dim) float32 L2-normalised embeddings of RGB PIL images, in batches of ``batch_size``."""
+        images = list(images)
+        out = np.zeros((len(images), self.dim), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(images), self.batch_size):
+                batch = images[start : start + self.batch_size]
+                out[start : start + len(batch)] = (
+                    self.image_features(self.preprocess_images(batch)).cpu().numpy()
+                )
+        return out
+
+    def dialog_text(self, dialog: Dialog) -> str:
+        """The text actually encoded for ``dialog`` (ChatIR's joined form, separator and truncation applied)."""
+        return dialog_text(
+            dialog, self.tokenizer, self.max_text_tokens, separator=self.separator, policy=self.truncation
+        )
+
+    def encode_dialogs(self, dialogs: Sequence[Dialog]) -> np.ndarray:
+        """(n, dim) float32 embeddings of ``dialog_text(d)`` for each dialog."""
+        return self.encode_texts([self.dialog_text(dialog) for dialog in dialogs])
+
+    # ------------------------------------------------------------------ persistence
+    def metadata(self) -> dict[str, Any]:
+        """What ``chatir.json`` records."""
+        return {
+            **self.extra_metadata,
+            "family": self.family,
+            "max_text_tokens": self.max_text_tokens,
+            "dim": self.dim,
+        }
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write a folder that ``load_model(path)`` loads back: weights, tokenizer, image processor, chatir.json."""
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)
+        self.image_processor.save_pretrained(folder)
+        (folder / CHATIR_META_FILE).write_text(json.dumps(self.metadata(), indent=2) + "\n")
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(model_id={self.model_id!r}, dim={self.dim}, "
+            f"max_text_tokens={self.max_text_tokens}, device={self.device}, dtype={self.dtype})"
+        )

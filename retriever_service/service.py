@@ -1,0 +1,512 @@
+"""The retriever service's core: the loaded model, the image index and the jobs that use them.
+
+:class:`RetrieverService` is what ``chatir serve`` runs (the HTTP API in :mod:`retriever_service.api` is a
+thin layer over it) and what the CLI uses in-process when no service runs. It is the only owner of the
+embedded store. Everything here is synchronous and thread-safe: the model is shared behind one lock (the
+tokenizer and the forward pass are not safe to run concurrently), the index behind another, so a search
+can run between two batches of a long indexing job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import mimetypes
+import os
+import re
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from chatir.dialog import Dialog
+from chatir.errors import ChatIRError, ServiceUnavailableError
+from chatir.settings import Settings
+from retriever_service.schemas import (
+    PUBLIC,
+    EncodeResponse,
+    Hit,
+    IndexJob,
+    IndexRequest,
+    SearchRequest,
+    SearchResponse,
+)
+
+if TYPE_CHECKING:  # heavy imports stay out of module import time
+    from retriever_service.index import ImageIndex, ImageRecord
+    from retriever_service.models import RetrievalModel
+
+log = logging.getLogger(__name__)
+
+THUMBNAIL_PATH = "/v1/images/{id}/thumbnail"
+"""``thumbnail_url`` of a hit, relative to the service's base URL."""
+
+UPLOAD_SOURCE = "upload"
+"""Default ``source`` of files uploaded through ``POST /v1/index``."""
+
+_FINISHED_JOBS_KEPT = 200
+_COPY_CHUNK = 1 << 20
+
+
+class NotFoundError(ChatIRError):
+    """An image, file or job that does not exist (HTTP 404)."""
+
+
+class InvalidRequestError(ChatIRError):
+    """A request that is well-formed but cannot be honoured (HTTP 422); ``field`` names the culprit."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class PayloadTooLargeError(ChatIRError):
+    """An upload over ``settings.max_upload_mb`` (HTTP 413)."""
+
+
+class StoreLockedError(ServiceUnavailableError):
+    """The embedded store is held by another process (normally a running ``chatir serve``)."""
+
+
+def store_description(settings: Settings) -> str:
+    """Where the vectors live, for people: the server URL or the embedded folder."""
+    if settings.qdrant_url:
+        return f"Qdrant server at {settings.qdrant_url}"
+    return f"embedded store at {settings.qdrant_path}"
+
+
+def store_fingerprint(settings: Settings) -> str:
+    """A short, non-revealing id of the store, so a CLI can tell whether a service holds *its* store."""
+    where = settings.qdrant_url or str(Path(settings.qdrant_path).expanduser().resolve())
+    key = f"{where}|{settings.collection}"
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def is_store_lock_error(error: BaseException) -> bool:
+    """True for qdrant-client's "already accessed by another instance" (and similar lock errors)."""
+    text = str(error).lower()
+    return "already accessed" in text or ("lock" in text and "storage" in text)
+
+
+class _Serialized:
+    """Proxy that runs the named methods of ``target`` (all public callables when ``names`` is None)
+    under ``lock``; attributes pass through. Lets jobs written for a plain model/index share them."""
+
+    def __init__(self, target: Any, lock: threading.RLock, names: frozenset[str] | None = None) -> None:
+        self._target = target
+        self._lock = lock
+        self._names = names
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._target, name)
+        if not callable(value) or name.startswith("_") or (self._names is not None and name not in self._names):
+            return value
+        lock = self._lock
+
+        def locked(*args: Any, **kwargs: Any) -> Any:
+            with lock:
+                return value(*args, **kwargs)
+
+        return locked
+
+
+_MODEL_METHODS = frozenset(
+    {"encode_images", "encode_texts", "encode_dialogs", "dialog_text", "tokenize", "text_features", "image_features"}
+)
+
+
+class RetrieverService:
+    """The loaded model + the open image index, and everything the API does with them."""
+
+    def __init__(self, settings: Settings, model: RetrievalModel, index: ImageIndex) -> None:
+        self.settings = settings
+        self._model_lock = threading.RLock()
+        self._index_lock = threading.RLock()
+        self.model = _Serialized(model, self._model_lock, _MODEL_METHODS)
+        self.index = _Serialized(index, self._index_lock)
+        self._raw_index = index
+        self._jobs: dict[str, IndexJob] = {}
+        self._jobs_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chatir-index")
+        self._closed = False
+
+    # --- life cycle ------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, settings: Settings) -> RetrieverService:
+        """Load ``settings.model`` and open the index (raises :class:`ChatIRError` with a clear message)."""
+        from retriever_service.index import ImageIndex
+        from retriever_service.models import load_model
+
+        model = load_model(settings.model, device=settings.device, settings=settings)
+        try:
+            index = ImageIndex(settings, model.model_id, model.dim)
+        except ChatIRError:
+            raise
+        except Exception as error:  # qdrant-client raises RuntimeError for a held lock
+            if is_store_lock_error(error):
+                raise StoreLockedError(
+                    f"The {store_description(settings)} is in use by another process (normally a running "
+                    "`chatir serve`). Stop that process, or go through its HTTP API "
+                    f"({settings.service_url}/v1/...)."
+                ) from error
+            raise ServiceUnavailableError(f"Cannot open the {store_description(settings)}: {error}") from error
+        return cls(settings, model, index)
+
+    def close(self) -> None:
+        """Stop accepting jobs, let the running one finish its batch, close the index."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        with self._jobs_lock:
+            for job in self._jobs.values():
+                if job.state == "queued":
+                    job.state, job.error = "failed", "the service stopped before the job started"
+        close = getattr(self._raw_index, "close", None)
+        if callable(close):
+            with self._index_lock:
+                close()
+
+    def __enter__(self) -> RetrieverService:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def model_id(self) -> str:
+        return str(self.model.model_id)
+
+    def count(self) -> int:
+        """Number of images in the index; raises :class:`ServiceUnavailableError` when it is unreachable."""
+        return int(self._store_call(self.index.count))
+
+    # --- search ----------------------------------------------------------------------------------
+    def encode(self, dialog: Dialog) -> EncodeResponse:
+        """The dialog's embedding (L2-normalised) and the text actually encoded."""
+        text = self.model.dialog_text(dialog)
+        vector = self.model.encode_texts([text])[0]
+        return EncodeResponse(vector=[float(x) for x in vector], model=self.model_id, text=text)
+
+    def search(self, request: SearchRequest) -> SearchResponse:
+        """Top-k images for the dialog, filters and exclusions applied inside the vector query."""
+        started = time.perf_counter()
+        vector = self.model.encode_dialogs([request.dialog])[0]
+        results = self._store_call(
+            self.index.search, vector, k=request.k, filter=request.filter, exclude_ids=list(request.exclude_ids)
+        )
+        hits = [self._hit(record, score) for record, score in _record_scores(results)]
+        took_ms = (time.perf_counter() - started) * 1000.0
+        return SearchResponse(hits=hits, model=self.model_id, took_ms=round(took_ms, 3))
+
+    @staticmethod
+    def _hit(record: ImageRecord, score: float) -> Hit:
+        return Hit(
+            id=record.id,
+            score=float(score),
+            uri=str(record.uri),
+            thumbnail_url=THUMBNAIL_PATH.format(id=record.id),
+            width=record.width,
+            height=record.height,
+            mime=record.mime,
+            source=record.source,
+            text=record.text,
+            tags=list(record.tags or []),
+        )
+
+    # --- images ----------------------------------------------------------------------------------
+    def record(self, image_id: str) -> ImageRecord:
+        _check_id(image_id)
+        record = self._store_call(self.index.get, image_id)
+        if record is None:
+            raise NotFoundError(f"No image with id {image_id!r} in the index.")
+        return record
+
+    def image_file(self, image_id: str) -> tuple[Path, str]:
+        """The original file of an image (first location still on disk) and its mime type."""
+        record = self.record(image_id)
+        path = _first_local_file(record)
+        if path is None:
+            raise NotFoundError(
+                f"Image {image_id!r} is indexed but none of its files is readable by the service "
+                f"(primary copy: {record.uri})."
+            )
+        mime = record.mime or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        return path, mime
+
+    def thumbnail(self, image_id: str, size: int | None = None) -> Path:
+        """A JPEG whose longest side is ``size`` (at most; small images are not enlarged), cached."""
+        size = int(size or self.settings.thumbnail_size)
+        cached = Path(self.settings.thumbnails_dir) / f"{image_id}_{size}.jpg"
+        if cached.is_file():
+            return cached
+        path, _ = self.image_file(image_id)
+        _write_thumbnail(path, cached, size)
+        return cached
+
+    def delete(self, image_id: str) -> ImageRecord:
+        """Remove an image from the index (and its thumbnails, and its file when it was an upload)."""
+        record = self.record(image_id)
+        self._store_call(self.index.delete, [image_id])
+        for thumb in Path(self.settings.thumbnails_dir).glob(f"{image_id}_*.jpg"):
+            thumb.unlink(missing_ok=True)
+        uploads = self.uploads_dir.resolve()
+        for location in _locations(record):
+            path = Path(location)
+            if path.is_file() and path.resolve().is_relative_to(uploads):
+                path.unlink(missing_ok=True)
+                _remove_empty_dirs(path.parent, stop=uploads)
+        return record
+
+    # --- uploads ---------------------------------------------------------------------------------
+    @property
+    def uploads_dir(self) -> Path:
+        return Path(self.settings.home) / "uploads"
+
+    def save_upload(self, filename: str | None, stream: IO[bytes], budget: int | None = None) -> tuple[Path, int]:
+        """Copy an uploaded file under ``CHATIR_HOME/uploads/<sha256>/<name>``; returns (path, size).
+
+        ``budget`` caps the bytes accepted (:class:`PayloadTooLargeError` beyond); identical bytes land
+        in the same folder, so re-uploading a file stores it once.
+        """
+        budget = self.settings.max_upload_mb * (1 << 20) if budget is None else budget
+        self.uploads_dir.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256()
+        size = 0
+        with tempfile.NamedTemporaryFile(dir=self.uploads_dir, prefix=".part-", delete=False) as tmp:
+            try:
+                while chunk := stream.read(_COPY_CHUNK):
+                    size += len(chunk)
+                    if size > budget:
+                        raise PayloadTooLargeError(
+                            f"Upload too large: more than {self.settings.max_upload_mb} MB in all."
+                        )
+                    digest.update(chunk)
+                    tmp.write(chunk)
+            except BaseException:
+                tmp.close()
+                Path(tmp.name).unlink(missing_ok=True)
+                raise
+        target_dir = self.uploads_dir / digest.hexdigest()[:32]
+        target_dir.mkdir(exist_ok=True)
+        target = target_dir / _safe_filename(filename)
+        os.replace(tmp.name, target)
+        return target, size
+
+    # --- indexing jobs ---------------------------------------------------------------------------
+    def submit_index(self, request: IndexRequest) -> IndexJob:
+        """Queue an indexing job (run in a background thread, one at a time); returns its first state."""
+        if self._closed:
+            raise ServiceUnavailableError("The service is shutting down.")
+        for position, raw in enumerate(request.paths):
+            if not Path(raw).expanduser().exists():
+                raise InvalidRequestError(
+                    f"Path not found on the service's machine: {raw}", field=f"paths.{position}"
+                )
+        job = IndexJob(id=uuid.uuid4().hex, state="queued")
+        with self._jobs_lock:
+            self._jobs[job.id] = job
+            self._forget_old_jobs()
+        self._executor.submit(self._run_job, job.id, request)
+        return job.model_copy(deep=True)
+
+    def job(self, job_id: str) -> IndexJob:
+        with self._jobs_lock:
+            job = self._jobs.get(job_id)
+            if job is None:
+                raise NotFoundError(f"No indexing job with id {job_id!r} (jobs live until the service restarts).")
+            return job.model_copy(deep=True)
+
+    def wait_for_job(self, job_id: str, timeout_s: float = 60.0) -> IndexJob:
+        """Block until a job is done or failed (for tests and the in-process CLI)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            job = self.job(job_id)
+            if job.state in ("done", "failed") or time.monotonic() > deadline:
+                return job
+            time.sleep(0.05)
+
+    def run_index(
+        self,
+        request: IndexRequest,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Any:
+        """Index ``request.paths`` now (in this thread) and return the indexer's report."""
+        from retriever_service.index import index_paths
+
+        return index_paths(
+            [Path(p).expanduser() for p in request.paths],
+            model=self.model,
+            index=self.index,
+            source=request.source,
+            allowed=list(request.allowed),
+            tags=list(request.tags),
+            owner=request.owner,
+            prune=request.prune,
+            progress=progress,
+        )
+
+    def _run_job(self, job_id: str, request: IndexRequest) -> None:
+        if self._stop.is_set():
+            self._update(job_id, state="failed", error="the service stopped before the job started")
+            return
+        self._update(job_id, state="running")
+
+        def progress(done: int, total: int) -> None:
+            self._update(job_id, done=done, total=total)
+
+        try:
+            report = self.run_index(request, progress=progress)
+        except Exception as error:  # the job reports it; the service keeps running
+            log.exception("indexing job %s failed", job_id)
+            message = str(error) if isinstance(error, ChatIRError) else f"{type(error).__name__}: {error}"
+            self._update(job_id, state="failed", error=message)
+            return
+        self._update(job_id, state="done", **_job_fields(report))
+
+    def _update(self, job_id: str, **fields: Any) -> None:
+        with self._jobs_lock:
+            job = self._jobs.get(job_id)
+            if job is not None:
+                self._jobs[job_id] = job.model_copy(update=fields)
+
+    def _forget_old_jobs(self) -> None:
+        finished = [j for j in self._jobs.values() if j.state in ("done", "failed")]
+        for job in finished[: max(0, len(finished) - _FINISHED_JOBS_KEPT)]:
+            self._jobs.pop(job.id, None)
+
+    # --- helpers ---------------------------------------------------------------------------------
+    def _store_call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run an index call; a store that cannot be reached becomes :class:`ServiceUnavailableError`."""
+        try:
+            return function(*args, **kwargs)
+        except ChatIRError:
+            raise
+        except (ValueError, TypeError, KeyError):
+            raise
+        except Exception as error:
+            raise ServiceUnavailableError(
+                f"The {store_description(self.settings)} is unavailable: {type(error).__name__}: {error}"
+            ) from error
+
+
+# --- module helpers --------------------------------------------------------------------------------
+_ID_PATTERN = re.compile(r"^[0-9a-fA-F]{8,64}$")
+
+
+def _check_id(image_id: str) -> None:
+    if not _ID_PATTERN.match(image_id):
+        raise NotFoundError(f"No image with id {image_id!r}: ids are hexadecimal content hashes.")
+
+
+def _record_scores(results: Iterable[Any]) -> list[tuple[Any, float]]:
+    """Accept the index's search results as (record, score) pairs or objects with .record/.score."""
+    pairs = []
+    for item in results:
+        if isinstance(item, tuple):
+            record, score = item
+        else:
+            record, score = item.record, item.score
+        pairs.append((record, float(score)))
+    return pairs
+
+
+def _locations(record: Any) -> list[str]:
+    seen: list[str] = []
+    for location in [record.uri, *(getattr(record, "locations", None) or [])]:
+        if location and str(location) not in seen:
+            seen.append(str(location))
+    return seen
+
+
+def _first_local_file(record: Any) -> Path | None:
+    for location in _locations(record):
+        if "://" in location and not location.startswith("file://"):
+            continue
+        path = Path(location.removeprefix("file://"))
+        if path.is_file() and os.access(path, os.R_OK):
+            return path
+    return None
+
+
+def _write_thumbnail(source: Path, target: Path, size: int) -> None:
+    from PIL import Image, ImageOps
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with Image.open(source) as image:
+        image.draft("RGB", (size, size))  # JPEG: decode at reduced scale when possible
+        image = ImageOps.exif_transpose(image)
+        if image.mode in ("RGBA", "LA", "P"):
+            image = image.convert("RGBA")
+            background = Image.new("RGB", image.size, (255, 255, 255))
+            background.paste(image, mask=image.getchannel("A"))
+            image = background
+        else:
+            image = image.convert("RGB")
+        image.thumbnail((size, size), Image.Resampling.LANCZOS)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".thumb-", suffix=".jpg")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                image.save(handle, format="JPEG", quality=85, optimize=True)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def _safe_filename(name: str | None) -> str:
+    base = Path(name or "").name
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", base).strip("._") or "upload"
+    return base[:120]
+
+
+def _remove_empty_dirs(folder: Path, stop: Path) -> None:
+    folder = folder.resolve()
+    while folder != stop and folder.is_relative_to(stop):
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        folder = folder.parent
+
+
+def _job_fields(report: Any) -> dict[str, Any]:
+    """IndexJob fields from the indexer's report (tolerant of its exact shape)."""
+    fields: dict[str, Any] = {}
+    for name in ("added", "unchanged", "duplicates", "pruned"):
+        value = getattr(report, name, None)
+        if value is None:
+            continue
+        fields[name] = len(value) if isinstance(value, (list, tuple, set)) else int(value)
+    skipped = getattr(report, "skipped", None) or []
+    fields["skipped"] = [_skip_entry(item) for item in skipped]
+    return fields
+
+
+def _skip_entry(item: Any) -> dict[str, str]:
+    if isinstance(item, dict):
+        return {"path": str(item.get("path")), "reason": str(item.get("reason"))}
+    if isinstance(item, tuple):
+        return {"path": str(item[0]), "reason": str(item[1])}
+    return {"path": str(item.path), "reason": str(item.reason)}
+
+
+__all__ = [
+    "InvalidRequestError",
+    "NotFoundError",
+    "PUBLIC",
+    "PayloadTooLargeError",
+    "RetrieverService",
+    "StoreLockedError",
+    "THUMBNAIL_PATH",
+    "UPLOAD_SOURCE",
+    "is_store_lock_error",
+    "store_description",
+    "store_fingerprint",
+]

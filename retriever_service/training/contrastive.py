@@ -1,0 +1,164 @@
+"""Image-caption contrastive training (CLIP-style), the first stage of the starter model.
+
+The vision tower and both projections learn; the text tower stays frozen, so each caption's pooled text
+feature (before the text projection) is computed once, and so are the images' ``pixel_values``. Each epoch
+pairs every training image with one of its caption variants (drawn from (seed, epoch)), and the symmetric
+InfoNCE loss with a learnable temperature aligns the two sides over the batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from chatir.evaluation.metrics import rank_of_targets
+from retriever_service.training.dialog_task import freeze_all_but
+from retriever_service.training.losses import InfoNCE
+
+if TYPE_CHECKING:
+    from retriever_service.models import RetrievalModel
+
+_TRAINED_PREFIXES = ("vision_model.", "visual_projection.", "text_projection.")
+
+
+@dataclass(frozen=True)
+class CaptionBatch:
+    images: np.ndarray  # (n,) indices into the training images
+    captions: np.ndarray  # (n,) indices into the unique caption features
+
+
+def pixel_values_of(model: "RetrievalModel", paths: Sequence[Path], *, progress: bool, desc: str) -> torch.Tensor:
+    """``pixel_values`` of every image, on the CPU in fp16 (fed to the model batch by batch)."""
+    from PIL import Image
+
+    chunks = []
+    for start in tqdm(range(0, len(paths), 256), desc=desc, unit="batch", disable=not progress):
+        images = []
+        for path in paths[start : start + 256]:
+            with Image.open(path) as image:
+                images.append(image.convert("RGB"))
+        chunks.append(model.preprocess_images(images).to("cpu", torch.float16))
+    return torch.cat(chunks)
+
+
+@torch.no_grad()
+def pooled_text_features(
+    model: "RetrievalModel", texts: Sequence[str], *, batch_size: int = 128, progress: bool, desc: str
+) -> torch.Tensor:
+    """The frozen text tower's pooled output (input of the text projection) for each text, float32 on CPU."""
+    text_model = model.model.text_model
+    text_model.eval()
+    out = torch.empty(len(texts), model.model.text_projection.in_features)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", disable=not progress):
+        chunk = order[start : start + batch_size]
+        tokens = model.tokenize([texts[i] for i in chunk])
+        out[chunk] = text_model(**tokens).pooler_output.float().cpu()
+    return out
+
+
+class ImageCaptionTask:
+    """Trains the vision tower and the projections of a dual encoder on (image, caption) pairs."""
+
+    def __init__(
+        self,
+        model: "RetrievalModel",
+        image_paths: Sequence[Path],
+        captions: Sequence[Sequence[str]],
+        *,
+        batch_size: int,
+        seed: int,
+        temperature: float = 0.07,
+        val_image_paths: Sequence[Path] = (),
+        val_captions: Sequence[str] = (),
+        progress: bool = True,
+    ) -> None:
+        if len(image_paths) != len(captions) or not all(captions):
+            raise ValueError("every training image needs at least one caption")
+        self.model = model
+        self.batch_size = batch_size
+        self.seed = seed
+        self.variants = [len(c) for c in captions]
+        unique = sorted({text for variants in captions for text in variants})
+        position = {text: i for i, text in enumerate(unique)}
+        self.caption_index = [[position[t] for t in variants] for variants in captions]
+        self.pixels = pixel_values_of(model, image_paths, progress=progress, desc="preparing training images")
+        self.text_features = pooled_text_features(model, unique, progress=progress, desc="encoding captions")
+        self.val_pixels = (
+            pixel_values_of(model, val_image_paths, progress=progress, desc="preparing validation images")
+            if val_image_paths else None
+        )
+        self.val_text_features = (
+            pooled_text_features(model, list(val_captions), progress=progress, desc="encoding validation captions")
+            if val_captions else None
+        )
+        self.loss_fn = InfoNCE(temperature=temperature, learnable=True, symmetric=True).to(model.device)
+        self._trained = [(n, p) for n, p in model.model.named_parameters() if n.startswith(_TRAINED_PREFIXES)]
+        freeze_all_but(model.model, self._trained)
+        self._named = self._trained + [(f"loss.{n}", p) for n, p in self.loss_fn.named_parameters()]
+
+    def named_parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
+        return self._named
+
+    def n_batches(self, epoch: int) -> int:
+        return max(1, len(self.pixels) // self.batch_size)
+
+    def batch(self, epoch: int, step: int) -> CaptionBatch:
+        rng = np.random.default_rng([self.seed, epoch, 7])
+        order = rng.permutation(len(self.pixels))
+        picks = rng.random(len(self.pixels))  # which caption variant each image gets this epoch
+        images = order[step * self.batch_size : (step + 1) * self.batch_size]
+        captions = np.asarray(
+            [self.caption_index[i][int(picks[i] * self.variants[i])] for i in images], dtype=np.int64
+        )
+        return CaptionBatch(images=images, captions=captions)
+
+    def micro_batches(self, batch: CaptionBatch, n: int) -> list[tuple[CaptionBatch, float]]:
+        chunks = np.array_split(np.arange(len(batch.images)), min(n, len(batch.images)))
+        return [
+            (CaptionBatch(images=batch.images[c], captions=batch.captions[c]), len(c) / len(batch.images))
+            for c in chunks if len(c)
+        ]
+
+    def _image_vectors(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model.image_features(pixels.to(self.model.device, self.model.dtype))
+
+    def _text_vectors(self, features: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.model.model.text_projection(features.to(self.model.device)).float(), dim=-1)
+
+    def loss(self, micro: CaptionBatch) -> torch.Tensor:
+        images = self._image_vectors(self.pixels[torch.from_numpy(micro.images)])
+        texts = self._text_vectors(self.text_features[torch.from_numpy(micro.captions)])
+        targets = torch.arange(len(micro.images), device=images.device)
+        return self.loss_fn(texts @ images.T, targets)
+
+    def train_mode(self, training: bool) -> None:
+        self.model.model.train(training)
+        self.model.model.text_model.eval()  # frozen: no dropout
+
+    @torch.no_grad()
+    def validate(self, epoch: int) -> dict[str, Any]:
+        """Caption -> image retrieval on the validation images (one caption each)."""
+        if self.val_pixels is None or self.val_text_features is None:
+            return {"temperature": round(self.loss_fn.temperature, 4)}
+        images = torch.cat([self._image_vectors(chunk) for chunk in self.val_pixels.split(256)]).cpu().numpy()
+        texts = self._text_vectors(self.val_text_features).cpu().numpy()
+        ranks = rank_of_targets(texts, images, np.arange(len(texts)))
+        return {
+            "caption_r@1": round(float(np.mean(ranks <= 1) * 100), 2),
+            "caption_r@10": round(float(np.mean(ranks <= 10) * 100), 2),
+            "caption_median_rank": float(np.median(ranks)),
+            "corpus": len(images),
+            "temperature": round(self.loss_fn.temperature, 4),
+        }
+
+    def save_model(self, folder: Path, info: dict[str, Any]) -> None:
+        self.model.extra_metadata["training"] = {"recipe": "starter-image-caption", **info}
+        self.model.save(folder)
