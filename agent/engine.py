@@ -35,12 +35,12 @@ from pydantic import BaseModel, Field
 
 from agent.intents import classify
 from agent.questioners.base import Questioner, ScopeAware, is_repeat
-from agent.search import Searcher
+from agent.search import Searcher, as_scope
 from agent.state import MAX_ARCHIVED, ConversationState, ConversationStore, Status
 from chatir.dialog import MAX_TEXT_CHARS, Dialog, Round
 from chatir.errors import ChatIRError
 from chatir.settings import Settings, get_settings
-from retriever_service.schemas import Hit
+from retriever_service.schemas import Hit, SearchFilter
 from tools.scope import SearchScope
 
 logger = logging.getLogger(__name__)
@@ -48,6 +48,10 @@ logger = logging.getLogger(__name__)
 MAX_DIALOG_ROUNDS = 50
 """Hard limit of :class:`chatir.dialog.Dialog` (questions, answers and corrections together)."""
 MAX_SEEN = 200
+MAX_ID_CHARS = 300
+
+ScopeLike = SearchScope | SearchFilter | None
+"""What front-ends may pass as a scope (see :func:`as_scope`)."""
 
 Action = Literal[
     "started", "answered", "corrected", "rejected", "chosen", "restarted", "shown"
@@ -118,7 +122,7 @@ class ConversationEngine:
         self._locks = [threading.Lock() for _ in range(64)]
 
     # --- public API: one call per user action ----------------------------------------------------------
-    def handle(self, conversation_id: str, text: str, scope: SearchScope | None = None) -> TurnResult:
+    def handle(self, conversation_id: str, text: str, scope: ScopeLike = None) -> TurnResult:
         """Any chat message. ``scope`` is used only when this message starts the conversation.
 
         ``scope=None`` is ``SearchScope()``: public images only. Trusted callers (admin CLI, evaluation)
@@ -130,7 +134,7 @@ class ConversationEngine:
             intent = classify(text)
             if state is None:
                 if intent.kind in ("restart", "reject_all", "pick"):
-                    state = ConversationState(conversation_id=conversation_id, scope=scope or SearchScope())
+                    state = ConversationState(conversation_id=conversation_id, scope=as_scope(scope))
                     return self._result(state, "shown", "Describe the image you are looking for.")
                 return self._start(conversation_id, text, scope)
             if intent.kind == "restart":
@@ -147,7 +151,7 @@ class ConversationEngine:
                 return self._correct(state, text)
             return self._answer(state, text, dont_know=intent.kind == "dont_know")
 
-    def start(self, conversation_id: str, description: str, scope: SearchScope | None = None) -> TurnResult:
+    def start(self, conversation_id: str, description: str, scope: ScopeLike = None) -> TurnResult:
         """Begin (or begin again) a search with the user's description, within ``scope`` (default: public)."""
         description = clean_text(description, what="description")
         with self._lock(conversation_id):
@@ -201,12 +205,10 @@ class ConversationEngine:
         return self._result(state, "shown", None)
 
     # --- async variants (web front-end) --------------------------------------------------------------
-    async def ahandle(self, conversation_id: str, text: str, scope: SearchScope | None = None) -> TurnResult:
+    async def ahandle(self, conversation_id: str, text: str, scope: ScopeLike = None) -> TurnResult:
         return await asyncio.to_thread(self.handle, conversation_id, text, scope)
 
-    async def astart(
-        self, conversation_id: str, description: str, scope: SearchScope | None = None
-    ) -> TurnResult:
+    async def astart(self, conversation_id: str, description: str, scope: ScopeLike = None) -> TurnResult:
         return await asyncio.to_thread(self.start, conversation_id, description, scope)
 
     async def aanswer(self, conversation_id: str, text: str) -> TurnResult:
@@ -225,10 +227,10 @@ class ConversationEngine:
         return await asyncio.to_thread(self.current, conversation_id)
 
     # --- turns ----------------------------------------------------------------------------------------
-    def _start(self, conversation_id: str, description: str, scope: SearchScope | None) -> TurnResult:
+    def _start(self, conversation_id: str, description: str, scope: ScopeLike) -> TurnResult:
         previous = self.store.get(conversation_id)
         base = self._archived(previous) if previous else ConversationState(conversation_id=conversation_id)
-        return self._describe(base.model_copy(update={"scope": scope or SearchScope()}), description)
+        return self._describe(base.model_copy(update={"scope": as_scope(scope)}), description)
 
     def _describe(self, state: ConversationState, description: str) -> TurnResult:
         state = state.model_copy(deep=True)
@@ -392,7 +394,13 @@ class ConversationEngine:
         return state
 
     def _lock(self, conversation_id: str) -> threading.Lock:
+        if not isinstance(conversation_id, str) or not 0 < len(conversation_id) <= MAX_ID_CHARS:
+            raise InvalidMessageError(f"a conversation id must be 1-{MAX_ID_CHARS} characters of text")
         return self._locks[zlib.crc32(conversation_id.encode()) % len(self._locks)]
+
+    def close(self) -> None:
+        """Close the state store (the searcher and questioner belong to the caller)."""
+        self.store.close()
 
     @staticmethod
     def _result(state: ConversationState, action: Action, message: str | None) -> TurnResult:

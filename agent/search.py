@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import numpy as np
 
 from chatir.dialog import Dialog
-from retriever_service.schemas import PUBLIC, Hit, SearchRequest
+from retriever_service.schemas import PUBLIC, Hit, SearchFilter, SearchRequest
 from tools.scope import SearchScope
 
 if TYPE_CHECKING:
@@ -30,6 +30,17 @@ if TYPE_CHECKING:
 
 MAX_K = 100
 """The service's largest ``k``."""
+
+
+def as_scope(scope: SearchScope | SearchFilter | None) -> SearchScope:
+    """The conversation scope: ``None`` is public only; a service ``SearchFilter`` is taken field by field."""
+    if scope is None:
+        return SearchScope()
+    if isinstance(scope, SearchScope):
+        return scope
+    if isinstance(scope, SearchFilter):
+        return SearchScope(allowed=scope.allowed, sources=scope.sources, tags=scope.tags)
+    raise TypeError(f"a scope must be a SearchScope (or a SearchFilter), not {type(scope).__name__}")
 
 
 @runtime_checkable
@@ -60,6 +71,7 @@ class ServiceSearcher:
         scope: SearchScope,
         with_vectors: bool = False,
     ) -> list[Hit]:
+        scope = as_scope(scope)
         if scope.is_empty:
             return []
         request = SearchRequest(
@@ -131,6 +143,7 @@ class InMemorySearcher:
         scope: SearchScope,
         with_vectors: bool = False,
     ) -> list[Hit]:
+        scope = as_scope(scope)
         scores = self.scores(dialog).astype(np.float64)
         mask = np.ones(len(self.items), dtype=bool)
         for image_id in scope.exclude_ids:

@@ -1,9 +1,9 @@
 """``chatir chat``: the conversation in the terminal, over the same engine as Slack and the web chat.
 
 Type a description, then answer the questions. Commands: a number picks that match ("This one"),
-``none`` rejects the shown matches, ``restart`` starts over, ``quit`` leaves. Where the terminal shows
-images inline (iTerm2, WezTerm, kitty's iTerm2 mode), small previews are printed; elsewhere the ids and
-paths are listed.
+``none`` rejects the shown matches, ``restart`` starts over, ``help`` lists the commands, ``quit`` leaves
+(so does Ctrl-D). Where the terminal shows images inline (iTerm2, WezTerm), small previews are printed;
+elsewhere the ids and paths of the matches are listed.
 """
 
 from __future__ import annotations
@@ -12,14 +12,26 @@ import base64
 import os
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from agent.engine import ConversationEngine, TurnResult
 from chatir.errors import ChatIRError
-from retriever_service.schemas import SearchFilter
+from tools.scope import SearchScope
+
+HELP = (
+    "Describe the image you are looking for, then answer my questions.\n"
+    "  <number>   pick that match (\"This one\")\n"
+    "  none       none of these: show other matches\n"
+    "  restart    start over with a new description\n"
+    "  quit       leave (or Ctrl-D)"
+)
+QUIT = frozenset({"quit", "exit", ":q", "q"})
+REJECT = frozenset({"none", "none of these", "n"})
+RESTART = frozenset({"restart", "start over"})
 
 
-def supports_inline_images(environ: dict[str, str] | None = None) -> bool:
+def supports_inline_images(environ: Mapping[str, str] | None = None) -> bool:
+    """True in terminals that show the iTerm2 inline-image protocol (iTerm2, WezTerm)."""
     env = os.environ if environ is None else environ
     return env.get("TERM_PROGRAM") in ("iTerm.app", "WezTerm") or "ITERM_SESSION_ID" in env
 
@@ -31,15 +43,18 @@ def inline_image(data: bytes, width_cells: int = 12) -> str:
 
 
 def render(result: TurnResult, thumbnail: Callable[[str], bytes] | None = None) -> str:
+    """A turn as terminal text: note, numbered matches (id, score, path), then the question."""
     lines: list[str] = []
     if result.message:
         lines.append(result.message)
     if result.state == "found" and result.chosen is not None:
         hit = result.chosen
-        lines.append(f"Found it: {hit.text or hit.id}\n  {hit.uri}")
+        lines.append(f"Found it: {hit.text or hit.id}  (id {hit.id})\n  {hit.uri}")
+        lines.append("Describe another image to search again, or quit.")
         return "\n".join(lines)
     if result.hits:
-        lines.append(f"Top matches (round {result.round}):")
+        when = "your description" if result.round == 0 else f"{result.round} answer{'s' if result.round > 1 else ''}"
+        lines.append(f"Top matches after {when}:")
         for rank, hit in enumerate(result.hits, start=1):
             preview = ""
             if thumbnail is not None:
@@ -47,42 +62,65 @@ def render(result: TurnResult, thumbnail: Callable[[str], bytes] | None = None) 
                     preview = inline_image(thumbnail(hit.id)) + " "
                 except ChatIRError:
                     preview = ""
-            lines.append(f"  {rank}. {preview}{hit.text or hit.id}  [{hit.score:.3f}]  {hit.uri}")
+            lines.append(f"  {rank}. {preview}{hit.text or hit.id}  [{hit.score:.3f}]  id {hit.id}  {hit.uri}")
     if result.question:
-        lines.append(f"\n? {result.question}")
+        lines.append(f"? {result.question}")
     elif result.state in ("showing", "gave_up"):
-        lines.append("\nIs it one of these? Type its number, 'none', or more detail.")
+        lines.append("Is it one of these? Type its number, 'none', or tell me more.")
     elif result.state == "awaiting_description":
         lines.append("Describe the image you are looking for.")
     return "\n".join(lines)
 
 
-def run_chat(engine: ConversationEngine, scope: SearchFilter | None, *, read: Callable[[str], str] = input,
-             write: Callable[[str], None] = print, thumbnail: Callable[[str], bytes] | None = None) -> None:
-    """The read-eval-print loop. ``read`` raising EOFError ends it (Ctrl-D)."""
-    conversation_id = f"cli:{uuid.uuid4().hex}"
-    write("Describe the image you are looking for (quit to leave).")
+def run_chat(
+    engine: ConversationEngine,
+    scope: SearchScope | None,
+    *,
+    read: Callable[[str], str] = input,
+    write: Callable[[str], None] = print,
+    thumbnail: Callable[[str], bytes] | None = None,
+    inline_images: bool | None = None,
+    conversation_id: str | None = None,
+) -> TurnResult | None:
+    """The read-eval-print loop; returns the last turn. ``read`` raising EOFError ends it (Ctrl-D).
+
+    ``scope`` bounds the searches (None: public images only). Previews need ``thumbnail`` and a terminal
+    that shows inline images (``inline_images=None``: detected).
+    """
+    conversation_id = conversation_id or f"cli:{uuid.uuid4().hex}"
+    if inline_images is None:
+        inline_images = supports_inline_images() and sys.stdout.isatty()
+    previews = thumbnail if inline_images else None
+    write("Describe the image you are looking for ('help' for commands, 'quit' to leave).")
     last: TurnResult | None = None
     while True:
         try:
             text = read("> ").strip()
         except (EOFError, KeyboardInterrupt):
             write("")
-            return
-        if text.lower() in ("quit", "exit", ":q"):
-            return
+            return last
+        command = text.lower()
+        if command in QUIT:
+            return last
         if not text:
             continue
+        if command in ("help", "?"):
+            write(HELP)
+            continue
         try:
-            if last is not None and text.isdigit() and last.hits and 1 <= int(text) <= len(last.hits):
-                last = engine.choose(conversation_id, last.hits[int(text) - 1].id)
-            elif last is not None and text.lower() in ("none", "none of these"):
+            if last is not None and text.isdigit() and last.hits and last.state != "found":
+                number = int(text)
+                if not 1 <= number <= len(last.hits):
+                    write(f"! pick a number between 1 and {len(last.hits)}")
+                    continue
+                last = engine.choose(conversation_id, last.hits[number - 1].id)
+            elif last is not None and command in REJECT:
                 last = engine.reject_all(conversation_id)
-            elif last is not None and text.lower() in ("restart", "start over"):
+            elif last is not None and command in RESTART:
                 last = engine.restart(conversation_id)
             else:
                 last = engine.handle(conversation_id, text, scope)
         except ChatIRError as error:
             write(f"! {error}")
             continue
-        write(render(last, thumbnail if supports_inline_images() and sys.stdout.isatty() else None))
+        write(render(last, previews))

@@ -40,15 +40,24 @@ def serve(
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Run the retriever service (HTTP API; OpenAPI at /docs)."""
+    import logging
+
     import uvicorn
 
     from chatir.settings import get_settings
     from retriever_service.api import create_app
 
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+    service_log = logging.getLogger("retriever_service")  # uvicorn configures only its own loggers
+    service_log.addHandler(handler)
+    service_log.setLevel(log_level.upper())
     settings = get_settings()
     host = host or settings.host
     port = port or settings.port
-    typer.echo(f"serving model {settings.model} on http://{host}:{port} (readiness: /readyz, API docs: /docs)")
+    typer.echo(
+        f"serving model {settings.model} on http://{host}:{port} (readiness: /readyz, API docs: /docs)"
+    )
     uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
 
 
@@ -57,9 +66,13 @@ def search(
     text: Annotated[str, typer.Argument(help="What you are looking for (the dialog's caption).")],
     k: Annotated[int, typer.Option("-k", "--top-k", min=1, max=100, help="How many hits.")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print the SearchResponse as JSON.")] = False,
-    allow: Annotated[list[str] | None, typer.Option("--allow", help="Only images visible to this group.")] = None,
+    allow: Annotated[
+        list[str] | None, typer.Option("--allow", help="Only images visible to this group.")
+    ] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", help="Only images with this tag.")] = None,
-    source: Annotated[list[str] | None, typer.Option("--source", help="Only images from this source.")] = None,
+    source: Annotated[
+        list[str] | None, typer.Option("--source", help="Only images from this source.")
+    ] = None,
     exclude: Annotated[list[str] | None, typer.Option("--exclude", help="Image id to leave out.")] = None,
 ) -> None:
     """Search the index: through the running service, or the local store when no service answers."""
@@ -99,7 +112,7 @@ def _search_via_service(settings: Settings, request: SearchRequest) -> SearchRes
 
     try:
         with _client(settings) as client:
-            response = client.post("/v1/search", json=request.model_dump(mode="json"))
+            response = _request(client, settings, "POST", "/v1/search", json=request.model_dump(mode="json"))
     except (httpx.ConnectError, httpx.ConnectTimeout):
         return None
     except httpx.HTTPError as error:
@@ -141,7 +154,9 @@ def index(
         prune=prune,
     )
     if _service_holds_store(settings):
-        typer.echo(f"a running service at {settings.service_url} holds the {_store_label(settings)}; indexing through it")
+        typer.echo(
+            f"a running service at {settings.service_url} holds the {_store_label(settings)}; indexing through it"
+        )
         job = _index_via_service(settings, request)
         _print_report(_job_report(job))
         if job.state == "failed":
@@ -182,7 +197,7 @@ def _index_via_service(settings: Settings, request: IndexRequest) -> IndexJob:
 
     try:
         with _client(settings) as client:
-            response = client.post("/v1/index", json=request.model_dump(mode="json"))
+            response = _request(client, settings, "POST", "/v1/index", json=request.model_dump(mode="json"))
             _raise_for_error(response, settings)
             job = IndexJob.model_validate(response.json())
             with tqdm(desc="indexing (service)", unit="file") as bar:
@@ -217,7 +232,9 @@ def _local_report(report: Any) -> dict[str, Any]:
 
 
 def _print_report(report: dict[str, Any]) -> None:
-    counts = ", ".join(f"{report.get(name, 0)} {name}" for name in ("added", "unchanged", "duplicates", "pruned"))
+    counts = ", ".join(
+        f"{report.get(name, 0)} {name}" for name in ("added", "unchanged", "duplicates", "pruned")
+    )
     typer.echo(counts)
     skipped = report.get("skipped") or []
     if skipped:
@@ -231,13 +248,16 @@ def convert_checkpoint(
     src: Annotated[Path, typer.Argument(help="ChatIR's chatir_weights.ckpt (salesforce/BLIP key layout).")],
     dst: Annotated[Path, typer.Argument(help="Folder to write the transformers BLIP model to.")],
     processor: Annotated[
-        Path | None, typer.Option(help="Folder with the BLIP tokenizer to use (default: bundled bert-base-uncased).")
+        Path | None,
+        typer.Option(help="Folder with the BLIP tokenizer to use (default: bundled bert-base-uncased)."),
     ] = None,
     config: Annotated[
-        Path | None, typer.Option(help="BlipConfig (config.json or its folder); inferred from the weights if omitted.")
+        Path | None,
+        typer.Option(help="BlipConfig (config.json or its folder); inferred from the weights if omitted."),
     ] = None,
     trust_pickle: Annotated[
-        bool, typer.Option("--trust-pickle", help="Allow Python objects in the file (only for files you trust).")
+        bool,
+        typer.Option("--trust-pickle", help="Allow Python objects in the file (only for files you trust)."),
     ] = False,
 ) -> None:
     """Convert the published ChatIR retriever checkpoint into a transformers BLIP model folder."""
@@ -248,6 +268,39 @@ def convert_checkpoint(
 
 
 # --- helpers ---------------------------------------------------------------------------------------
+STARTUP_WAIT_S = 120.0
+"""How long the CLI waits for a service that is still loading its model."""
+
+
+def _request(
+    client: httpx.Client, settings: Settings, method: str, path: str, **kwargs: Any
+) -> httpx.Response:
+    """One call; when the service answers that it is still starting, wait for /readyz and retry once."""
+    response = client.request(method, path, **kwargs)
+    if not _is_starting(response):
+        return response
+    typer.echo(f"waiting for the service at {settings.service_url} to finish loading ...", err=True)
+    deadline = time.monotonic() + max(STARTUP_WAIT_S, settings.service_timeout_s)
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        ready = client.get("/readyz")
+        if ready.status_code == 200:
+            return client.request(method, path, **kwargs)
+        if not _is_starting(ready):
+            return ready
+    return response
+
+
+def _is_starting(response: httpx.Response) -> bool:
+    if response.status_code != 503:
+        return False
+    try:
+        detail = response.json().get("detail")
+    except (ValueError, AttributeError):
+        return False
+    return isinstance(detail, dict) and detail.get("state") == "starting"
+
+
 def _client(settings: Settings, timeout: float | None = None) -> httpx.Client:
     import httpx
 
@@ -257,7 +310,9 @@ def _client(settings: Settings, timeout: float | None = None) -> httpx.Client:
     return httpx.Client(
         base_url=settings.service_url,
         headers=headers,
-        timeout=httpx.Timeout(timeout or settings.service_timeout_s, connect=min(PROBE_TIMEOUT_S, timeout or 1e9)),
+        timeout=httpx.Timeout(
+            timeout or settings.service_timeout_s, connect=min(PROBE_TIMEOUT_S, timeout or 1e9)
+        ),
     )
 
 
@@ -272,10 +327,14 @@ def _raise_for_error(response: httpx.Response, settings: Settings) -> None:
         message, detail = response.reason_phrase, response.text[:200]
     suffix = f" ({json.dumps(detail)})" if detail else ""
     if response.status_code == 401:
-        raise ChatIRError(f"The service at {settings.service_url} refused the request: {message}{suffix}. Set CHATIR_API_KEY.")
+        raise ChatIRError(
+            f"The service at {settings.service_url} refused the request: {message}{suffix}. Set CHATIR_API_KEY."
+        )
     if response.status_code == 503:
         raise ServiceUnavailableError(f"The service at {settings.service_url} is not ready: {message}")
-    raise ChatIRError(f"The service at {settings.service_url} answered {response.status_code}: {message}{suffix}")
+    raise ChatIRError(
+        f"The service at {settings.service_url} answered {response.status_code}: {message}{suffix}"
+    )
 
 
 def _open_service(settings: Settings):  # -> RetrieverService (a context manager)

@@ -72,6 +72,8 @@ class IndexRequest(BaseModel):
     allowed: list[str] = Field(default_factory=lambda: [PUBLIC])
     tags: list[str] = Field(default_factory=list)
     owner: str | None = None
+    text: str | None = Field(None, max_length=4000, description="Free text of the images (e.g. the Slack "
+                             "message they were shared with); defaults to each file's name.")
     prune: bool = False
 
 

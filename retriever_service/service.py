@@ -18,16 +18,15 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Self
 
 from chatir.dialog import Dialog
 from chatir.errors import ChatIRError, ServiceUnavailableError
 from chatir.settings import Settings
 from retriever_service.schemas import (
-    PUBLIC,
     EncodeResponse,
     Hit,
     IndexJob,
@@ -37,7 +36,7 @@ from retriever_service.schemas import (
 )
 
 if TYPE_CHECKING:  # heavy imports stay out of module import time
-    from retriever_service.index import ImageIndex, ImageRecord
+    from retriever_service.index import ImageIndex, ImageRecord, IndexReport
     from retriever_service.models import RetrievalModel
 
 log = logging.getLogger(__name__)
@@ -66,6 +65,14 @@ class InvalidRequestError(ChatIRError):
 
 class PayloadTooLargeError(ChatIRError):
     """An upload over ``settings.max_upload_mb`` (HTTP 413)."""
+
+
+class ServiceStartingError(ServiceUnavailableError):
+    """The service is still loading its model (HTTP 503 with ``detail.state == "starting"``, ``Retry-After``)."""
+
+
+class JobCancelledError(ChatIRError):
+    """An indexing job stopped because the service is shutting down."""
 
 
 class StoreLockedError(ServiceUnavailableError):
@@ -103,7 +110,11 @@ class _Serialized:
 
     def __getattr__(self, name: str) -> Any:
         value = getattr(self._target, name)
-        if not callable(value) or name.startswith("_") or (self._names is not None and name not in self._names):
+        if (
+            not callable(value)
+            or name.startswith("_")
+            or (self._names is not None and name not in self._names)
+        ):
             return value
         lock = self._lock
 
@@ -115,7 +126,15 @@ class _Serialized:
 
 
 _MODEL_METHODS = frozenset(
-    {"encode_images", "encode_texts", "encode_dialogs", "dialog_text", "tokenize", "text_features", "image_features"}
+    {
+        "encode_images",
+        "encode_texts",
+        "encode_dialogs",
+        "dialog_text",
+        "tokenize",
+        "text_features",
+        "image_features",
+    }
 )
 
 
@@ -154,11 +173,13 @@ class RetrieverService:
                     "`chatir serve`). Stop that process, or go through its HTTP API "
                     f"({settings.service_url}/v1/...)."
                 ) from error
-            raise ServiceUnavailableError(f"Cannot open the {store_description(settings)}: {error}") from error
+            raise ServiceUnavailableError(
+                f"Cannot open the {store_description(settings)}: {error}"
+            ) from error
         return cls(settings, model, index)
 
     def close(self) -> None:
-        """Stop accepting jobs, let the running one finish its batch, close the index."""
+        """Stop accepting jobs, stop the running one after its current file, close the index."""
         if self._closed:
             return
         self._closed = True
@@ -173,7 +194,7 @@ class RetrieverService:
             with self._index_lock:
                 close()
 
-    def __enter__(self) -> RetrieverService:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -199,11 +220,34 @@ class RetrieverService:
         started = time.perf_counter()
         vector = self.model.encode_dialogs([request.dialog])[0]
         results = self._store_call(
-            self.index.search, vector, k=request.k, filter=request.filter, exclude_ids=list(request.exclude_ids)
+            self.index.search,
+            vector,
+            k=request.k,
+            filter=request.filter,
+            exclude_ids=list(request.exclude_ids),
         )
-        hits = [self._hit(record, score) for record, score in _record_scores(results)]
+        hits = [self._hit(record, score) for record, score in results]
+        if request.with_vectors and hits:
+            vectors = self._store_call(self._vectors, [hit.id for hit in hits])
+            for hit in hits:
+                hit.vector = vectors.get(hit.id)
         took_ms = (time.perf_counter() - started) * 1000.0
         return SearchResponse(hits=hits, model=self.model_id, took_ms=round(took_ms, 3))
+
+    def _vectors(self, ids: list[str]) -> dict[str, list[float]]:
+        """Stored image embeddings by id (for ``with_vectors``)."""
+        from retriever_service.index import point_id
+
+        getter = getattr(self._raw_index, "get_vectors", None)
+        if callable(getter):  # preferred, when the index offers it
+            with self._index_lock:
+                return {i: [float(x) for x in v] for i, v in zip(ids, getter(ids), strict=True)}
+        index = self._raw_index
+        with self._index_lock:
+            points = index.client.retrieve(
+                index.collection, ids=[point_id(i) for i in ids], with_payload=["id"], with_vectors=True
+            )
+        return {p.payload["id"]: [float(x) for x in p.vector] for p in points if p.payload}
 
     @staticmethod
     def _hit(record: ImageRecord, score: float) -> Hit:
@@ -223,14 +267,17 @@ class RetrieverService:
     # --- images ----------------------------------------------------------------------------------
     def record(self, image_id: str) -> ImageRecord:
         _check_id(image_id)
-        record = self._store_call(self.index.get, image_id)
+        record = self._store_call(self.index.get, image_id.lower())
         if record is None:
             raise NotFoundError(f"No image with id {image_id!r} in the index.")
         return record
 
     def image_file(self, image_id: str) -> tuple[Path, str]:
         """The original file of an image (first location still on disk) and its mime type."""
-        record = self.record(image_id)
+        return self._image_file(self.record(image_id))
+
+    def _image_file(self, record: ImageRecord) -> tuple[Path, str]:
+        image_id = record.id
         path = _first_local_file(record)
         if path is None:
             raise NotFoundError(
@@ -243,18 +290,24 @@ class RetrieverService:
     def thumbnail(self, image_id: str, size: int | None = None) -> Path:
         """A JPEG whose longest side is ``size`` (at most; small images are not enlarged), cached."""
         size = int(size or self.settings.thumbnail_size)
-        cached = Path(self.settings.thumbnails_dir) / f"{image_id}_{size}.jpg"
+        record = self.record(image_id)  # a deleted image has no thumbnail, even a cached one
+        cached = Path(self.settings.thumbnails_dir) / f"{record.id}_{size}.jpg"
         if cached.is_file():
             return cached
-        path, _ = self.image_file(image_id)
-        _write_thumbnail(path, cached, size)
+        path, _ = self._image_file(record)
+        try:
+            _write_thumbnail(path, cached, size)
+        except OSError as error:  # the file changed since it was indexed
+            raise NotFoundError(
+                f"Image {record.id!r}: its file {path} is no longer a readable image ({error})."
+            )
         return cached
 
     def delete(self, image_id: str) -> ImageRecord:
         """Remove an image from the index (and its thumbnails, and its file when it was an upload)."""
         record = self.record(image_id)
-        self._store_call(self.index.delete, [image_id])
-        for thumb in Path(self.settings.thumbnails_dir).glob(f"{image_id}_*.jpg"):
+        self._store_call(self.index.delete, [record.id])
+        for thumb in Path(self.settings.thumbnails_dir).glob(f"{record.id}_*.jpg"):
             thumb.unlink(missing_ok=True)
         uploads = self.uploads_dir.resolve()
         for location in _locations(record):
@@ -269,7 +322,9 @@ class RetrieverService:
     def uploads_dir(self) -> Path:
         return Path(self.settings.home) / "uploads"
 
-    def save_upload(self, filename: str | None, stream: IO[bytes], budget: int | None = None) -> tuple[Path, int]:
+    def save_upload(
+        self, filename: str | None, stream: IO[bytes], budget: int | None = None
+    ) -> tuple[Path, int]:
         """Copy an uploaded file under ``CHATIR_HOME/uploads/<sha256>/<name>``; returns (path, size).
 
         ``budget`` caps the bytes accepted (:class:`PayloadTooLargeError` beyond); identical bytes land
@@ -320,7 +375,9 @@ class RetrieverService:
         with self._jobs_lock:
             job = self._jobs.get(job_id)
             if job is None:
-                raise NotFoundError(f"No indexing job with id {job_id!r} (jobs live until the service restarts).")
+                raise NotFoundError(
+                    f"No indexing job with id {job_id!r} (jobs live until the service restarts)."
+                )
             return job.model_copy(deep=True)
 
     def wait_for_job(self, job_id: str, timeout_s: float = 60.0) -> IndexJob:
@@ -333,11 +390,11 @@ class RetrieverService:
             time.sleep(0.05)
 
     def run_index(
-        self,
-        request: IndexRequest,
-        progress: Callable[[int, int], None] | None = None,
-    ) -> Any:
-        """Index ``request.paths`` now (in this thread) and return the indexer's report."""
+        self, request: IndexRequest, progress: bool | Callable[[int, int], None] = True
+    ) -> IndexReport:
+        """Index ``request.paths`` now (in this thread) and return the indexer's report.
+
+        ``progress``: a tqdm bar (True), none (False) or a ``(done, total)`` callback."""
         from retriever_service.index import index_paths
 
         return index_paths(
@@ -348,8 +405,10 @@ class RetrieverService:
             allowed=list(request.allowed),
             tags=list(request.tags),
             owner=request.owner,
+            text=request.text,
             prune=request.prune,
             progress=progress,
+            batch_size=self.settings.batch_size,
         )
 
     def _run_job(self, job_id: str, request: IndexRequest) -> None:
@@ -360,9 +419,17 @@ class RetrieverService:
 
         def progress(done: int, total: int) -> None:
             self._update(job_id, done=done, total=total)
+            if self._stop.is_set():  # shutting down: stop between files, keep what is stored
+                raise JobCancelledError(
+                    "The service stopped during the job; images already stored are kept, "
+                    "submit the job again to index the rest."
+                )
 
         try:
             report = self.run_index(request, progress=progress)
+        except JobCancelledError as error:
+            self._update(job_id, state="failed", error=str(error))
+            return
         except Exception as error:  # the job reports it; the service keeps running
             log.exception("indexing job %s failed", job_id)
             message = str(error) if isinstance(error, ChatIRError) else f"{type(error).__name__}: {error}"
@@ -397,24 +464,12 @@ class RetrieverService:
 
 
 # --- module helpers --------------------------------------------------------------------------------
-_ID_PATTERN = re.compile(r"^[0-9a-fA-F]{8,64}$")
+_ID_PATTERN = re.compile(r"^[0-9a-fA-F]{32}$")
 
 
 def _check_id(image_id: str) -> None:
     if not _ID_PATTERN.match(image_id):
         raise NotFoundError(f"No image with id {image_id!r}: ids are hexadecimal content hashes.")
-
-
-def _record_scores(results: Iterable[Any]) -> list[tuple[Any, float]]:
-    """Accept the index's search results as (record, score) pairs or objects with .record/.score."""
-    pairs = []
-    for item in results:
-        if isinstance(item, tuple):
-            record, score = item
-        else:
-            record, score = item.record, item.score
-        pairs.append((record, float(score)))
-    return pairs
 
 
 def _locations(record: Any) -> list[str]:
@@ -498,14 +553,14 @@ def _skip_entry(item: Any) -> dict[str, str]:
 
 
 __all__ = [
-    "InvalidRequestError",
-    "NotFoundError",
-    "PUBLIC",
-    "PayloadTooLargeError",
-    "RetrieverService",
-    "StoreLockedError",
     "THUMBNAIL_PATH",
     "UPLOAD_SOURCE",
+    "InvalidRequestError",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "RetrieverService",
+    "ServiceStartingError",
+    "StoreLockedError",
     "is_store_lock_error",
     "store_description",
     "store_fingerprint",

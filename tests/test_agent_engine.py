@@ -384,3 +384,18 @@ def test_information_gain_over_the_service(settings, model, service_sends_vector
         assert thumbnails == []
     else:
         assert thumbnails and len(thumbnails) == len(set(thumbnails))  # each thumbnail embedded once
+
+
+def test_a_service_filter_is_accepted_as_the_scope(engine, searcher):
+    from retriever_service.schemas import SearchFilter
+
+    result = engine.handle("c", "a blue star", SearchFilter(allowed=["C-TEAM"], tags=["blue"]))
+    assert result.scope == SearchScope(allowed=["C-TEAM"], tags=["blue"])
+    assert result.hits == []  # the toy gallery has no image visible to C-TEAM alone
+    engine.handle("c", "start over", SearchFilter(allowed=None))
+    assert engine.handle("c", "a red star").scope.allowed == ["C-TEAM"]
+    assert all(call["scope"].allowed == ["C-TEAM"] for call in searcher.calls)
+    with pytest.raises(TypeError):
+        engine.handle("d", "a red star", {"allowed": None})
+    with pytest.raises(InvalidMessageError, match="conversation id"):
+        engine.handle("x" * 400, "a red star", TEAM)

@@ -234,5 +234,5 @@ def test_world_bank_and_warm_up(toy):
     dialog = Dialog(caption="a green square")
     hits = searcher.search(dialog, k=20, scope=SearchScope())
     calls = model.calls
-    assert questioner.next_question(dialog, hits, []) == "What shape is it?"
+    assert questioner.next_question(dialog, hits, []) == "What colour is the background?"  # shape is known
     assert model.calls == calls  # every bank text was embedded by warm_up

@@ -65,7 +65,8 @@ TABLE = [
     ("A", "what colour is the biggest shape?", "red"),
     ("A", "what colour is the smallest object?", "blue"),
     ("A", "what colour is the star on the left?", "red"),
-    ("A", "what colours are the shapes?", "several colours"),
+    ("A", "what colours are the shapes?", "red, green and blue"),
+    ("A", "what objects are in the image?", "a circle, a triangle and a star"),
     ("A", "what is in the top left?", "a large red striped star"),
     # existence
     ("A", "is there a circle?", "yes"),
@@ -129,6 +130,10 @@ TABLE = [
     ("A", "is it day or night?", "night"),
     ("A", "is there a frame?", "yes"),
     ("A", "does the picture have a border?", "yes"),
+    ("A", "is the picture taken at night?", "yes"),
+    ("A", "what is the lighting like?", "dark"),
+    ("A", "is the background solid or patterned?", "patterned"),
+    ("A", "is the background striped?", "no"),
     # a single object: "it"
     ("B", "what colour is it?", "white"),
     ("B", "is it a heart?", "yes"),
@@ -148,12 +153,12 @@ TABLE = [
     ("C", "what colour is the star?", "red and blue"),
     ("C", "where are the stars?", "top middle and bottom left"),
     ("C", "how many stars are there?", "two"),
-    ("C", "what shape is red?", "a star and a square"),
+    ("C", "what shape is red?", "a square and a star"),
     ("C", "are there two stars?", "yes"),
     ("C", "is the star red?", "one of them is"),
     ("C", "are all the stars red?", "no"),
     ("C", "what shape is the big object?", "a star"),
-    ("C", "what shapes are red?", "a star and a square"),
+    ("C", "what shapes are red?", "a square and a star"),
     ("C", "what colour is the big star?", "blue"),
     ("C", "are the stars the same colour?", "no"),
     ("C", "is the background a gradient?", "yes"),
@@ -163,6 +168,8 @@ TABLE = [
     ("C", "what colour is the ring?", "there is no ring"),
     ("C", "what shape is at the top?", "a star"),
     ("C", "what shape is the small red object?", "a star"),
+    ("C", "what objects are in the image?", "a square and two stars"),
+    ("C", "is the background solid or patterned?", "neither, it is a gradient"),
 ]
 
 GIBBERISH = [

@@ -7,6 +7,7 @@ not retried and raises :class:`RetrieverRequestError` carrying the service's own
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import quote, urljoin
 
@@ -16,7 +17,16 @@ from tenacity import AsyncRetrying, Retrying, retry_if_exception, stop_after_att
 
 from chatir.dialog import Dialog
 from chatir.errors import ChatIRError, ServiceUnavailableError
-from retriever_service.schemas import EncodeRequest, EncodeResponse, Hit, SearchRequest, SearchResponse
+from retriever_service.schemas import (
+    PUBLIC,
+    EncodeRequest,
+    EncodeResponse,
+    Hit,
+    IndexJob,
+    IndexRequest,
+    SearchRequest,
+    SearchResponse,
+)
 
 if TYPE_CHECKING:
     from chatir.settings import Settings
@@ -246,6 +256,32 @@ class RetrieverClient(_ClientBase):
     def thumbnail(self, image_id: str) -> bytes:
         """The thumbnail bytes (what chat front-ends show)."""
         return self._request("GET", f"/v1/images/{quote(image_id, safe='')}/thumbnail").content
+
+    def index(self, request: IndexRequest) -> IndexJob:
+        """Index files on the service's machine (``POST /v1/index``); returns the job to poll."""
+        return IndexJob.model_validate(self._request("POST", "/v1/index", json=_json(request)).json())
+
+    def index_upload(
+        self,
+        files: Sequence[tuple[str, bytes]],
+        *,
+        source: str | None = None,
+        allowed: Sequence[str] = (PUBLIC,),
+        tags: Sequence[str] = (),
+        owner: str | None = None,
+        text: str | None = None,
+    ) -> IndexJob:
+        """Upload image bytes ``[(file name, bytes)]`` to be indexed (multipart ``POST /v1/index``)."""
+        form: dict[str, Any] = {"allowed": list(allowed), "tags": list(tags)}
+        for key, value in (("source", source), ("owner", owner), ("text", text)):
+            if value:
+                form[key] = value
+        uploads = [("files", (name, data)) for name, data in files]
+        return IndexJob.model_validate(self._request("POST", "/v1/index", data=form, files=uploads).json())
+
+    def index_job(self, job_id: str) -> IndexJob:
+        """Progress of an indexing job."""
+        return IndexJob.model_validate(self._request("GET", f"/v1/index/jobs/{quote(job_id, safe='')}").json())
 
     def close(self) -> None:
         self._http.close()

@@ -125,7 +125,9 @@ class ModelCandidateScorer:
         from tqdm.auto import tqdm
 
         texts = [text for q in questions for text in self.answer_texts(Dialog(caption="-"), q)]
-        for start in tqdm(range(0, len(texts), batch), desc="embedding question bank", unit="batch", leave=False):
+        for start in tqdm(
+            range(0, len(texts), batch), desc="embedding question bank", unit="batch", leave=False
+        ):
             self.encode(texts[start : start + batch])
 
     # --- CandidateScorer -----------------------------------------------------------------------------

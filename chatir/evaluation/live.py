@@ -110,16 +110,23 @@ class RecordingQuestioner:
         return value
 
 
-def _read_done(path: Path) -> dict[int, LiveDialog]:
+def _read_done(path: Path, resume_key: str) -> dict[int, LiveDialog]:
+    """Dialogs finished by an earlier run with the same ``resume_key``; a file from another setup is set aside."""
+    if not path.is_file():
+        return {}
+    lines = path.read_text(encoding="utf-8").splitlines()
+    header = json.loads(lines[0]) if lines and lines[0].startswith('{"resume_key"') else {}
+    if header.get("resume_key") != resume_key:
+        path.replace(path.with_name(path.name + ".stale"))  # another model/world/setting: start afresh
+        return {}
     done: dict[int, LiveDialog] = {}
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                try:
-                    item = LiveDialog.model_validate_json(line)
-                except ValueError:
-                    continue  # a line cut by an interruption: that dialog is simply run again
-                done[item.index] = item
+    for line in lines[1:]:
+        if line.strip():
+            try:
+                item = LiveDialog.model_validate_json(line)
+            except ValueError:
+                continue  # a line cut by an interruption: that dialog is simply run again
+            done[item.index] = item
     return done
 
 
@@ -135,6 +142,7 @@ def evaluate_live(
     settings: Settings,
     rounds: int = 10,
     resume_file: Path | None = None,
+    resume_key: str = "",
     ks: Sequence[int] = DEFAULT_KS,
     ties: TiePolicy = "index",
     block_size: int = BLOCK_SIZE,
@@ -143,7 +151,8 @@ def evaluate_live(
     """Run every dialog from its caption for ``rounds`` rounds; ranks ``(n, rounds+1)`` and the transcripts.
 
     ``dialogs`` give the targets and captions (their recorded rounds are ignored). ``resume_file`` (JSONL)
-    keeps finished dialogs; those already in it are not run again.
+    keeps finished dialogs; those already in it are not run again when its first line holds the same
+    ``resume_key`` (describe the model, corpus and settings there).
     """
     from agent.engine import ConversationEngine
     from agent.search import InMemorySearcher
@@ -165,7 +174,7 @@ def evaluate_live(
     )
     scope = SearchScope.unrestricted()
 
-    done = _read_done(resume_file) if resume_file is not None else {}
+    done = _read_done(resume_file, resume_key) if resume_file is not None else {}
     done = {i: d for i, d in done.items() if i < len(dialogs) and d.img == dialogs[i].img and len(d.ranks) == rounds + 1}
     todo = [i for i in range(len(dialogs)) if i not in done]
     started = time.perf_counter()
@@ -180,6 +189,8 @@ def evaluate_live(
                 done[item.index] = item
             if resume_file is not None:
                 resume_file.parent.mkdir(parents=True, exist_ok=True)
+                if not resume_file.is_file():
+                    resume_file.write_text(json.dumps({"resume_key": resume_key}) + "\n", encoding="utf-8")
                 with resume_file.open("a", encoding="utf-8") as handle:
                     handle.writelines(item.model_dump_json() + "\n" for item in finished)
     finally:
@@ -259,4 +270,5 @@ def _ranks_now(encoder: CachedDialogEncoder, dialogs: Sequence[Dialog], corpus_v
 
 def write_chatir_dialogs(transcripts: Sequence[LiveDialog], path: Path) -> None:
     """Save live dialogs in ChatIR's JSON format (re-evaluate them with ``chatir eval --dialogs``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps([t.chatir_entry() for t in transcripts], indent=1), encoding="utf-8")

@@ -32,6 +32,7 @@ class EvalOptions(BaseModel):
     questioners: list[Literal["none", "random", "info_gain", "llm"]] = Field(default_factory=list)
     n_dialogs: int | None = Field(None, ge=1)
     split: str = "test"
+    bank: str = "world"
     rounds: int = Field(10, ge=1, le=50)
     out: Path = Path("eval-out")
     model: str | None = None

@@ -45,7 +45,34 @@ _EXPORTS = {
     "caption_match_counts": "stats",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "Caption",
+    "ManifestEntry",
+    "Oracle",
+    "Scene",
+    "WorldError",
+    "WorldInfo",
+    "WorldObject",
+    "caption_for",
+    "caption_match_counts",
+    "dialog_for",
+    "generate_world",
+    "image_id",
+    "load_dialogs",
+    "load_manifest",
+    "make_caption",
+    "make_dialog",
+    "make_splits",
+    "manifest_scenes",
+    "parse_image_id",
+    "possible_answers",
+    "question_bank",
+    "read_world_info",
+    "render_scene",
+    "sample_scene",
+    "scene_from_id",
+    "split_seed",
+]
 
 
 def __getattr__(name: str) -> Any:

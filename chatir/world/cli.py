@@ -26,9 +26,13 @@ def register(app: typer.Typer) -> None:
 def generate(
     out: Annotated[Path, typer.Argument(help="Folder of the world (created; resumed when it exists).")],
     n: Annotated[int, typer.Option("--n", min=1, help="Number of images.")] = 1000,
-    seed: Annotated[int, typer.Option("--seed", min=0, help="World seed: image i of seed s is the same everywhere.")] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", min=0, help="World seed: image i of seed s is the same everywhere.")
+    ] = 0,
     size: Annotated[int, typer.Option("--size", min=16, help="Image side in pixels.")] = 64,
-    workers: Annotated[int | None, typer.Option("--workers", min=1, help="Processes (default: all cores).")] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", min=1, help="Processes (default: all cores).")
+    ] = None,
 ) -> None:
     """Render N images of the world with SEED into OUT, with manifest.jsonl and world.json."""
     import time
@@ -49,17 +53,32 @@ def splits(
     test: Annotated[int, typer.Option("--test", min=0, help="Test corpus images.")] = 5000,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Master seed (each split derives its own).")] = 0,
     size: Annotated[int, typer.Option("--size", min=16, help="Image side in pixels.")] = 64,
-    workers: Annotated[int | None, typer.Option("--workers", min=1, help="Processes (default: all cores).")] = None,
-    val_dialogs: Annotated[int | None, typer.Option(help="Dialogs for the first val images (default all).")] = None,
-    test_dialogs: Annotated[int | None, typer.Option(help="Dialogs for the first test images (default all).")] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", min=1, help="Processes (default: all cores).")
+    ] = None,
+    val_dialogs: Annotated[
+        int | None, typer.Option(help="Dialogs for the first val images (default all).")
+    ] = None,
+    test_dialogs: Annotated[
+        int | None, typer.Option(help="Dialogs for the first test images (default all).")
+    ] = None,
     rounds: Annotated[int, typer.Option(min=1, max=50, help="Question rounds per dialog.")] = 10,
 ) -> None:
     """Make train/val/test worlds and their dialogs in ChatIR's JSON format."""
     from chatir.world.dialogs import make_splits
 
     info = make_splits(
-        root, train, val, test, seed, size=size, workers=workers, val_dialogs=val_dialogs,
-        test_dialogs=test_dialogs, rounds=rounds, progress=True,
+        root,
+        train,
+        val,
+        test,
+        seed,
+        size=size,
+        workers=workers,
+        val_dialogs=val_dialogs,
+        test_dialogs=test_dialogs,
+        rounds=rounds,
+        progress=True,
     )
     for name, split in info.splits.items():
         typer.echo(
@@ -70,28 +89,30 @@ def splits(
 
 @world_app.command("ask")
 def ask(
-    image: Annotated[str, typer.Argument(help="A world image id (e.g. w7-000042) or the path of a world image.")],
+    image: Annotated[
+        str, typer.Argument(help="A world image id (e.g. w7-000042) or the path of a world image.")
+    ],
     question: Annotated[str, typer.Argument(help="A question in English, e.g. 'what colour is the star?'.")],
     show_scene: Annotated[bool, typer.Option("--scene", help="Also print the ground-truth scene.")] = False,
 ) -> None:
     """Answer a question about one world image, as the oracle does in dialogs and evaluation."""
     from chatir.world.generator import WorldError
     from chatir.world.oracle import Oracle
-    from chatir.world.scene import scene_from_id
 
-    name = Path(image).stem if image.lower().endswith(".png") else image
     try:
-        scene = scene_from_id(name)
+        oracle = Oracle.for_image(image)
     except ValueError as error:
         raise WorldError(str(error)) from None
     if show_scene:
-        typer.echo(scene.model_dump_json(indent=2))
-    typer.echo(Oracle(scene).answer(question))
+        typer.echo(oracle.scene.model_dump_json(indent=2))
+    typer.echo(oracle.answer(question))
 
 
 @world_app.command("caption")
 def caption(
-    image: Annotated[str, typer.Argument(help="A world image id (e.g. w7-000042) or the path of a world image.")],
+    image: Annotated[
+        str, typer.Argument(help="A world image id (e.g. w7-000042) or the path of a world image.")
+    ],
     dialog: Annotated[bool, typer.Option("--dialog", help="Print the whole generated dialog.")] = False,
 ) -> None:
     """Print the caption (or the dialog) generated for one world image."""
@@ -114,8 +135,12 @@ def caption(
 
 @world_app.command("stats")
 def stats(
-    corpus: Annotated[int, typer.Option("--corpus", min=1, help="Corpus size (scenes sampled, no images needed).")] = 50000,
-    captions: Annotated[int, typer.Option("--captions", min=1, help="Captions measured (first images).")] = 2000,
+    corpus: Annotated[
+        int, typer.Option("--corpus", min=1, help="Corpus size (scenes sampled, no images needed).")
+    ] = 50000,
+    captions: Annotated[
+        int, typer.Option("--captions", min=1, help="Captions measured (first images).")
+    ] = 2000,
     seed: Annotated[int, typer.Option("--seed", min=0, help="World seed of the corpus.")] = 0,
 ) -> None:
     """How many corpus images each caption alone fits (ChatIR needs this to be large)."""

@@ -14,6 +14,7 @@ Split layout (image paths in the dialog files are relative to the split folder, 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import random
 from collections.abc import Sequence
@@ -33,6 +34,8 @@ SPLITS = ("train", "val", "test")
 SPLITS_FILE = "splits.json"
 _SPLIT_OFFSET = {"train": 1, "val": 2, "test": 3}
 _NEGATIVE = ("no", "none", "nothing")
+_DIALOG_CHUNK = 500
+_PARALLEL_FROM = 5000
 
 
 def split_seed(seed: int, split: str) -> int:
@@ -87,14 +90,44 @@ def dialog_for(seed: int, index: int, *, rounds: int = 10, variant: int = 0) -> 
     return make_dialog(scene, caption, scene_rng(seed, index, f"dialog/{variant}"), rounds=rounds)
 
 
-def dialog_entries(
-    seed: int, indices: Sequence[int], *, rounds: int = 10, progress: bool = False
-) -> list[dict[str, object]]:
-    """ChatIR-format entries ``{"img": relative path, "dialog": [caption, "q a", ...]}`` for these images."""
+def _dialog_chunk(job: tuple[int, Sequence[int], int]) -> list[dict[str, object]]:
+    seed, indices, rounds = job
     return [
-        {"img": image_relpath(seed, i), "dialog": dialog_for(seed, i, rounds=rounds).parts()}
-        for i in tqdm(indices, desc=f"dialogs w{seed}", unit="dialog", disable=not progress)
+        {"img": image_relpath(seed, i), "dialog": dialog_for(seed, i, rounds=rounds).parts()} for i in indices
     ]
+
+
+def dialog_entries(
+    seed: int,
+    indices: Sequence[int],
+    *,
+    rounds: int = 10,
+    workers: int | None = 1,
+    progress: bool = False,
+) -> list[dict[str, object]]:
+    """ChatIR-format entries ``{"img": relative path, "dialog": [caption, "q a", ...]}`` for these images.
+
+    ``workers`` > 1 (or None: all cores) spreads large batches over spawned processes; the result is the same.
+    """
+    indices = list(indices)
+    chunks = [indices[k : k + _DIALOG_CHUNK] for k in range(0, len(indices), _DIALOG_CHUNK)]
+    jobs = [(seed, chunk, rounds) for chunk in chunks]
+    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
+    if len(indices) < _PARALLEL_FROM:
+        workers = 1  # ~1 ms a dialog: starting processes costs more than it saves
+    entries: list[dict[str, object]] = []
+    with tqdm(total=len(indices), desc=f"dialogs w{seed}", unit="dialog", disable=not progress) as bar:
+        if workers == 1:
+            results = map(_dialog_chunk, jobs)
+            for chunk in results:
+                entries += chunk
+                bar.update(len(chunk))
+        else:
+            with multiprocessing.get_context("spawn").Pool(workers) as pool:
+                for chunk in pool.imap(_dialog_chunk, jobs):
+                    entries += chunk
+                    bar.update(len(chunk))
+    return entries
 
 
 class SplitInfo(BaseModel):
@@ -137,24 +170,33 @@ def make_splits(
     if seed < 0:
         raise WorldError(f"the seed must be non-negative (got {seed})")
     wanted = {"train": (n_train, n_train), "val": (n_val, val_dialogs), "test": (n_test, test_dialogs)}
+    for split, (n_images, n_dialogs) in wanted.items():  # check everything before writing anything
+        if n_images < 0:
+            raise WorldError(f"the number of {split} images must be non-negative (got {n_images})")
+        if n_dialogs is not None and not 0 <= n_dialogs <= n_images:
+            raise WorldError(f"{split}: {n_dialogs} dialogs asked for {n_images} images")
+    if n_train + n_val + n_test == 0:
+        raise WorldError("no images asked for: give at least one split a positive size")
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     info = SplitsInfo(seed=seed, size=size, rounds=rounds)
     for split, (n_images, n_dialogs) in wanted.items():
-        if n_images < 0:
-            raise WorldError(f"the number of {split} images must be non-negative (got {n_images})")
         if n_images == 0:
             continue
         n_dialogs = n_images if n_dialogs is None else n_dialogs
-        if not 0 <= n_dialogs <= n_images:
-            raise WorldError(f"{split}: {n_dialogs} dialogs asked for {n_images} images")
         world_seed = split_seed(seed, split)
         generate_world(root / split, n_images, world_seed, size=size, workers=workers, progress=progress)
-        entries = dialog_entries(world_seed, range(n_dialogs), rounds=rounds, progress=progress)
+        entries = dialog_entries(
+            world_seed, range(n_dialogs), rounds=rounds, workers=workers, progress=progress
+        )
         dialogs_file = f"{split}_dialogs.json"
         _write_json(root / dialogs_file, entries)
         info.splits[split] = SplitInfo(
-            seed=world_seed, n_images=n_images, n_dialogs=n_dialogs, world_dir=split, dialogs_file=dialogs_file
+            seed=world_seed,
+            n_images=n_images,
+            n_dialogs=n_dialogs,
+            world_dir=split,
+            dialogs_file=dialogs_file,
         )
     _write_json(root / SPLITS_FILE, info.model_dump())
     return info
@@ -173,7 +215,9 @@ def load_dialogs(path: str | Path) -> list[tuple[str, Dialog]]:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise WorldError(f"cannot read dialogs from {path}: {error}") from None
-    if not isinstance(data, list) or not all(isinstance(e, dict) and "img" in e and "dialog" in e for e in data):
+    if not isinstance(data, list) or not all(
+        isinstance(e, dict) and "img" in e and "dialog" in e for e in data
+    ):
         raise WorldError(f"{path} is not a ChatIR dialog file (a list of {{'img', 'dialog'}} objects)")
     return [(e["img"], Dialog.from_chatir(e["dialog"])) for e in data]
 

@@ -74,27 +74,25 @@ def is_complete_png(path: Path) -> bool:
         return False
 
 
-def manifest_line(seed: int, index: int) -> str:
-    """The manifest line (JSON, no newline) of one image."""
-    entry = ManifestEntry(id=image_id(seed, index), path=image_relpath(seed, index), scene=sample_scene(seed, index))
-    return entry.model_dump_json()
-
-
-def _render_chunk(job: tuple[str, int, int, Sequence[int]]) -> tuple[int, int]:
-    """Worker: render the missing images of a chunk; returns (chunk size, images written)."""
+def _render_chunk(job: tuple[str, int, int, Sequence[int]]) -> tuple[int, list[str], int]:
+    """Worker: render the missing images of a chunk; returns (first index, manifest lines, images written)."""
     root, seed, size, indices = job
     written = 0
+    lines: list[str] = []
     for index in indices:
-        target = Path(root) / image_relpath(seed, index)
+        scene = sample_scene(seed, index)
+        relpath = image_relpath(seed, index)
+        lines.append(ManifestEntry(id=image_id(seed, index), path=relpath, scene=scene).model_dump_json())
+        target = Path(root) / relpath
         if is_complete_png(target):
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        data = encode_png(render_scene(sample_scene(seed, index), size))
+        data = encode_png(render_scene(scene, size))
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         tmp.write_bytes(data)
         os.replace(tmp, target)
         written += 1
-    return len(indices), written
+    return indices[0], lines, written
 
 
 def generate_world(
@@ -107,7 +105,8 @@ def generate_world(
 ) -> WorldInfo:
     """Write images ``0..n-1`` of the world with ``seed`` to ``out_dir`` (resumable) and its manifest.
 
-    ``workers`` processes render in parallel (default: all CPU cores; 1 renders in this process).
+    ``workers`` processes render in parallel (default: all CPU cores; 1 renders in this process). Workers are
+    spawned, so a script calling this with ``workers > 1`` needs the usual ``if __name__ == "__main__":`` guard.
     Raises :class:`WorldError` when ``out_dir`` already holds a world with another seed, size or version.
     """
     if n < 1:
@@ -130,18 +129,20 @@ def generate_world(
     chunks = [range(start, min(start + CHUNK_SIZE, n)) for start in range(0, n, CHUNK_SIZE)]
     jobs = [(str(root), seed, size, list(chunk)) for chunk in chunks]
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
-    written = 0
+    lines: dict[int, list[str]] = {}
     with tqdm(total=n, desc=f"world {root.name or root}", unit="img", disable=not progress) as bar:
-        for done, new in _run(jobs, workers):
-            written += new
-            bar.update(done)
-    _write_atomic(root / MANIFEST_FILE, "".join(manifest_line(seed, i) + "\n" for i in range(n)))
+        for first, chunk_lines, _written in _run(jobs, workers):
+            lines[first] = chunk_lines
+            bar.update(len(chunk_lines))
+    _write_atomic(
+        root / MANIFEST_FILE, "".join(line + "\n" for first in sorted(lines) for line in lines[first])
+    )
     info = WorldInfo(seed=seed, n=n, size=size, complete=True)
     _write_atomic(root / WORLD_FILE, info.model_dump_json(indent=2) + "\n")
     return info
 
 
-def _run(jobs: list[tuple[str, int, int, list[int]]], workers: int) -> Iterator[tuple[int, int]]:
+def _run(jobs: list[tuple[str, int, int, list[int]]], workers: int) -> Iterator[tuple[int, list[str], int]]:
     if workers == 1:
         yield from map(_render_chunk, jobs)
         return
@@ -162,7 +163,9 @@ def read_world_info(world_dir: str | Path) -> WorldInfo:
     try:
         return WorldInfo.model_validate_json(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise WorldError(f"{world_dir} is not a world folder (no {WORLD_FILE}); run `chatir world generate`") from None
+        raise WorldError(
+            f"{world_dir} is not a world folder (no {WORLD_FILE}); run `chatir world generate`"
+        ) from None
     except (OSError, ValidationError, ValueError) as error:
         raise WorldError(f"{path} is damaged ({error.__class__.__name__}); regenerate the world") from None
 
@@ -179,7 +182,9 @@ def load_manifest(world_dir: str | Path) -> list[ManifestEntry]:
             try:
                 entries.append(ManifestEntry.model_validate_json(line))
             except ValidationError as error:
-                raise WorldError(f"{root / MANIFEST_FILE} line {number} is not a valid entry: {error}") from None
+                raise WorldError(
+                    f"{root / MANIFEST_FILE} line {number} is not a valid entry: {error}"
+                ) from None
     if len(entries) != info.n:
         raise WorldError(f"{root / MANIFEST_FILE} lists {len(entries)} images, {WORLD_FILE} says {info.n}")
     return entries

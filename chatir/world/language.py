@@ -110,8 +110,13 @@ def _object_phrase(
     """("a big red star on the left", its filter, its count test) for ``obj``."""
     wanted = rng.choices((1, 2, 3, 4), weights=(0.0, 0.25, 0.55, 0.2))[0]
     wanted = max(min_attributes, min(wanted, max_attributes))
-    weights = {"shape": 3.0, "colour": 3.0, "size": 1.5, "pattern": 1.0 if obj.pattern != "plain" else 0.3,
-               "position": 1.2}
+    weights = {
+        "shape": 3.0,
+        "colour": 3.0,
+        "size": 1.5,
+        "pattern": 1.0 if obj.pattern != "plain" else 0.3,
+        "position": 1.2,
+    }
     chosen: set[str] = set()
     while len(chosen) < wanted:
         names = [k for k in weights if k not in chosen]
@@ -161,8 +166,15 @@ def _object_phrase(
 
 
 def _plural_noun(noun: str, shape: str) -> str:
-    special = {"box": "boxes", "disc": "discs", "round shape": "round shapes", "plus sign": "plus signs",
-               "donut": "donuts", "hoop": "hoops", "rhombus": "rhombuses"}
+    special = {
+        "box": "boxes",
+        "disc": "discs",
+        "round shape": "round shapes",
+        "plus sign": "plus signs",
+        "donut": "donuts",
+        "hoop": "hoops",
+        "rhombus": "rhombuses",
+    }
     return special.get(noun, PLURALS.get(noun, noun + "s"))
 
 
@@ -198,7 +210,7 @@ def _scene_suffix(scene: Scene, rng: random.Random, claims: dict, groups: list) 
         claims["backgrounds"] = frozenset({scene.background})
         word = rng.choice(COLOUR_WORDS[scene.background])
         a = _article(word)
-        return rng.choice((f"on {a} {word} background", f"against {a} {word} background", f"on {word}"))
+        return rng.choice((f"on {a} {word} background", f"against {a} {word} background"))
     if kind == "backdrop":
         claims["backdrops"] = frozenset({scene.backdrop})
         phrase = rng.choice(BACKDROP_PHRASE[scene.backdrop])
@@ -212,10 +224,16 @@ def _scene_suffix(scene: Scene, rng: random.Random, claims: dict, groups: list) 
     n = len(scene.objects)
     groups.append((ObjectFilter(), CountTest("==", n)))
     if n == 1:
-        return rng.choice(("on its own", "alone", "and nothing else"))
+        return rng.choice(("on its own", "alone", "and nothing else", "by itself"))
     others = n - 1
     noun = rng.choice(NOUN_WORDS if others == 1 else NOUN_PLURALS)
-    return rng.choice((f"and {NUMBER_WORDS[others]} other {noun}", f"among {NUMBER_WORDS[n]} {NOUN_PLURALS[0]}"))
+    return rng.choice(
+        (
+            f"and {NUMBER_WORDS[others]} other {noun}",
+            f"among {NUMBER_WORDS[n]} {NOUN_PLURALS[0]}",
+            f"with {NUMBER_WORDS[others]} more {noun}",
+        )
+    )
 
 
 def _scene_caption(scene: Scene, rng: random.Random, claims: dict, groups: list) -> str:
@@ -229,12 +247,17 @@ def _scene_caption(scene: Scene, rng: random.Random, claims: dict, groups: list)
     if rng.random() < 0.6:
         claims["backdrops"] = frozenset({scene.backdrop})
         place = rng.choice(_BACKDROP_WITH_COLOUR[scene.backdrop]).format(colour=colour)
-        place = place.replace("a {}".format(colour), f"{_article(colour)} {colour}")
+        place = place.replace(f"a {colour}", f"{_article(colour)} {colour}")
         text = rng.choice((f"{count} on {place}", f"{place} with {count}"))
     else:
         a = _article(colour)
-        text = rng.choice((f"{count} on {a} {colour} background", f"{a} {colour} background with {count}",
-                           f"{count} against {colour}"))
+        text = rng.choice(
+            (
+                f"{count} on {a} {colour} background",
+                f"{a} {colour} background with {count}",
+                f"{count} against {a} {colour} background",
+            )
+        )
     extras = (["dark"] if scene.lighting == "dark" else []) + (["frame"] if scene.frame else [])
     if extras and rng.random() < 0.5:
         if rng.choice(extras) == "dark":
@@ -247,7 +270,7 @@ def _scene_caption(scene: Scene, rng: random.Random, claims: dict, groups: list)
 
 
 _BACKDROP_WITH_COLOUR = {
-    "plain": ("a plain {colour} background", "plain {colour}"),
+    "plain": ("a plain {colour} background",),
     "tiled": ("a {colour} tiled floor", "a {colour} grid floor", "{colour} tiles"),
     "gradient": ("a {colour} gradient sky", "a {colour} gradient", "a fading {colour} background"),
 }

@@ -75,6 +75,16 @@ class Oracle:
     def __init__(self, scene: Scene) -> None:
         self.scene = scene
 
+    @classmethod
+    def for_image(cls, image: str) -> Oracle:
+        """The oracle of a world image given by id ("w7-000042") or file path (".../w7-000042.png")."""
+        from pathlib import PurePath
+
+        from chatir.world.scene import scene_from_id
+
+        name = PurePath(image).stem if str(image).lower().endswith(".png") else str(image)
+        return cls(scene_from_id(name))
+
     def answer(self, question: str) -> str:
         """A short answer, or ``"I don't know"`` when the question is not understood."""
         return answer_query(self.scene, parse(question))
@@ -95,6 +105,8 @@ def answer_query(scene: Scene, query: Query) -> str:
             return yes_no(found != negate)
         case AttrOpen(attribute=attribute, subject=subject):
             chosen = subject.select(objects)
+            if subject.is_empty:  # "what colours are the shapes?": name them all
+                return list_values(attribute, chosen)
             return format_values(attribute, chosen) if chosen else no_such(subject)
         case AttrCheck(subject=subject, predicate=predicate, every=every):
             chosen = subject.select(objects)
@@ -114,8 +126,10 @@ def answer_query(scene: Scene, query: Query) -> str:
             for obj in chosen:
                 label = next((lab for lab, f in options if f.matches(obj)), None)
                 if label is None:
-                    return "neither, " + ("it is " if len(chosen) == 1 else "they are ") + format_values(
-                        attribute, chosen
+                    return (
+                        "neither, "
+                        + ("it is " if len(chosen) == 1 else "they are ")
+                        + format_values(attribute, chosen)
                     )
                 labels.add(label)
             return join_and([lab for lab, _ in options if lab in labels])
@@ -138,6 +152,8 @@ def answer_query(scene: Scene, query: Query) -> str:
                 return BACKDROP_ANSWER[scene.backdrop]
             if attribute == "lighting":
                 return LIGHTING_ANSWER[scene.lighting]
+            if attribute == "brightness":
+                return scene.lighting
             return describe_background(scene.background, scene.backdrop)
         case SceneCheck(scene=sf):
             return yes_no(sf.matches(scene))
@@ -188,6 +204,17 @@ def format_values(attribute: str, objects: Sequence[WorldObject]) -> str:
     return value_phrase(attribute, values)
 
 
+def list_values(attribute: str, objects: Sequence[WorldObject]) -> str:
+    """Every value, however many: "a star, a circle and two hearts", "red, blue and green"."""
+    if attribute == "shape":
+        counts = {s: sum(o.shape == s for o in objects) for s in SHAPES}
+        return join_and([shape_phrase(s, k) for s, k in counts.items() if k])
+    if attribute == "position":
+        cells = sorted({o.position for o in objects}, key=POSITIONS.index)
+        return POSITION_ANSWER[cells[0]] if len(cells) == 1 else join_and([CELL_NAME[c] for c in cells])
+    return join_and(sorted({getattr(o, attribute) for o in objects}, key=_ORDER[attribute].index))
+
+
 def value_phrase(attribute: str, values: Sequence[str]) -> str:
     """The answer naming these distinct values (in vocabulary order) of one attribute."""
     if len(values) >= 3:
@@ -206,18 +233,21 @@ def shape_phrase(shape: str, count: int) -> str:
 
 
 def describe_object(obj: WorldObject) -> str:
-    """"a large red striped star" (plain objects have no pattern word)."""
+    """ "a large red striped star" (plain objects have no pattern word)."""
     pattern = "" if obj.pattern == "plain" else f" {obj.pattern}"
     return f"a {_SIZE_ADJECTIVE[obj.size]} {obj.colour}{pattern} {obj.shape}"
 
 
 def describe_background(background: str, backdrop: str) -> str:
-    return {"plain": f"plain {background}", "tiled": f"a {background} tiled floor",
-            "gradient": f"a {background} gradient"}[backdrop]
+    return {
+        "plain": f"plain {background}",
+        "tiled": f"a {background} tiled floor",
+        "gradient": f"a {background} gradient",
+    }[backdrop]
 
 
 def no_such(subject: ObjectFilter) -> str:
-    """"there is no red star on the left"."""
+    """ "there is no red star on the left"."""
     return f"there is no {filter_phrase(subject)}"
 
 

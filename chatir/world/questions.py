@@ -86,16 +86,26 @@ def _bank() -> tuple[str, ...]:
     q += [f"what pattern does the {s} have?" for s in SHAPES]
     q += [f"where is the {s}?" for s in SHAPES]
     q += [f"where is the {c} shape?" for c in COLOURS]
-    q += ["what colour is the biggest shape?", "what colour is the smallest shape?",
-          "what shape is the biggest object?", "what shape is the smallest object?"]
+    q += [
+        "what colour is the biggest shape?",
+        "what colour is the smallest shape?",
+        "what shape is the biggest object?",
+        "what shape is the smallest object?",
+    ]
     # yes/no checks about one object
     q += [f"is the {s} {p}?" for s in SHAPES for p in PATTERNS]
     q += [f"is the {s} {REGION_PHRASE[r]}?" for s in SHAPES for r in (*_SIDES, "centre")]
     q += [f"is the {s} {z}?" for s in SHAPES for z in ("small", "large")]
     # the scene
-    q += ["what colour is the background?", "what kind of background is it?", "is the background plain?",
-          "is there a tiled floor?", "is the background a gradient?", "is it dark?",
-          "is there a frame around the picture?"]
+    q += [
+        "what colour is the background?",
+        "what kind of background is it?",
+        "is the background plain?",
+        "is there a tiled floor?",
+        "is the background a gradient?",
+        "is it dark?",
+        "is there a frame around the picture?",
+    ]
     q += [f"is the background {b}?" for b in BACKGROUNDS]
     return tuple(dict.fromkeys(q))
 
@@ -125,7 +135,13 @@ def _can_be_absent(f: ObjectFilter) -> bool:
 
 
 def _allowed(attribute: str, f: ObjectFilter) -> list[str]:
-    vocabulary = {"colour": COLOURS, "shape": SHAPES, "size": SIZES, "pattern": PATTERNS, "position": POSITIONS}
+    vocabulary = {
+        "colour": COLOURS,
+        "shape": SHAPES,
+        "size": SIZES,
+        "pattern": PATTERNS,
+        "position": POSITIONS,
+    }
     allowed = f.constraint(attribute)
     return [v for v in vocabulary[attribute] if allowed is None or v in allowed]
 
@@ -158,6 +174,8 @@ def _answers(query) -> list[str]:
             least = 1 if f == ObjectFilter() and sf.is_empty else 0
             return [number_word(n) for n in range(least, most + 1)]
         case AttrOpen(attribute=attribute, subject=subject):
+            if subject.is_empty:
+                raise ValueError("open-ended question about every object: its answers cannot be listed")
             out = _value_answers(attribute, _allowed(attribute, subject), _max_matches(subject))
             return out + ([no_such(subject)] if _can_be_absent(subject) else [])
         case AttrCheck(subject=subject, every=every):
@@ -167,7 +185,11 @@ def _answers(query) -> list[str]:
         case AttrChoice(subject=subject, attribute=attribute, options=options):
             labels = [label for label, _ in options]
             most = _max_matches(subject)
-            out = [join_and(list(c)) for k in range(1, min(most, len(labels)) + 1) for c in combinations(labels, k)]
+            out = [
+                join_and(list(c))
+                for k in range(1, min(most, len(labels)) + 1)
+                for c in combinations(labels, k)
+            ]
             values = _allowed(attribute, subject)
             out += ["neither, it is " + a for a in _value_answers(attribute, values, 1)]
             out += ["neither, they are " + a for a in _value_answers(attribute, values, most)]
@@ -179,6 +201,8 @@ def _answers(query) -> list[str]:
                 return [BACKDROP_ANSWER[b] for b in BACKDROPS]
             if attribute == "lighting":
                 return list(LIGHTING_ANSWER.values())
+            if attribute == "brightness":
+                return ["bright", "dark"]
             return [describe_background(c, b) for c in BACKGROUNDS for b in BACKDROPS]
         case SceneChoice(attribute=attribute, options=options):
             values = {

@@ -48,8 +48,12 @@ class WorldObject(BaseModel):
     size: Size
     pattern: Pattern = "plain"
     position: Position = "centre"
-    dx: float = Field(0.0, ge=-1.0, le=1.0, description="Horizontal jitter inside the cell (fraction of the room).")
-    dy: float = Field(0.0, ge=-1.0, le=1.0, description="Vertical jitter inside the cell (fraction of the room).")
+    dx: float = Field(
+        0.0, ge=-1.0, le=1.0, description="Horizontal jitter inside the cell (fraction of the room)."
+    )
+    dy: float = Field(
+        0.0, ge=-1.0, le=1.0, description="Vertical jitter inside the cell (fraction of the room)."
+    )
 
 
 class Scene(BaseModel):

@@ -26,7 +26,13 @@ from chatir.world.vocab import (
     SIZES,
 )
 
-_FIELDS = (("shape", SHAPES), ("colour", COLOURS), ("size", SIZES), ("pattern", PATTERNS), ("position", POSITIONS))
+_FIELDS = (
+    ("shape", SHAPES),
+    ("colour", COLOURS),
+    ("size", SIZES),
+    ("pattern", PATTERNS),
+    ("position", POSITIONS),
+)
 
 
 @dataclass(frozen=True)
@@ -98,7 +104,7 @@ def caption_match_counts(corpus: Sequence[Scene] | SceneTable, captions: Sequenc
 def summarize(counts: np.ndarray) -> dict[str, float]:
     """Mean, median, quartiles and the share of captions that fit at most 10 images."""
     return {
-        "captions": int(len(counts)),
+        "captions": len(counts),
         "mean": float(np.mean(counts)),
         "median": float(np.median(counts)),
         "p25": float(np.percentile(counts, 25)),

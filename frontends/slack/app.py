@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from fastapi import FastAPI, Request
 from slack_bolt import App
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
@@ -61,10 +62,9 @@ def create_slack_app(
     return app
 
 
-def serve_http(app: App, host: str, port: int) -> None:
-    """HTTP mode: Slack posts events to ``/slack/events`` (signatures verified by bolt)."""
-    import uvicorn
-    from fastapi import FastAPI, Request
+def http_app(app: App):
+    """HTTP mode's ASGI app: Slack posts events, actions and commands to ``/slack/events``; bolt verifies
+    every request's signature (401 otherwise)."""
     from slack_bolt.adapter.fastapi import SlackRequestHandler
 
     handler = SlackRequestHandler(app)
@@ -78,7 +78,13 @@ def serve_http(app: App, host: str, port: int) -> None:
     async def healthz():
         return {"ok": True}
 
-    uvicorn.run(api, host=host, port=port)
+    return api
+
+
+def serve_http(app: App, host: str, port: int) -> None:
+    import uvicorn
+
+    uvicorn.run(http_app(app), host=host, port=port)
 
 
 def serve_socket_mode(app: App, settings: Settings) -> None:

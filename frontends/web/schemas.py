@@ -6,14 +6,28 @@ from pydantic import BaseModel, Field
 
 from agent.engine import TurnResult
 from chatir.dialog import MAX_TEXT_CHARS, Dialog
+from retriever_service.schemas import Hit
+
+MAX_BODY_TEXT = 4 * MAX_TEXT_CHARS
+"""Longest text accepted at all; the engine gives the precise message for empty or too long text."""
 
 
 class MessageIn(BaseModel):
-    text: str = Field(..., min_length=1, max_length=MAX_TEXT_CHARS)
+    text: str = Field(..., max_length=MAX_BODY_TEXT, description="A description, an answer or a command.")
 
 
 class ChooseIn(BaseModel):
     image_id: str = Field(..., min_length=1, max_length=200)
+
+
+class AppInfo(BaseModel):
+    title: str
+    demo_targets: bool = Field(..., description="True when 'Show me a target' is available.")
+
+
+class ConversationCreated(BaseModel):
+    conversation_id: str
+    demo_targets: bool
 
 
 class HitView(BaseModel):
@@ -36,25 +50,27 @@ class TurnView(BaseModel):
     hits: list[HitView]
     dialog: Dialog | None
     chosen: HitView | None = None
+    excluded_count: int = 0
     target_id: str | None = None
     target_rank: int | None = Field(None, description="Rank of the demo target (1 = best), None when > rank_limit.")
     rank_limit: int = 100
     found_target: bool = False
 
     @classmethod
-    def of(cls, result: TurnResult, *, target_id: str | None = None, target_rank: int | None = None,
-           rank_limit: int = 100) -> "TurnView":
-        def view(hit) -> HitView:
+    def of(cls, result: TurnResult, *, conversation_id: str, target_id: str | None = None,
+           target_rank: int | None = None, rank_limit: int = 100) -> TurnView:
+        def view(hit: Hit) -> HitView:
             return HitView(id=hit.id, score=hit.score, thumbnail=f"/api/images/{hit.id}/thumbnail",
                            image=f"/api/images/{hit.id}", text=hit.text, source=hit.source,
                            is_target=hit.id == target_id)
 
         chosen = view(result.chosen) if result.chosen else None
         return cls(
-            conversation_id=result.conversation_id, state=result.state, action=result.action, round=result.round,
+            conversation_id=conversation_id, state=result.state, action=result.action, round=result.round,
             question=result.question, message=result.message, hits=[view(h) for h in result.hits],
-            dialog=result.dialog, chosen=chosen, target_id=target_id, target_rank=target_rank,
-            rank_limit=rank_limit, found_target=bool(chosen and target_id and chosen.id == target_id),
+            dialog=result.dialog, chosen=chosen, excluded_count=result.excluded_count, target_id=target_id,
+            target_rank=target_rank, rank_limit=rank_limit,
+            found_target=bool(chosen and target_id and chosen.id == target_id),
         )
 
 
@@ -62,3 +78,5 @@ class TargetView(BaseModel):
     id: str
     thumbnail: str
     image: str
+    rank: int | None = Field(None, description="Rank in the current search, when one is under way.")
+    rank_limit: int = 100

@@ -13,7 +13,12 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from chatir.errors import ChatIRError, IndexMismatchError, ModelNotAvailableError, ServiceUnavailableError
-from retriever_service.service import InvalidRequestError, NotFoundError, PayloadTooLargeError
+from retriever_service.service import (
+    InvalidRequestError,
+    NotFoundError,
+    PayloadTooLargeError,
+    ServiceStartingError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +32,9 @@ _STATUS_OF: tuple[tuple[type[ChatIRError], int], ...] = (
 )
 
 
-def error_response(status: int, error: str, detail: Any = None, headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(
+    status: int, error: str, detail: Any = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
 
 
@@ -72,9 +79,14 @@ async def _http_handler(request: Request, exc: StarletteHTTPException) -> JSONRe
 async def _chatir_handler(request: Request, exc: ChatIRError) -> JSONResponse:
     status = next((code for kind, code in _STATUS_OF if isinstance(exc, kind)), 400)
     detail: Any = None
+    headers = None
     if isinstance(exc, InvalidRequestError) and exc.field:
         detail = [{"field": exc.field, "message": str(exc), "type": "value_error"}]
-    return error_response(status, str(exc), detail)
+    elif isinstance(exc, ServiceUnavailableError):
+        starting = isinstance(exc, ServiceStartingError)
+        detail = {"state": "starting" if starting else "unavailable"}
+        headers = {"Retry-After": "5"} if starting else None
+    return error_response(status, str(exc), detail, headers=headers)
 
 
 async def _unexpected_handler(request: Request, exc: Exception) -> JSONResponse:

@@ -39,7 +39,9 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         503: "Model not loaded yet or vector store unreachable.",
     }.items()
 }
-_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse, "description": "No such image or job."}}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse, "description": "No such image or job."}
+}
 
 health = APIRouter(tags=["health"])
 v1 = APIRouter(prefix="/v1", dependencies=[Security(bearer_scheme)], responses=_ERRORS)
@@ -83,6 +85,7 @@ _UPLOAD_FORM = {
         "allowed": {"type": "array", "items": {"type": "string"}, "default": [PUBLIC]},
         "tags": {"type": "array", "items": {"type": "string"}},
         "owner": {"type": "string"},
+        "text": {"type": "string", "description": "Free text of the images (default: each file's name)."},
     },
 }
 
@@ -146,7 +149,9 @@ async def thumbnail(
     return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
 
 
-@v1.delete("/images/{image_id}", response_model=DeleteResponse, responses=_NOT_FOUND, summary="Remove an image")
+@v1.delete(
+    "/images/{image_id}", response_model=DeleteResponse, responses=_NOT_FOUND, summary="Remove an image"
+)
 async def delete_image(image_id: str, service: Service) -> DeleteResponse:
     """Removes the image from the index (files in your folders are left alone; uploads are deleted)."""
     await run_in_threadpool(service.delete, image_id)
@@ -171,7 +176,13 @@ async def _uploaded_index_request(request: Request, service: RetrieverService) -
         uploads = [f for key in ("files", "file") for f in form.getlist(key) if isinstance(f, UploadFile)]
         if not uploads:
             raise RequestValidationError(
-                [{"loc": ("body", "files"), "msg": "no files uploaded (multipart field 'files')", "type": "missing"}]
+                [
+                    {
+                        "loc": ("body", "files"),
+                        "msg": "no files uploaded (multipart field 'files')",
+                        "type": "missing",
+                    }
+                ]
             )
         paths = []
         for upload in uploads:
@@ -183,6 +194,7 @@ async def _uploaded_index_request(request: Request, service: RetrieverService) -
             "allowed": [_text(v) for v in form.getlist("allowed")] or [PUBLIC],
             "tags": [_text(v) for v in form.getlist("tags")],
             "owner": _text(form.get("owner")),
+            "text": _text(form.get("text")),
         }
     try:
         return IndexRequest.model_validate(fields)

@@ -18,7 +18,9 @@ from retriever_service.api.errors import error_response
 
 PROTECTED_PREFIX = "/v1/"
 
-bearer_scheme = HTTPBearer(auto_error=False, description="The service's CHATIR_API_KEY (only when it sets one).")
+bearer_scheme = HTTPBearer(
+    auto_error=False, description="The service's CHATIR_API_KEY (only when it sets one)."
+)
 
 
 def token_matches(given: str, expected: SecretStr) -> bool:

@@ -9,7 +9,7 @@ from fastapi import Request
 
 from chatir.errors import ServiceUnavailableError
 from chatir.settings import Settings
-from retriever_service.service import RetrieverService
+from retriever_service.service import RetrieverService, ServiceStartingError
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class ServiceHolder:
         log.info("loading model %s", self.settings.model)
         try:
             service = RetrieverService.open(self.settings)
-        except Exception as error:  # reported by /readyz and every /v1 call
+        except Exception as error:  # noqa: BLE001 -- reported by /readyz and every /v1 call
             log.error("the retriever service could not start: %s", error)
             self.error = str(error)
             return
@@ -46,7 +46,9 @@ class ServiceHolder:
                 service.close()
                 return
             self.service = service
-        log.info("ready: model %s, %s", service.model_id, self.settings.qdrant_url or self.settings.qdrant_path)
+        log.info(
+            "ready: model %s, %s", service.model_id, self.settings.qdrant_url or self.settings.qdrant_path
+        )
 
     def get(self) -> RetrieverService:
         service = self.service
@@ -54,7 +56,9 @@ class ServiceHolder:
             return service
         if self.error is not None:
             raise ServiceUnavailableError(f"The retriever service could not start: {self.error}")
-        raise ServiceUnavailableError("The retriever service is starting (loading the model, opening the index).")
+        raise ServiceStartingError(
+            "The retriever service is starting (loading the model, opening the index)."
+        )
 
     def wait_loaded(self, timeout_s: float | None = None) -> None:
         if self._thread is not None:

@@ -129,7 +129,10 @@ class EdgeMirror:
             quantization_config=qe.ScalarQuantizationConfig(
                 type=qe.ScalarType.Int8, quantile=0.99, always_ram=True
             ),
-            optimizers=qe.EdgeOptimizersConfig(indexing_threshold=INDEXING_THRESHOLD_KB),
+            optimizers=qe.EdgeOptimizersConfig(
+                indexing_threshold=INDEXING_THRESHOLD_KB, default_segment_number=_cpus()
+            ),
+            max_search_threads=_cpus(),  # the engine's default keeps one core free: too few on 2 cores
         )
         shard = qe.EdgeShard.create(str(folder / SHARD_DIR), config)
         for name in FILTER_FIELDS:
@@ -239,6 +242,10 @@ class EdgeMirror:
             {"version": FORMAT_VERSION, "model_id": self.model_id, "dim": self.dim, "state": state},
         )
         self._dirty = state != "clean"
+
+
+def _cpus() -> int:
+    return max(1, os.cpu_count() or 1)
 
 
 def _filter_fields(payload: dict[str, Any]) -> dict[str, Any]:

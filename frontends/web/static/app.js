@@ -2,31 +2,30 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { cid: null, busy: false, last: null };
+const state = { cid: null, busy: false, last: null, demoTargets: false, ranks: [] };
+const SEARCHING_ACTIONS = new Set(["started", "answered", "corrected", "rejected"]);
+
+class ApiError extends Error {
+  constructor(message, status) { super(message); this.status = status; }
+}
 
 async function api(path, body) {
-  const response = await fetch(path, {
-    method: body === undefined ? "GET" : "POST",
-    headers: { "Content-Type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const data = await response.json().catch(() => ({}));
-  if (!response.ok) {
-    const detail = data.error || (Array.isArray(data.detail) ? data.detail.map((d) => d.msg).join("; ") : data.detail);
-    throw new Error(detail || `request failed (${response.status})`);
+  let response;
+  try {
+    response = await fetch(path, {
+      method: body === undefined ? "GET" : "POST",
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (error) {
+    throw new ApiError("Cannot reach the web chat server. Is it still running?", 0);
   }
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) throw new ApiError(data.error || `Request failed (HTTP ${response.status}).`, response.status);
   return data;
 }
 
-function addMessage(kind, build) {
-  const item = document.createElement("li");
-  item.className = `msg ${kind}`;
-  build(item);
-  $("log").appendChild(item);
-  item.scrollIntoView({ block: "end", behavior: "smooth" });
-  return item;
-}
-
+// --- rendering ---------------------------------------------------------------------------------------
 function text(parent, tag, value, className) {
   const node = document.createElement(tag);
   node.textContent = value;
@@ -35,33 +34,13 @@ function text(parent, tag, value, className) {
   return node;
 }
 
-function renderTurn(turn) {
-  state.last = turn;
-  addMessage("bot", (item) => {
-    item.dataset.round = String(turn.round);
-    if (turn.message) text(item, "p", turn.message);
-    if (turn.state === "found" && turn.chosen) {
-      text(item, "p", turn.found_target ? "Found it — that's the target!" : "Found it.", "found");
-      const grid = document.createElement("div");
-      grid.className = "grid";
-      grid.appendChild(hitCard(turn.chosen, 1, false));
-      item.appendChild(grid);
-      return;
-    }
-    if (turn.hits.length) {
-      text(item, "p", `Top matches after round ${turn.round}:`);
-      const grid = document.createElement("div");
-      grid.className = "grid";
-      turn.hits.forEach((hit, i) => grid.appendChild(hitCard(hit, i + 1, true)));
-      item.appendChild(grid);
-    }
-    if (turn.question) text(item, "p", turn.question, "question");
-    else if (turn.state === "showing" || turn.state === "gave_up") text(item, "p", "Is it one of these? Pick it, or tell me more.", "question");
-    else if (turn.state === "awaiting_description") text(item, "p", "Describe the image you are looking for.", "question");
-  });
-  renderDialog(turn.dialog);
-  renderRank(turn);
-  $("none-of-these").disabled = !(turn.hits.length && turn.state !== "found");
+function addMessage(kind, build) {
+  const item = document.createElement("li");
+  item.className = `msg ${kind}`;
+  build(item);
+  $("log").appendChild(item);
+  item.scrollIntoView({ block: "end" });
+  return item;
 }
 
 function hitCard(hit, rank, selectable) {
@@ -70,88 +49,198 @@ function hitCard(hit, rank, selectable) {
   if (hit.is_target) card.classList.add("is-target");
   const img = card.querySelector("img");
   img.src = hit.thumbnail;
-  img.alt = hit.text || hit.id;
-  card.querySelector(".rank-label").textContent = `${rank}.`;
-  card.querySelector(".name").textContent = hit.text || hit.id;
+  img.alt = hit.text ? `match ${rank}: ${hit.text}` : `match ${rank}`;
+  card.querySelector(".rank-label").textContent = `#${rank}`;
+  const name = card.querySelector(".name");
+  name.textContent = hit.text || hit.id.slice(0, 8);
+  name.title = hit.text || hit.id;
   const button = card.querySelector(".this-one");
-  if (selectable) button.addEventListener("click", () => act(() => api(`/api/conversations/${state.cid}/choose`, { image_id: hit.id })));
-  else button.remove();
+  if (selectable) {
+    button.addEventListener("click", () => act(() => api(`/api/conversations/${state.cid}/choose`, { image_id: hit.id })));
+  } else {
+    button.remove();
+  }
   return card;
+}
+
+function grid(hits, selectable) {
+  const node = document.createElement("div");
+  node.className = "grid";
+  hits.forEach((hit, i) => node.appendChild(hitCard(hit, i + 1, selectable)));
+  return node;
+}
+
+function renderTurn(turn) {
+  state.last = turn;
+  // only the newest matches can be picked
+  document.querySelectorAll("#log .this-one").forEach((button) => { button.disabled = true; });
+  addMessage("bot", (item) => {
+    item.dataset.round = String(turn.round);
+    item.dataset.state = turn.state;
+    if (turn.message) text(item, "p", turn.message, "note");
+    if (turn.state === "found" && turn.chosen) {
+      const found = text(item, "p", turn.found_target ? "Found it — that's the target!" : "Found it.", "found");
+      if (turn.found_target) found.classList.add("target-found");
+      item.appendChild(grid([turn.chosen], false));
+      text(item, "p", "Describe another image to search again.", "hint");
+      return;
+    }
+    if (turn.hits.length) {
+      text(item, "p", turn.round ? `Top matches after ${turn.round} answer${turn.round === 1 ? "" : "s"}:` : "Top matches for your description:", "label");
+      item.appendChild(grid(turn.hits, true));
+    }
+    if (turn.question) text(item, "p", turn.question, "question");
+    else if (turn.state === "showing" || turn.state === "gave_up") text(item, "p", "Is it one of these? Pick it, or tell me more.", "question");
+    else if (turn.state === "awaiting_description") text(item, "p", "Describe the image you are looking for.", "question");
+  });
+  renderDialog(turn.dialog);
+  renderRank(turn);
+  updateButtons();
 }
 
 function renderDialog(dialog) {
   const list = $("dialog");
   list.replaceChildren();
-  if (!dialog) return;
-  text(list, "li", dialog.caption);
-  for (const round of dialog.rounds) text(list, "li", round.question ? `${round.question} — ${round.answer}` : round.answer);
+  if (!dialog) {
+    text(list, "li", "Nothing yet.", "empty");
+    return;
+  }
+  const caption = text(list, "li", "", "caption");
+  text(caption, "strong", "You: ");
+  caption.append(dialog.caption);
+  for (const round of dialog.rounds) {
+    const item = document.createElement("li");
+    if (round.question) text(item, "span", `${round.question} `, "q");
+    text(item, "span", round.answer, "a");
+    list.appendChild(item);
+  }
+}
+
+function showTarget(target) {
+  $("target-box").hidden = false;
+  $("target-panel").hidden = false;
+  const img = $("target-image");
+  if (img.dataset.id !== target.id) {
+    img.src = target.image;
+    img.dataset.id = target.id;
+  }
+}
+
+function setRank(rank, limit, round) {
+  const label = $("target-rank");
+  label.dataset.rank = rank ? String(rank) : "";
+  label.dataset.round = String(round);
+  label.textContent = rank ? `Rank of the target: #${rank}` : `Rank of the target: beyond #${limit}`;
 }
 
 function renderRank(turn) {
   if (!turn.target_id) return;
-  const label = turn.target_rank ? `#${turn.target_rank}` : `beyond #${turn.rank_limit}`;
-  $("target-rank").textContent = `Rank of the target: ${label} (round ${turn.round})`;
+  showTarget({ id: turn.target_id, image: `/api/images/${turn.target_id}` });
+  if (turn.action === "started" || turn.action === "restarted") state.ranks = [];
+  if (!turn.dialog) {
+    $("target-rank").dataset.rank = "";
+    $("target-rank").textContent = "Rank: describe it to start";
+  } else {
+    setRank(turn.target_rank, turn.rank_limit, turn.round);
+  }
+  if (turn.dialog && SEARCHING_ACTIONS.has(turn.action)) state.ranks.push([turn.round, turn.target_rank, turn.rank_limit]);
+  const history = $("rank-history");
+  history.replaceChildren();
+  for (const [round, rank, limit] of state.ranks) {
+    text(history, "li", `${round === 0 ? "description" : `after answer ${round}`}: ${rank ? `#${rank}` : `> #${limit}`}`);
+  }
 }
 
+function updateButtons() {
+  const turn = state.last;
+  const searching = turn && turn.hits.length && turn.state !== "found";
+  $("send").disabled = state.busy;
+  $("none-of-these").disabled = state.busy || !searching;
+  $("start-over").disabled = state.busy || !turn || !turn.dialog;
+}
+
+// --- actions -----------------------------------------------------------------------------------------
 async function ensureConversation() {
   if (!state.cid) {
     const created = await api("/api/conversations", {});
     state.cid = created.conversation_id;
     sessionStorage.setItem("chatir.cid", state.cid);
-    $("show-target").hidden = !created.demo_targets;
   }
+  return state.cid;
 }
 
-async function act(call, userText) {
+async function act(call, onError) {
   if (state.busy) return;
   state.busy = true;
-  $("send").disabled = true;
+  updateButtons();
   const pending = addMessage("bot pending", (item) => text(item, "p", "Searching…"));
   try {
     await ensureConversation();
     renderTurn(await call());
   } catch (error) {
     addMessage("error", (item) => text(item, "p", error.message));
+    if (onError) onError(error);
   } finally {
     pending.remove();
     state.busy = false;
-    $("send").disabled = false;
+    updateButtons();
   }
 }
 
 $("composer").addEventListener("submit", (event) => {
   event.preventDefault();
-  const value = $("message").value.trim();
-  if (!value) return;
-  $("message").value = "";
+  const input = $("message");
+  const value = input.value.trim();
+  if (!value || state.busy) return;
+  input.value = "";
   addMessage("user", (item) => text(item, "p", value));
-  act(() => api(`/api/conversations/${state.cid}/messages`, { text: value }));
+  act(() => api(`/api/conversations/${state.cid}/messages`, { text: value }), () => {
+    if (!input.value) input.value = value; // nothing is lost: the text comes back to be sent again
+  });
 });
 $("none-of-these").addEventListener("click", () => act(() => api(`/api/conversations/${state.cid}/reject`, {})));
-$("start-over").addEventListener("click", () => {
-  if (!state.cid) return;
-  act(() => api(`/api/conversations/${state.cid}/restart`, {}));
-});
+$("start-over").addEventListener("click", () => act(() => api(`/api/conversations/${state.cid}/restart`, {})));
 $("show-target").addEventListener("click", async () => {
-  await ensureConversation();
-  const target = await api(`/api/conversations/${state.cid}/target`, {});
-  $("target-panel").hidden = false;
-  $("target-image").src = target.image;
-  $("target-image").dataset.id = target.id;
-  $("target-rank").textContent = "Rank: describe it to start";
+  const button = $("show-target");
+  button.disabled = true;
+  try {
+    await ensureConversation();
+    const target = await api(`/api/conversations/${state.cid}/target`, {});
+    state.ranks = [];
+    $("rank-history").replaceChildren();
+    showTarget(target);
+    button.textContent = "Another target";
+    if (state.last && state.last.dialog && state.last.state !== "found") setRank(target.rank, target.rank_limit, state.last.round);
+    else {
+      $("target-rank").dataset.rank = "";
+      $("target-rank").textContent = "Rank: describe it to start";
+    }
+  } catch (error) {
+    addMessage("error", (item) => text(item, "p", error.message));
+  } finally {
+    button.disabled = false;
+  }
 });
 
 (async () => {
-  const saved = sessionStorage.getItem("chatir.cid");
   try {
-    await ensureConversation();
+    const info = await api("/api/info");
+    state.demoTargets = info.demo_targets;
+    $("target-box").hidden = !info.demo_targets;
+    const saved = sessionStorage.getItem("chatir.cid");
     if (saved) {
       state.cid = saved;
-      renderTurn(await api(`/api/conversations/${saved}`));
+      try {
+        renderTurn(await api(`/api/conversations/${saved}`));
+      } catch (error) {
+        if (error.status !== 404) throw error; // 404: the conversation has not started yet
+      }
+    } else {
+      await ensureConversation();
     }
   } catch (error) {
-    state.cid = null;
-    sessionStorage.removeItem("chatir.cid");
-    await ensureConversation().catch(() => {});
+    addMessage("error", (item) => text(item, "p", error.message));
   }
+  document.body.dataset.ready = "1";
+  $("message").focus();
 })();

@@ -1,0 +1,140 @@
+"""``chatir eval --world ROOT``: questioners compared live on the procedural world, the oracle answering.
+
+``ROOT`` is either a splits folder written by ``chatir world splits`` (``splits.json``; the corpus is the
+``--split`` world, the targets and captions come from its dialog file) or a single world folder
+(``world.json``; targets are its first images, captions made by the world's caption generator).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from chatir.dialog import Dialog
+from chatir.evaluation.data import EvaluationInputError, ImageCorpus, TargetDialog, load_chatir_dialogs
+from chatir.evaluation.embeddings import corpus_embeddings
+from chatir.evaluation.live import evaluate_live, write_chatir_dialogs
+from chatir.evaluation.results import SystemResult
+from chatir.settings import Settings
+
+DEFAULT_WORLD_DIALOGS = 2000
+SYSTEM_NAMES = {
+    "none": "no questions",
+    "random": "random (bank)",
+    "info_gain": "info-gain (LLM-free)",
+    "llm": "LLM agent",
+}
+
+
+class WorldOracleAnswerer:
+    """The world's oracle answering for the simulated user, from the target image's ground truth."""
+
+    def answer(self, target: str, image: Path, question: str, dialog: Dialog) -> str:
+        return _oracle(target).answer(question)
+
+
+@lru_cache(maxsize=4096)
+def _oracle(target: str):
+    from chatir.world.oracle import Oracle
+
+    return Oracle.for_image(target)
+
+
+def world_inputs(root: Path, split: str, n_dialogs: int | None) -> tuple[ImageCorpus, list[TargetDialog], str]:
+    """The corpus, the test targets (with captions) and a description of where they came from."""
+    from chatir.world.generator import WorldError, iter_manifest_json, read_world_info
+
+    root = Path(root)
+    try:
+        if (root / "splits.json").is_file():
+            from chatir.world.dialogs import read_splits
+
+            splits = read_splits(root)
+            if split not in splits.splits:
+                raise EvaluationInputError(
+                    f"{root} has no '{split}' split (it has {', '.join(splits.splits) or 'none'}); choose one with --split"
+                )
+            info = splits.splits[split]
+            world_dir = root / info.world_dir
+            dialogs = load_chatir_dialogs(root / info.dialogs_file, limit=n_dialogs)
+            source = f"{root} split '{split}' ({info.dialogs_file})"
+        elif (root / "world.json").is_file():
+            from chatir.world.dialogs import dialog_for
+            from chatir.world.generator import image_relpath
+
+            world_dir = root
+            world = read_world_info(root)
+            count = min(n_dialogs or DEFAULT_WORLD_DIALOGS, world.n)
+            dialogs = [TargetDialog(img=image_relpath(world.seed, i), dialog=dialog_for(world.seed, i, rounds=0))
+                       for i in range(count)]
+            source = f"{root} (first {count} images, generated captions)"
+        else:
+            raise EvaluationInputError(
+                f"{root} is neither a world folder (world.json) nor a splits folder (splits.json); "
+                "make one with `chatir world generate` or `chatir world splits`"
+            )
+        world = read_world_info(world_dir)
+        if not world.complete:
+            raise EvaluationInputError(f"the world in {world_dir} is incomplete; rerun the world command to finish it")
+        paths = tuple(record["path"] for record in iter_manifest_json(world_dir))
+    except WorldError as error:
+        raise EvaluationInputError(str(error)) from None
+    return ImageCorpus(root=world_dir, paths=paths), dialogs, source
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def build_eval_questioner(kind: str, settings: Settings, model, searcher, bank: str):
+    """The questioner ``kind`` as the product builds it, its candidate lookups served in process."""
+    from agent.factory import build_questioner
+
+    if kind == "llm" and not settings.llm_model:
+        raise EvaluationInputError(
+            "the llm questioner needs a chat model: set CHATIR_LLM_MODEL (and CHATIR_LLM_BASE_URL for a local "
+            "OpenAI-compatible server such as Ollama or vLLM)"
+        )
+    # The LLM agent gets its candidates in the prompt; in evaluation it has no service to call a search tool on.
+    questioner = build_questioner(settings, kind, text_encoder=model, lookup=searcher, bank=bank,
+                                  tool_factory=lambda scope: None)
+    warm_up = getattr(questioner, "warm_up", None) or getattr(getattr(questioner, "fallback", None), "warm_up", None)
+    if callable(warm_up):
+        warm_up()
+    return questioner
+
+
+def run_world(options, *, settings: Settings, model, cache_root: Path | None):
+    """Evaluate every asked questioner live on the world; returns (results, ranks per system, meta)."""
+    from agent.search import InMemorySearcher
+
+    corpus, dialogs, source = world_inputs(options.world, options.split, options.n_dialogs)
+    corpus.target_indices([d.img for d in dialogs])  # every target must be in the corpus
+    corpus_vectors = corpus_embeddings(model, corpus, cache_root, batch_size=getattr(model, "batch_size", 64),
+                                       progress=options.progress)
+    lookup = InMemorySearcher.from_ids(model, corpus_vectors, list(corpus.paths))  # image vectors by id
+    answerer = WorldOracleAnswerer()
+    out = Path(options.out)
+    results: list[SystemResult] = []
+    ranks: dict[str, np.ndarray] = {}
+    for kind in options.questioners:
+        name = SYSTEM_NAMES[kind]
+        questioner = build_eval_questioner(kind, settings, model, lookup, options.bank)
+        resume_key = json.dumps({"model": str(model.model_id), "dim": model.dim, "world": str(corpus.root),
+                                 "corpus": len(corpus), "rounds": options.rounds, "ties": options.ties,
+                                 "bank": options.bank, "questioner": kind, "dialogs": source}, sort_keys=True)
+        result, system_ranks, transcripts = evaluate_live(
+            model, corpus, corpus_vectors, dialogs, questioner, answerer, name=name, settings=settings,
+            rounds=options.rounds, resume_file=(out / "live" / f"{_slug(kind)}.jsonl") if options.resume else None,
+            resume_key=resume_key, ks=options.ks, ties=options.ties, progress=options.progress,
+        )
+        write_chatir_dialogs(transcripts, out / "dialogs" / f"{_slug(kind)}.json")
+        results.append(result)
+        ranks[_slug(kind)] = system_ranks
+    meta = {"mode": "live", "title": "ChatIR protocol, live questioners on the world", "corpus_size": len(corpus),
+            "targets": source, "n_dialogs": len(dialogs), "answerer": "world oracle", "bank": options.bank}
+    return results, ranks, meta

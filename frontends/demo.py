@@ -1,0 +1,303 @@
+"""``chatir demo``: the whole experience offline, in the browser, with no configuration.
+
+What it does, each step cached so that later runs are ready in seconds:
+
+1. the starter model (``CHATIR_MODEL=starter``, the default) is assembled under ``CHATIR_HOME``;
+2. a sample gallery of the procedural world (5,000 images, fixed seed) is generated under
+   ``CHATIR_HOME/demo/gallery`` (skipped when complete);
+3. the retriever service starts in this process (the only opener of the embedded store) and indexes the
+   gallery into its own collection (incremental: later runs embed nothing);
+4. the web chat starts, with the LLM-free information-gain questioner and the world's question bank, and a
+   "Show me a target" button that picks a random gallery image so a visitor can play the user.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from chatir.errors import ChatIRError
+from chatir.settings import STARTER_MODEL, Settings
+
+if TYPE_CHECKING:
+    from agent.engine import ConversationEngine
+    from agent.questioners.bank import QuestionBank
+    from frontends.serving import LocalRetriever
+    from tools.scope import SearchScope
+
+DEMO_WORLD_SEED = 2024
+"""Seed of the demo gallery: not one of the starter's training or validation worlds."""
+DEFAULT_GALLERY_SIZE = 5000
+DEFAULT_WEB_PORT = 8700
+GALLERY_IMAGE_SIZE = 64
+"""The world's native size, the one the starter model was trained on."""
+DEMO_SOURCE = "demo-gallery"
+DEMO_COLLECTION = "chatir_demo"
+
+Say = Callable[[str], None]
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# --- settings ---------------------------------------------------------------------------------------
+def demo_collection(model: str) -> str:
+    """The demo's own collection (never the user's index); one per model, since collections are per model."""
+    if model == STARTER_MODEL:
+        return DEMO_COLLECTION
+    return f"{DEMO_COLLECTION}_{hashlib.sha256(model.encode()).hexdigest()[:10]}"
+
+
+def demo_settings(settings: Settings) -> Settings:
+    """``settings`` for the demo: its own collection, the LLM-free questioner with the world's questions."""
+    return settings.model_copy(
+        update={"collection": demo_collection(settings.model), "question_bank": "world", "questioner": "info_gain"}
+    )
+
+
+def demo_scope() -> SearchScope:
+    """What the demo's conversations may search: the public demo gallery."""
+    from retriever_service.schemas import PUBLIC
+    from tools.scope import SearchScope
+
+    return SearchScope(allowed=[PUBLIC], sources=[DEMO_SOURCE])
+
+
+# --- the gallery -----------------------------------------------------------------------------------
+def gallery_dir(settings: Settings) -> Path:
+    return Path(settings.home) / "demo" / "gallery"
+
+
+def gallery_files(root: Path, n: int, seed: int = DEMO_WORLD_SEED) -> list[Path]:
+    """The image files of a gallery of ``n`` images, in world order."""
+    from chatir.world.generator import image_relpath
+
+    return [root / image_relpath(seed, index) for index in range(n)]
+
+
+def ensure_gallery(
+    root: Path,
+    n: int = DEFAULT_GALLERY_SIZE,
+    *,
+    seed: int = DEMO_WORLD_SEED,
+    size: int = GALLERY_IMAGE_SIZE,
+    progress: bool = True,
+    workers: int | None = None,
+) -> tuple[list[Path], bool]:
+    """The gallery's files, generated when missing or incomplete; (files, whether anything was generated).
+
+    The folder belongs to the demo: a gallery of another seed, size or world version is replaced, and
+    images beyond ``n`` (from a larger gallery) are removed.
+    """
+    import shutil
+
+    from chatir.world.generator import WorldError, generate_world, read_world_info
+    from chatir.world.scene import SCENE_VERSION
+
+    files = gallery_files(root, n, seed)
+    try:
+        info = read_world_info(root)
+    except WorldError:
+        info = None
+    if info is not None and (info.seed, info.size, info.version) != (seed, size, SCENE_VERSION):
+        shutil.rmtree(root)
+        info = None
+    if info is not None and info.complete and info.n == n and all(path.is_file() for path in files):
+        return files, False
+    generate_world(root, n, seed, size=size, workers=workers, progress=progress)
+    _remove_surplus(root, set(files))
+    return files, True
+
+
+def _remove_surplus(root: Path, keep: set[Path]) -> None:
+    for path in (root / "images").rglob("*.png"):
+        if path not in keep:
+            path.unlink(missing_ok=True)
+
+
+class GalleryTargets:
+    """The demo's "show me a target": a random gallery image, by the id the index gives it."""
+
+    def __init__(self, files: Sequence[Path], *, seed: int | None = None) -> None:
+        if not files:
+            raise ChatIRError("the demo gallery is empty")
+        self.files = list(files)
+        self._random = random.Random(seed)
+
+    def __call__(self) -> str:
+        from retriever_service.index.records import file_content_id
+
+        return file_content_id(self._random.choice(self.files))
+
+
+def index_gallery(local: LocalRetriever, folder: Path, *, progress: bool = True) -> Any:
+    """Index ``folder`` through the running service (incremental, prunes removed files); its report."""
+    from tqdm import tqdm
+
+    from retriever_service.schemas import PUBLIC, IndexRequest
+
+    request = IndexRequest(paths=[str(folder)], source=DEMO_SOURCE, allowed=[PUBLIC], prune=True)
+    with tqdm(desc="indexing the gallery", unit="img", disable=not progress) as bar:
+
+        def tick(done: int, total: int) -> None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        return local.service.run_index(request, progress=tick)
+
+
+# --- the conversation engine -----------------------------------------------------------------------
+def build_demo_engine(
+    local: LocalRetriever, *, bank: QuestionBank | None = None, warm_up: bool = True
+) -> ConversationEngine:
+    """The engine of the demo: searches through the service, the LLM-free questioner with the world's
+    question bank (or ``bank``), sharing the service's loaded model (one copy in memory)."""
+    from agent.factory import build_engine, build_questioner
+
+    questioner = build_questioner(local.settings, "info_gain", text_encoder=local.service.model, bank=bank)
+    if warm_up and callable(getattr(questioner, "warm_up", None)):
+        questioner.warm_up()  # embed the question bank now, not during the first conversation
+    return build_engine(local.settings, questioner=questioner)
+
+
+# --- the whole demo --------------------------------------------------------------------------------
+@dataclass
+class DemoStack:
+    """A ready demo: the service, the engine and the web chat's parts."""
+
+    local: LocalRetriever
+    engine: ConversationEngine
+    targets: GalleryTargets
+    scope: SearchScope
+    files: list[Path]
+    index_report: Any = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def web_app(self) -> Any:
+        from frontends.web.app import create_web_app
+        from tools.client import RetrieverClient
+
+        client = RetrieverClient.from_settings(self.local.settings)
+        return create_web_app(self.engine, client, scope=self.scope, pick_target=self.targets, title="ChatIR demo")
+
+
+@contextmanager
+def demo_stack(
+    settings: Settings,
+    *,
+    gallery_size: int = DEFAULT_GALLERY_SIZE,
+    service_port: int | None = None,
+    bank: QuestionBank | None = None,
+    warm_up: bool = True,
+    progress: bool = True,
+    say: Say = _stderr,
+) -> Iterator[DemoStack]:
+    """Prepare everything the demo needs (steps 1-3 of the module docstring) and yield it, running."""
+    from frontends.serving import local_retriever
+
+    settings = demo_settings(settings)
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    if settings.model == STARTER_MODEL:
+        from retriever_service.training.starter import ensure_starter_model
+
+        say("[1/4] starter model")
+        ensure_starter_model(settings, progress=progress)
+    else:
+        say(f"[1/4] model {settings.model} (CHATIR_MODEL)")
+    timings["model"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    root = gallery_dir(settings)
+    say(f"[2/4] gallery: {gallery_size:,} images of the world (seed {DEMO_WORLD_SEED}) in {root}")
+    files, generated = ensure_gallery(root, gallery_size, progress=progress)
+    say("      generated" if generated else "      already there")
+    timings["gallery"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    say("[3/4] retriever service (loading the model, opening the index)")
+    with local_retriever(settings, port=service_port) as local:
+        say(f"      serving on {local.url} (collection {settings.collection!r})")
+        timings["service"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        report = index_gallery(local, root / "images", progress=progress)
+        say(f"      index: {report.added} added, {report.unchanged} unchanged, {report.pruned} removed"
+            + (f", {len(report.skipped)} skipped" if report.skipped else ""))
+        timings["index"] = time.perf_counter() - clock
+
+        clock = time.perf_counter()
+        say("[4/4] conversation engine (LLM-free questioner, the world's question bank)")
+        engine = build_demo_engine(local, bank=bank, warm_up=warm_up)
+        timings["engine"] = time.perf_counter() - clock
+        yield DemoStack(local=local, engine=engine, targets=GalleryTargets(files), scope=demo_scope(),
+                        files=files, index_report=report, timings=timings)
+
+
+def can_open_browser() -> bool:
+    """True where a graphical browser can open (a console browser would take over the terminal)."""
+    import os
+
+    if sys.platform in ("darwin", "win32"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def run_demo(
+    settings: Settings,
+    *,
+    port: int = DEFAULT_WEB_PORT,
+    host: str = "127.0.0.1",
+    gallery_size: int = DEFAULT_GALLERY_SIZE,
+    open_browser: bool = True,
+    say: Say = _stderr,
+    on_ready: Callable[[str], None] | None = None,
+    stop: threading.Event | None = None,
+    bank: QuestionBank | None = None,
+) -> None:
+    """``chatir demo``: prepare, then serve the web chat until Ctrl-C (or until ``stop`` is set).
+
+    ``on_ready`` gets the web chat's URL once it answers (default: printed on stdout); ``bank`` replaces the
+    world's question bank.
+    """
+    from frontends.serving import ThreadedServer, bind_socket
+
+    started = time.perf_counter()
+    say(f"ChatIR demo -- CHATIR_HOME={settings.home}")
+    web_socket = bind_socket(host, port)  # fail early when the port is taken
+    try:
+        with (
+            demo_stack(settings, gallery_size=gallery_size, bank=bank, say=say) as stack,
+            ThreadedServer(stack.web_app(), web_socket, name="web-chat") as web,
+        ):
+            seconds = time.perf_counter() - started
+            steps = ", ".join(f"{name} {value:.1f} s" for name, value in stack.timings.items())
+            say(f"\nReady in {seconds:.1f} s ({steps}).")
+            (on_ready or _print_url)(web.url)
+            say(f"Retriever service: {stack.local.url} (`chatir chat --demo` in another terminal talks to it)")
+            say("Press Ctrl-C to stop.")
+            if open_browser and can_open_browser():
+                import webbrowser
+
+                webbrowser.open(web.url)
+            try:
+                while web.thread.is_alive() and not (stop is not None and stop.is_set()):
+                    web.thread.join(0.25)
+            except KeyboardInterrupt:
+                say("\nstopping ...")
+    finally:
+        web_socket.close()
+
+
+def _print_url(url: str) -> None:
+    print(f"Web chat: {url}", flush=True)

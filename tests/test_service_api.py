@@ -1,0 +1,432 @@
+"""The retriever service's HTTP API (``create_app``) on a tiny CLIP and the embedded store, via TestClient.
+
+Images are made with PIL in two visibility groups; ranking is checked against exact cosine similarities
+computed with the same model directly.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from chatir.dialog import Dialog
+from chatir.settings import Settings
+
+GROUP_A, GROUP_B = "C-team-a", "C-team-b"
+CAPTION = "a red square on a white wall"
+THUMB_SIZE = 64
+
+
+def _noise_image(path: Path, seed: int, size: tuple[int, int]) -> Path:
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def _wait_job(client: TestClient, job_id: str, headers: dict[str, str] | None = None) -> dict:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/index/jobs/{job_id}", headers=headers).json()
+        if job["state"] in ("done", "failed"):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not finish: {job}")
+
+
+@pytest.fixture(scope="module")
+def world(tiny_clip_dir, tmp_path_factory):
+    """A service on a fresh CHATIR_HOME, its TestClient, and the image files per group."""
+    from retriever_service.api import create_app
+    from retriever_service.service import RetrieverService
+
+    root = tmp_path_factory.mktemp("service-api")
+    settings = Settings(home=root / "home", model=str(tiny_clip_dir), device="cpu", thumbnail_size=THUMB_SIZE)
+    folder_a, folder_b = root / "team-a", root / "team-b"
+    files_a = [_noise_image(folder_a / f"a{i}.png", seed=i, size=(120 + 20 * i, 90)) for i in range(4)]
+    files_b = [_noise_image(folder_b / f"b{i}.jpg", seed=100 + i, size=(64, 96)) for i in range(3)]
+    (folder_a / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"definitely not a png")
+    with RetrieverService.open(settings) as service:
+        client = TestClient(create_app(settings, service))
+        yield {
+            "client": client,
+            "service": service,
+            "settings": settings,
+            "root": root,
+            "folders": {GROUP_A: folder_a, GROUP_B: folder_b},
+            "files": {GROUP_A: files_a, GROUP_B: files_b},
+            "jobs": {},
+        }
+
+
+@pytest.fixture(scope="module")
+def indexed(world):
+    """Both folders indexed through ``POST /v1/index`` jobs; returns the finished jobs."""
+    client = world["client"]
+    for group, tag in ((GROUP_A, "warm"), (GROUP_B, "cold")):
+        response = client.post(
+            "/v1/index",
+            json={
+                "paths": [str(world["folders"][group])],
+                "allowed": [group],
+                "tags": [tag],
+                "source": group,
+            },
+        )
+        assert response.status_code == 202, response.text
+        assert response.json()["state"] in ("queued", "running", "done")
+        world["jobs"][group] = _wait_job(client, response.json()["id"])
+    return world
+
+
+def _ids_by_path(service) -> dict[str, str]:
+    return {record.uri: record.id for record in service.index.iter_records()}
+
+
+def _exact_order(service, dialog: Dialog, paths: list[Path]) -> tuple[list[str], np.ndarray]:
+    """Image ids ranked by exact cosine to the dialog, computed with the model directly."""
+    from retriever_service.models import load_image
+
+    model = service.model
+    images = [load_image(p).image for p in paths]
+    image_vectors = model.encode_images(images)
+    query = model.encode_dialogs([dialog])[0]
+    cosines = image_vectors @ query
+    ids = _ids_by_path(service)
+    order = np.argsort(-cosines)
+    return [ids[str(paths[i])] for i in order], cosines[order]
+
+
+def test_index_job_reports_progress_added_and_bad_files(indexed):
+    job_a, job_b = indexed["jobs"][GROUP_A], indexed["jobs"][GROUP_B]
+    assert job_a["state"] == "done", job_a
+    assert (job_a["added"], job_a["total"], job_a["done"]) == (4, 5, 5)
+    assert [Path(s["path"]).name for s in job_a["skipped"]] == ["broken.png"]
+    assert job_a["skipped"][0]["reason"]
+    assert job_b["state"] == "done" and job_b["added"] == 3 and job_b["skipped"] == []
+    assert indexed["client"].get("/readyz").json()["images"] == 7
+
+
+def test_search_ranks_by_exact_cosine_and_fills_hits(indexed):
+    client, service = indexed["client"], indexed["service"]
+    paths = indexed["files"][GROUP_A] + indexed["files"][GROUP_B]
+    dialog = Dialog(caption=CAPTION, rounds=[{"question": "is it outdoors?", "answer": "no"}])
+    expected_ids, expected_scores = _exact_order(service, dialog, paths)
+
+    response = client.post("/v1/search", json={"dialog": dialog.model_dump(), "k": 10})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model"] == service.model_id and body["took_ms"] >= 0
+    hits = body["hits"]
+    assert [h["id"] for h in hits] == expected_ids
+    np.testing.assert_allclose([h["score"] for h in hits], expected_scores, atol=1e-3)
+    first = hits[0]
+    assert first["thumbnail_url"] == f"/v1/images/{first['id']}/thumbnail"
+    assert first["uri"] in {str(p) for p in paths}
+    assert first["width"] and first["height"] and first["mime"] in ("image/png", "image/jpeg")
+    assert first["text"] == Path(first["uri"]).stem and first["vector"] is None
+
+
+def test_search_with_vectors_returns_the_stored_image_embeddings(indexed):
+    from retriever_service.models import load_image
+
+    body = (
+        indexed["client"]
+        .post("/v1/search", json={"dialog": {"caption": CAPTION}, "k": 2, "with_vectors": True})
+        .json()
+    )
+    model = indexed["service"].model
+    for hit in body["hits"]:
+        direct = model.encode_images([load_image(hit["uri"]).image])[0]
+        np.testing.assert_allclose(hit["vector"], direct, atol=1e-4)
+
+
+def test_encode_matches_the_model(indexed):
+    dialog = Dialog(caption=CAPTION, rounds=[{"question": "what color?", "answer": "red"}])
+    body = indexed["client"].post("/v1/encode", json={"dialog": dialog.model_dump()}).json()
+    model = indexed["service"].model
+    assert body["text"] == model.dialog_text(dialog)
+    np.testing.assert_allclose(body["vector"], model.encode_dialogs([dialog])[0], atol=1e-5)
+    assert body["model"] == model.model_id
+
+
+def test_filters_and_exclusions_hold_inside_the_query(indexed):
+    client = indexed["client"]
+    ids = _ids_by_path(indexed["service"])
+    ids_a = {ids[str(p)] for p in indexed["files"][GROUP_A]}
+    ids_b = {ids[str(p)] for p in indexed["files"][GROUP_B]}
+
+    def search(**extra):
+        response = client.post("/v1/search", json={"dialog": {"caption": CAPTION}, "k": 10, **extra})
+        assert response.status_code == 200, response.text
+        return [h["id"] for h in response.json()["hits"]]
+
+    assert set(search(filter={"allowed": [GROUP_A]})) == ids_a
+    assert set(search(filter={"allowed": [GROUP_B, "public"]})) == ids_b
+    assert search(filter={"allowed": ["C-nobody"]}) == []
+    assert set(search(filter={"tags": ["cold"]})) == ids_b
+    assert set(search(filter={"sources": [GROUP_A], "tags": ["cold"]})) == set()
+    unfiltered = search()
+    excluded = unfiltered[:2]
+    remaining = search(exclude_ids=excluded)
+    assert remaining == unfiltered[2:]
+    within_a = search(filter={"allowed": [GROUP_A]}, exclude_ids=excluded, k=2)
+    assert len(within_a) == 2 and set(within_a) <= ids_a - set(excluded)
+
+
+def test_images_thumbnails_and_mime(indexed):
+    client = indexed["client"]
+    ids = _ids_by_path(indexed["service"])
+    png, jpg = indexed["files"][GROUP_A][3], indexed["files"][GROUP_B][0]  # 180x90 and 64x96
+
+    original = client.get(f"/v1/images/{ids[str(png)]}")
+    assert original.status_code == 200 and original.headers["content-type"] == "image/png"
+    assert original.content == png.read_bytes()
+    assert client.get(f"/v1/images/{ids[str(jpg)]}").headers["content-type"] == "image/jpeg"
+
+    thumb = client.get(f"/v1/images/{ids[str(png)]}/thumbnail")
+    assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+    image = Image.open(io.BytesIO(thumb.content))
+    assert image.format == "JPEG" and image.size == (THUMB_SIZE, THUMB_SIZE // 2)
+    assert (indexed["settings"].thumbnails_dir / f"{ids[str(png)]}_{THUMB_SIZE}.jpg").is_file()  # cached
+
+    small = Image.open(io.BytesIO(client.get(f"/v1/images/{ids[str(jpg)]}/thumbnail?size=48").content))
+    assert small.size == (32, 48)
+    assert client.get(f"/v1/images/{ids[str(jpg)]}/thumbnail?size=4").status_code == 422
+
+
+def test_missing_things_are_json_404(indexed):
+    client = indexed["client"]
+    for path in (
+        "/v1/images/" + "0" * 32,
+        "/v1/images/" + "0" * 32 + "/thumbnail",
+        "/v1/images/nope",
+        "/v1/index/jobs/nope",
+        "/v1/nowhere",
+    ):
+        response = client.get(path)
+        assert response.status_code == 404, path
+        assert set(response.json()) == {"error", "detail"} and response.json()["error"]
+    assert client.delete("/v1/images/" + "0" * 32).status_code == 404
+
+
+def test_bad_requests_are_422_naming_the_field(indexed):
+    client = indexed["client"]
+    cases = {
+        "dialog.caption": {"dialog": {"caption": ""}},
+        "dialog.rounds.0.answer": {"dialog": {"caption": "x", "rounds": [{"question": "q"}]}},
+        "k": {"dialog": {"caption": "x"}, "k": 0},
+        "dialog": {"k": 3},
+    }
+    for field, body in cases.items():
+        response = client.post("/v1/search", json=body)
+        assert response.status_code == 422, field
+        error = response.json()
+        assert field in error["error"] and error["detail"][0]["field"] == field
+    broken = client.post("/v1/search", content=b"{not json", headers={"content-type": "application/json"})
+    assert broken.status_code == 422 and broken.json()["detail"][0]["field"] == "body"
+    missing = client.post("/v1/index", json={"paths": [str(indexed["root"] / "no-such-folder")]})
+    assert missing.status_code == 422 and missing.json()["detail"][0]["field"] == "paths.0"
+
+
+def test_oversize_bodies_are_413(indexed, tiny_clip_dir, tmp_path):
+    from retriever_service.api import create_app
+
+    client = indexed["client"]
+    huge = b'{"dialog": {"caption": "' + b"x" * (3 << 20) + b'"}}'
+    response = client.post("/v1/search", content=huge, headers={"content-type": "application/json"})
+    assert response.status_code == 413 and response.json()["error"]
+
+    def chunks():  # no Content-Length: the limit is enforced while reading
+        for _ in range(4):
+            yield b" " * (1 << 20)
+
+    streamed = client.post("/v1/encode", content=chunks(), headers={"content-type": "application/json"})
+    assert streamed.status_code == 413 and streamed.json()["error"]
+
+    small = Settings(home=tmp_path, model=str(tiny_clip_dir), max_upload_mb=1)
+    upload_client = TestClient(create_app(small, indexed["service"]))
+    big_upload = upload_client.post(
+        "/v1/index", files=[("files", ("big.png", b"\0" * (2 << 20), "image/png"))]
+    )
+    assert big_upload.status_code == 413 and big_upload.json()["error"]
+    assert not list((tmp_path / "uploads").glob("*/big.png"))
+
+
+def test_upload_index_fetch_and_delete(indexed, tmp_path):
+    client, settings = indexed["client"], indexed["settings"]
+    upload = _noise_image(tmp_path / "my holiday.png", seed=999, size=(50, 40))
+    response = client.post(
+        "/v1/index",
+        files=[("files", ("../../my holiday.png", upload.read_bytes(), "image/png"))],
+        data={"allowed": ["C-uploads"], "tags": ["trip"], "text": "sunset at the beach"},
+    )
+    assert response.status_code == 202, response.text
+    job = _wait_job(client, response.json()["id"])
+    assert job["state"] == "done" and job["added"] == 1, job
+
+    hits = client.post(
+        "/v1/search", json={"dialog": {"caption": "holiday"}, "filter": {"allowed": ["C-uploads"]}}
+    ).json()["hits"]
+    assert len(hits) == 1 and hits[0]["source"] == "upload" and hits[0]["tags"] == ["trip"]
+    assert hits[0]["text"] == "sunset at the beach"
+    stored = Path(hits[0]["uri"])
+    assert stored.is_relative_to(settings.home / "uploads") and stored.name == "my_holiday.png"
+    assert client.get(f"/v1/images/{hits[0]['id']}").content == upload.read_bytes()
+    client.get(f"/v1/images/{hits[0]['id']}/thumbnail")
+
+    deleted = client.delete(f"/v1/images/{hits[0]['id']}")
+    assert deleted.status_code == 200 and deleted.json() == {"id": hits[0]["id"], "deleted": True}
+    assert not stored.exists() and not list(settings.thumbnails_dir.glob(f"{hits[0]['id']}_*"))
+    assert client.get(f"/v1/images/{hits[0]['id']}").status_code == 404
+    assert (
+        client.post(
+            "/v1/search", json={"dialog": {"caption": "holiday"}, "filter": {"allowed": ["C-uploads"]}}
+        ).json()["hits"]
+        == []
+    )
+
+    empty = client.post("/v1/index", files=[], data={"allowed": ["x"]})
+    assert empty.status_code == 422
+
+
+def test_bearer_auth_guards_v1_only(indexed, tiny_clip_dir):
+    from retriever_service.api import create_app
+
+    base = indexed["settings"]
+    settings = Settings(home=base.home, model=base.model, api_key="s3cret-token")
+    client = TestClient(create_app(settings, indexed["service"]))
+    body = {"dialog": {"caption": CAPTION}}
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret-token"}):
+        response = client.post("/v1/search", json=body, headers=headers)
+        assert response.status_code == 401 and response.json()["error"] == "unauthorized"
+        assert response.headers["www-authenticate"] == "Bearer"
+    assert client.get("/v1/images/" + "0" * 32).status_code == 401  # no probing without the token
+    ok = client.post("/v1/search", json=body, headers={"Authorization": "Bearer s3cret-token"})
+    assert ok.status_code == 200 and ok.json()["hits"]
+    assert client.get("/healthz").status_code == 200 and client.get("/readyz").status_code == 200
+    schema = client.get("/openapi.json").json()
+    assert {
+        "/v1/search",
+        "/v1/encode",
+        "/v1/index",
+        "/v1/index/jobs/{job_id}",
+        "/v1/images/{image_id}",
+        "/v1/images/{image_id}/thumbnail",
+        "/healthz",
+        "/readyz",
+    } <= set(schema["paths"])
+    assert "multipart/form-data" in schema["paths"]["/v1/index"]["post"]["requestBody"]["content"]
+
+
+def test_readyz_is_503_while_the_model_cannot_load(tmp_path):
+    from retriever_service.api import create_app
+
+    settings = Settings(home=tmp_path, model=str(tmp_path / "no-such-model"), device="cpu")
+    app = create_app(settings)
+    with TestClient(app) as client:
+        app.state.chatir.wait_loaded(60)
+        assert client.get("/healthz").status_code == 200
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and "no-such-model" in ready.json()["error"]
+        search = client.post("/v1/search", json={"dialog": {"caption": "x"}})
+        assert search.status_code == 503 and "could not start" in search.json()["error"]
+
+
+def test_readyz_is_503_when_the_index_is_unreachable(tiny_clip_dir, tmp_path):
+    from retriever_service.api import create_app
+    from retriever_service.service import RetrieverService
+
+    settings = Settings(home=tmp_path, model=str(tiny_clip_dir), device="cpu")
+    service = RetrieverService.open(settings)
+    service.close()  # the store is gone from under the app
+    client = TestClient(create_app(settings, service))
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and "unavailable" in ready.json()["error"]
+    search = client.post("/v1/search", json={"dialog": {"caption": "x"}})
+    assert search.status_code == 503
+
+
+def test_the_store_is_locked_while_the_service_holds_it(indexed):
+    from retriever_service.service import RetrieverService, StoreLockedError
+
+    with pytest.raises(StoreLockedError, match="in use by another process"):
+        RetrieverService.open(indexed["settings"])
+
+
+def test_index_job_failure_is_reported_not_raised(indexed, tmp_path, monkeypatch):
+    client, service = indexed["client"], indexed["service"]
+    folder = tmp_path / "pics"
+    _noise_image(folder / "x.png", seed=5, size=(40, 40))
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(type(service), "run_index", explode)
+    job = _wait_job(client, client.post("/v1/index", json={"paths": [str(folder)]}).json()["id"])
+    assert job["state"] == "failed" and "disk on fire" in job["error"]
+    assert client.get("/readyz").status_code == 200
+    shutil.rmtree(folder)
+
+
+def test_closing_stops_a_running_job_and_the_next_one_resumes(tiny_clip_dir, tmp_path, monkeypatch):
+    from retriever_service.models import RetrievalModel
+    from retriever_service.schemas import IndexRequest
+    from retriever_service.service import RetrieverService
+
+    folder = tmp_path / "many"
+    for i in range(6):
+        _noise_image(folder / f"img{i}.png", seed=200 + i, size=(40, 30))
+    original = RetrievalModel.encode_images
+
+    def slow(self, images):
+        time.sleep(0.25)
+        return original(self, images)
+
+    monkeypatch.setattr(RetrievalModel, "encode_images", slow)
+    settings = Settings(home=tmp_path / "home", model=str(tiny_clip_dir), device="cpu", batch_size=1)
+    service = RetrieverService.open(settings)
+    job = service.submit_index(IndexRequest(paths=[str(folder)]))
+    deadline = time.monotonic() + 30
+    while service.job(job.id).done < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    started = time.monotonic()
+    service.close()
+    assert time.monotonic() - started < 1.5  # did not wait for the remaining images
+    stopped = service.job(job.id)
+    assert stopped.state == "failed" and "submit the job again" in stopped.error
+
+    monkeypatch.setattr(RetrievalModel, "encode_images", original)
+    with RetrieverService.open(settings) as again:
+        kept = again.count()
+        assert 1 <= kept < 6
+        report = again.run_index(IndexRequest(paths=[str(folder)]), progress=False)
+        assert (report.added, report.unchanged) == (6 - kept, kept)
+        assert again.count() == 6
+
+
+def test_unexpected_errors_are_json_500_without_internals(indexed, monkeypatch):
+    from retriever_service.api import create_app
+
+    service = indexed["service"]
+
+    def broken(request):
+        raise RuntimeError("secret internal state")
+
+    monkeypatch.setattr(service, "search", broken)
+    client = TestClient(create_app(indexed["settings"], service), raise_server_exceptions=False)
+    response = client.post("/v1/search", json={"dialog": {"caption": "x"}})
+    assert response.status_code == 500
+    assert response.json() == {
+        "error": "internal server error",
+        "detail": "RuntimeError (see the service log)",
+    }
+    assert client.get("/v1/search").status_code == 405 and client.get("/v1/search").json()["error"]
