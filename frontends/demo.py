@@ -57,10 +57,19 @@ def demo_collection(model: str) -> str:
     return f"{DEMO_COLLECTION}_{hashlib.sha256(model.encode()).hexdigest()[:10]}"
 
 
+DEMO_BATCH_SIZE = 128
+"""Images per indexing batch: the gallery's images are small, and fewer batches mean fewer store flushes."""
+
+
 def demo_settings(settings: Settings) -> Settings:
     """``settings`` for the demo: its own collection, the LLM-free questioner with the world's questions."""
     return settings.model_copy(
-        update={"collection": demo_collection(settings.model), "question_bank": "world", "questioner": "info_gain"}
+        update={
+            "collection": demo_collection(settings.model),
+            "question_bank": "world",
+            "questioner": "info_gain",
+            "batch_size": max(settings.batch_size, DEMO_BATCH_SIZE),
+        }
     )
 
 
@@ -149,9 +158,10 @@ def index_gallery(local: LocalRetriever, folder: Path, *, progress: bool = True)
     with tqdm(desc="indexing the gallery", unit="img", disable=not progress) as bar:
 
         def tick(done: int, total: int) -> None:
-            bar.total = total
-            bar.n = done
-            bar.refresh()
+            if bar.total != total:
+                bar.total = total
+                bar.refresh()
+            bar.update(done - bar.n)
 
         return local.service.run_index(request, progress=tick)
 
@@ -163,11 +173,20 @@ def build_demo_engine(
     """The engine of the demo: searches through the service, the LLM-free questioner with the world's
     question bank (or ``bank``), sharing the service's loaded model (one copy in memory)."""
     from agent.factory import build_engine, build_questioner
+    from frontends.text_cache import PersistentTextEncoder
 
-    questioner = build_questioner(local.settings, "info_gain", text_encoder=local.service.model, bank=bank)
+    settings = local.settings
+    encoder = PersistentTextEncoder(local.service.model, bank_cache_path(settings))
+    questioner = build_questioner(settings, "info_gain", text_encoder=encoder, bank=bank)
     if warm_up and callable(getattr(questioner, "warm_up", None)):
-        questioner.warm_up()  # embed the question bank now, not during the first conversation
-    return build_engine(local.settings, questioner=questioner)
+        questioner.warm_up()  # embed the question bank now (once: cached on disk), not in the first conversation
+        encoder.save()
+    return build_engine(settings, questioner=questioner)
+
+
+def bank_cache_path(settings: Settings) -> Path:
+    """Where the embeddings of the question bank's answers are kept between runs."""
+    return Path(settings.home) / "demo" / f"question-bank-{settings.collection}.npz"
 
 
 # --- the whole demo --------------------------------------------------------------------------------

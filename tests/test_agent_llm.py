@@ -276,3 +276,33 @@ def test_prompt_fences_user_text_and_extracts_one_question():
     assert extract_question("I think we should ask about colour.\nWhat colour is it?") == "What colour is it?"
     assert extract_question("  \n ") is None
     assert json.dumps(SYSTEM_PROMPT)  # plain text
+
+
+def test_ten_rounds_with_a_repetitive_llm_never_repeat_a_question(tmp_path, toy, service):
+    """The LLM cycles through four questions; retries and the fallback keep all ten rounds distinct."""
+    from agent.questioners import generic_bank, is_repeat
+
+    client, _ = service
+    model, searcher = toy
+    cycle = ["Is it indoors?", "What colour is the shape?", "How many shapes are there?", "Is it daytime?"]
+    sent = []
+
+    def respond(request: dict) -> Reply:
+        sent.append(request["messages"][-1]["content"])
+        return Reply.text(cycle[(len(sent) - 1) % len(cycle)])
+
+    backup = InfoGainQuestioner(ModelCandidateScorer(model, searcher), generic_bank(), stop_threshold=None)
+    with FakeOpenAIServer(respond) as server:
+        settings = Settings(home=tmp_path, llm_model="gpt-fake", llm_base_url=server.base_url)
+        questioner = LLMQuestioner(build_chat_model(settings, max_retries=0), fallback=backup)
+        engine = make_engine(tmp_path, client, questioner)
+        turn = engine.handle("c", "a red shape", TEAM)
+        asked = []
+        while turn.state == "asking":
+            assert not is_repeat(turn.question, asked)
+            asked.append(turn.question)
+            turn = engine.handle("c", "I don't know")
+    assert len(asked) == 10 and turn.state == "gave_up"
+    assert asked[:4] == cycle  # the LLM's own questions first
+    assert RETRY_PROMPT in sent  # then it was asked to try again ...
+    assert set(asked[4:]) <= {q.question for q in generic_bank()}  # ... and the fallback took over

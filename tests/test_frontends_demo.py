@@ -123,3 +123,39 @@ def test_chat_command_talks_to_the_running_service(cli, tiny_clip_dir, tmp_path,
     assert "Top matches after 1 answer:" in result.output and "Found it:" in result.output
     # a service holding another store is not the demo's: --demo refuses it instead of searching elsewhere
     assert wrong.exit_code != 0 and "does not serve the demo gallery" in str(wrong.exception)
+
+
+class CountingModel:
+    """The tiny model, counting the texts it embeds (``sign`` -1 makes it "another model")."""
+
+    def __init__(self, model, sign: float = 1.0) -> None:
+        self.model, self.sign, self.texts = model, sign, 0
+
+    def encode_texts(self, texts):
+        self.texts += len(texts)
+        return self.sign * self.model.encode_texts(texts)
+
+
+def test_question_bank_embeddings_persist_between_runs(tiny_clip_dir, tmp_path):
+    from frontends.text_cache import PersistentTextEncoder
+    from retriever_service.models import load_model
+
+    model = load_model(str(tiny_clip_dir), device="cpu")
+    texts = ["is it red? yes", "is it red? no", "how many shapes are there? two"]
+    first = CountingModel(model)
+    cached = PersistentTextEncoder(first, tmp_path / "bank.npz")
+    vectors = cached.encode_texts(texts)
+    assert first.texts == 1 + 3  # the probe, then the texts
+    cached.save()
+
+    again = CountingModel(model)
+    reloaded = PersistentTextEncoder(again, tmp_path / "bank.npz")
+    assert len(reloaded) == 3
+    assert (reloaded.encode_texts(texts[::-1]) == vectors[::-1]).all()
+    assert again.texts == 1  # only the probe: every text came from the file
+    assert reloaded.sign == 1.0 and reloaded.model is model  # other attributes pass through
+
+    other = CountingModel(model, sign=-1.0)
+    fresh = PersistentTextEncoder(other, tmp_path / "bank.npz")
+    assert len(fresh) == 0  # made by another model: ignored
+    assert (fresh.encode_texts(texts) == -vectors).all() and other.texts == 1 + 3

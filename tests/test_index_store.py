@@ -105,6 +105,14 @@ def test_excluded_ids_never_come_back_even_when_best(index, ladder):
     assert len(index.search(_unit(1.0), k=10, exclude_ids=[_id(n) for n in range(8)])) == 2
 
 
+def test_large_exclusion_lists_go_into_the_query(index, ladder, monkeypatch):
+    """Past ``EXCLUDED_BY_LIMIT`` the mirror excludes with a must_not filter: same answers."""
+    monkeypatch.setattr(edge_module, "EXCLUDED_BY_LIMIT", 1)
+    hits = index.search(_unit(1.0), k=3, filter=SearchFilter(allowed=[PUBLIC]), exclude_ids=[_id(0), _id(2)])
+    assert _ids(hits) == [_id(4), _id(6), _id(8)]
+    assert _ids(index.search(_unit(1.0), k=2, exclude_ids=[_id(0)])) == [_id(1), _id(2)]
+
+
 def test_batch_search_matches_single(index, ladder):
     queries = np.stack([_unit(1.0), _unit(1.0, 1.0), _unit(0.0, 1.0)])
     batch = index.search_batch(queries, k=3, filter=SearchFilter(allowed=["C1"]))

@@ -5,20 +5,29 @@ Imports stay light here (torch, transformers and the agent are imported inside t
 
 from __future__ import annotations
 
+import shlex
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-QUESTIONER_ALIASES = {"none": "none", "random": "random", "infogain": "info_gain", "info_gain": "info_gain",
-                      "llm": "llm"}
+QUESTIONER_ALIASES = {
+    "none": "none",
+    "random": "random",
+    "infogain": "info_gain",
+    "info_gain": "info_gain",
+    "llm": "llm",
+}
 
 
 def parse_int_list(text: str, what: str) -> list[int]:
     try:
         values = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise typer.BadParameter(f"{what} must be a comma-separated list of whole numbers, got {text!r}") from None
+        raise typer.BadParameter(
+            f"{what} must be a comma-separated list of whole numbers, got {text!r}"
+        ) from None
     if not values or min(values) < 1:
         raise typer.BadParameter(f"{what} must list numbers >= 1")
     return values
@@ -41,26 +50,51 @@ def register(app: typer.Typer) -> None:
             list[Path] | None,
             typer.Option("--dialogs", help="ChatIR-format dialog JSON (repeat to compare several files)."),
         ] = None,
-        images: Annotated[Path | None, typer.Option(help="Image root; dialog 'img' paths are relative to it.")] = None,
+        images: Annotated[
+            Path | None, typer.Option(help="Image root; dialog 'img' paths are relative to it.")
+        ] = None,
         corpus: Annotated[
             Path | None,
-            typer.Option(help="Corpus list (JSON list or one path per line, relative to --images); "
-                         "default: every image under --images."),
+            typer.Option(
+                help="Corpus list (JSON list or one path per line, relative to --images); "
+                "default: every image under --images."
+            ),
         ] = None,
-        world: Annotated[Path | None, typer.Option(help="A world folder: live evaluation with questioners.")] = None,
-        questioner: Annotated[str, typer.Option(help="World mode: comma list of none,random,infogain,llm.")] = (
-            "none,random,infogain"
+        world: Annotated[
+            Path | None, typer.Option(help="A world folder: live evaluation with questioners.")
+        ] = None,
+        questioner: Annotated[
+            str, typer.Option(help="World mode: comma list of none,random,infogain,llm.")
+        ] = ("none,random,infogain"),
+        n_dialogs: Annotated[
+            int | None, typer.Option(min=1, help="Evaluate the first N dialogs only.")
+        ] = None,
+        split: Annotated[
+            str, typer.Option(help="World mode: which dialog split to take targets from.")
+        ] = "test",
+        bank: Annotated[
+            str,
+            typer.Option(
+                help="World mode: question bank of random/infogain ('world', 'generic' or a JSON file)."
+            ),
+        ] = "world",
+        rounds: Annotated[
+            int, typer.Option(min=1, max=50, help="Rounds after the caption (ChatIR: 10).")
+        ] = 10,
+        out: Annotated[Path, typer.Option(help="Output folder for results.json/.csv/.md/.png.")] = Path(
+            "eval-out"
         ),
-        n_dialogs: Annotated[int | None, typer.Option(min=1, help="Evaluate the first N dialogs only.")] = None,
-        split: Annotated[str, typer.Option(help="World mode: which dialog split to take targets from.")] = "test",
-        bank: Annotated[str, typer.Option(help="World mode: question bank of random/infogain ('world', 'generic' or a JSON file).")] = "world",
-        rounds: Annotated[int, typer.Option(min=1, max=50, help="Rounds after the caption (ChatIR: 10).")] = 10,
-        out: Annotated[Path, typer.Option(help="Output folder for results.json/.csv/.md/.png.")] = Path("eval-out"),
-        model: Annotated[str | None, typer.Option(help="Model (hub id, folder or 'starter'); default CHATIR_MODEL.")] = None,
+        model: Annotated[
+            str | None, typer.Option(help="Model (hub id, folder or 'starter'); default CHATIR_MODEL.")
+        ] = None,
         k: Annotated[str, typer.Option(help="Ks for Hits@K and Recall@K (Hits@10 always).")] = "1,5,10",
-        ties: Annotated[str, typer.Option(help="Score ties: index (ChatIR's argsort, stable), optimistic, pessimistic.")] = "index",
+        ties: Annotated[
+            str, typer.Option(help="Score ties: index (ChatIR's argsort, stable), optimistic, pessimistic.")
+        ] = "index",
         cache: Annotated[bool, typer.Option(help="Cache corpus embeddings under CHATIR_HOME.")] = True,
-        resume: Annotated[bool, typer.Option(help="Live mode: continue dialogs finished by an interrupted run.")] = True,
+        resume: Annotated[
+            bool, typer.Option(help="Live mode: continue dialogs finished by an interrupted run.")
+        ] = True,
         progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     ) -> None:
         """Rank each target after every round 0..R (ChatIR's protocol): Hits@K, Recall@K, ATR, BRI, repeats."""
@@ -71,7 +105,9 @@ def register(app: typer.Typer) -> None:
         if world is not None and dialogs:
             raise typer.BadParameter("--world and --dialogs are separate modes: give one of them")
         if dialogs and images is None:
-            raise typer.BadParameter("--dialogs needs --images ROOT (the folder the dialogs' 'img' paths are relative to)")
+            raise typer.BadParameter(
+                "--dialogs needs --images ROOT (the folder the dialogs' 'img' paths are relative to)"
+            )
         if ties not in ("index", "optimistic", "pessimistic"):
             raise typer.BadParameter("--ties must be index, optimistic or pessimistic")
         options = EvalOptions(
@@ -91,6 +127,7 @@ def register(app: typer.Typer) -> None:
             cache=cache,
             resume=resume,
             progress=progress,
+            command=" ".join(shlex.quote(arg) for arg in ["chatir", *sys.argv[1:]]),
         )
         summary = run_evaluation(options)
         typer.echo(summary)

@@ -51,8 +51,10 @@ def load_chatir_dialogs(path: Path, *, limit: int | None = None) -> list[TargetD
         )
     dialogs: list[TargetDialog] = []
     for position, entry in enumerate(raw[:limit] if limit is not None else raw):
-        if not isinstance(entry, dict) or not isinstance(entry.get("img"), str) or not isinstance(
-            entry.get("dialog"), list
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("img"), str)
+            or not isinstance(entry.get("dialog"), list)
         ):
             raise EvaluationInputError(
                 f"{path}, entry {position}: expected an object with 'img' (a string) and 'dialog' (a list)"
@@ -97,7 +99,7 @@ class ImageCorpus(BaseModel):
         return [index[normalise_relpath(t)] for t in targets]
 
     @classmethod
-    def from_folder(cls, root: Path) -> "ImageCorpus":
+    def from_folder(cls, root: Path) -> ImageCorpus:
         """Every image file below ``root`` (recursively), sorted by relative path."""
         root = Path(root)
         if not root.is_dir():
@@ -112,7 +114,7 @@ class ImageCorpus(BaseModel):
         return cls(root=root, paths=tuple(sorted(found)))
 
     @classmethod
-    def from_list(cls, list_file: Path, root: Path) -> "ImageCorpus":
+    def from_list(cls, list_file: Path, root: Path) -> ImageCorpus:
         """Paths relative to ``root`` from a JSON list (ChatIR's ``Search_Space_val_50k.json``) or a text file.
 
         The order of the list is kept (it defines the corpus ids, as in ChatIR); duplicates are an error.
@@ -130,7 +132,9 @@ class ImageCorpus(BaseModel):
             if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
                 raise EvaluationInputError(f"corpus list {list_file} must be a JSON list of relative paths")
         else:
-            entries = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+            entries = [
+                line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")
+            ]
         paths = [normalise_relpath(e) for e in entries]
         if not paths:
             raise EvaluationInputError(f"corpus list {list_file} is empty")
@@ -144,5 +148,5 @@ class ImageCorpus(BaseModel):
         return cls(root=root, paths=tuple(paths))
 
     @classmethod
-    def open(cls, root: Path, list_file: Path | None = None) -> "ImageCorpus":
+    def open(cls, root: Path, list_file: Path | None = None) -> ImageCorpus:
         return cls.from_list(list_file, root) if list_file is not None else cls.from_folder(root)

@@ -15,16 +15,12 @@ from typing import Protocol
 
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
 
 from chatir.dialog import Dialog
 from chatir.evaluation.data import EvaluationInputError, ImageCorpus, TargetDialog
-from chatir.evaluation.embeddings import corpus_embeddings
+from chatir.evaluation.embeddings import corpus_embeddings, text_embeddings
 from chatir.evaluation.metrics import TiePolicy, rank_of_targets
 from chatir.evaluation.results import DEFAULT_KS, SystemResult
-
-TEXT_CHUNK = 512
-"""Texts handed to the model per call (sorted by length first, so each batch pads little)."""
 
 
 class EvaluationModel(Protocol):
@@ -36,21 +32,6 @@ class EvaluationModel(Protocol):
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray: ...
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray: ...
     def dialog_text(self, dialog: Dialog) -> str: ...
-
-
-def encode_texts_fast(
-    model: EvaluationModel, texts: Sequence[str], *, progress: bool = True, desc: str = "encoding dialogs"
-) -> np.ndarray:
-    """Encode many texts: duplicates encoded once, batches of similar length, with a progress bar."""
-    unique = sorted(set(texts), key=len)
-    position = {text: i for i, text in enumerate(unique)}
-    vectors = np.empty((len(unique), model.dim), dtype=np.float32)
-    with tqdm(total=len(unique), desc=desc, unit="text", disable=not progress) as bar:
-        for start in range(0, len(unique), TEXT_CHUNK):
-            chunk = unique[start : start + TEXT_CHUNK]
-            vectors[start : start + len(chunk)] = np.asarray(model.encode_texts(chunk), dtype=np.float32)
-            bar.update(len(chunk))
-    return vectors[[position[t] for t in texts]]
 
 
 def dialog_round_texts(model: EvaluationModel, dialogs: Sequence[Dialog], rounds: int) -> list[str]:
@@ -71,11 +52,12 @@ def ranks_for_texts(
     corpus_vectors: np.ndarray,
     *,
     ties: TiePolicy = "index",
+    text_cache: Path | None = None,
     progress: bool = True,
 ) -> tuple[np.ndarray, dict[str, float]]:
     """1-based ranks of ``targets`` (aligned with ``texts``) and the time spent encoding and ranking."""
     started = time.perf_counter()
-    query_vectors = encode_texts_fast(model, texts, progress=progress)
+    query_vectors = text_embeddings(model, texts, text_cache, progress=progress)
     encoded = time.perf_counter()
     ranks = rank_of_targets(query_vectors, corpus_vectors, targets, ties=ties)
     ranked = time.perf_counter()
@@ -95,18 +77,29 @@ def evaluate_fixed_dialogs(
     ties: TiePolicy = "index",
     progress: bool = True,
 ) -> tuple[SystemResult, np.ndarray]:
-    """Evaluate one dialog set; returns its :class:`SystemResult` and the ``(n_dialogs, rounds+1)`` ranks."""
+    """Evaluate one dialog set; returns its :class:`SystemResult` and the ``(n_dialogs, rounds+1)`` ranks.
+
+    ``cache_root`` (optional) keeps corpus embeddings under ``corpus/`` and dialog-text embeddings under
+    ``texts/`` (resumable; a second evaluation of the same dialogs with the same model is instant).
+    """
     timings: dict[str, float] = {}
     targets = np.asarray(corpus.target_indices([d.img for d in dialogs]), dtype=np.int64)
     if corpus_vectors is None:
         started = time.perf_counter()
-        corpus_vectors = corpus_embeddings(model, corpus, cache_root, progress=progress)
+        corpus_cache = cache_root / "corpus" if cache_root is not None else None
+        corpus_vectors = corpus_embeddings(model, corpus, corpus_cache, progress=progress)
         timings["corpus_embeddings"] = time.perf_counter() - started
     started = time.perf_counter()
     texts = dialog_round_texts(model, [d.dialog for d in dialogs], rounds)
     timings["build_texts"] = time.perf_counter() - started
     flat_ranks, spent = ranks_for_texts(
-        model, texts, np.tile(targets, rounds + 1), corpus_vectors, ties=ties, progress=progress
+        model,
+        texts,
+        np.tile(targets, rounds + 1),
+        corpus_vectors,
+        ties=ties,
+        text_cache=cache_root / "texts" if cache_root is not None else None,
+        progress=progress,
     )
     timings.update(spent)
     ranks = flat_ranks.reshape(rounds + 1, len(dialogs)).T
@@ -119,6 +112,11 @@ def evaluate_fixed_dialogs(
         ks=ks,
         questions=questions,
         timings_s=timings,
-        details={"corpus_size": len(corpus), "n_texts": len(texts), "unique_texts": len(set(texts)), "ties": ties},
+        details={
+            "corpus_size": len(corpus),
+            "n_texts": len(texts),
+            "unique_texts": len(set(texts)),
+            "ties": ties,
+        },
     )
     return result, ranks

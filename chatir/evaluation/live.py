@@ -83,7 +83,11 @@ class CachedDialogEncoder:
         return self.cache[text]
 
     def encode_dialogs(self, dialogs: Sequence[Dialog]) -> np.ndarray:
-        return np.stack([self.vector(d) for d in dialogs]) if dialogs else np.zeros((0, self.model.dim), np.float32)
+        return (
+            np.stack([self.vector(d) for d in dialogs])
+            if dialogs
+            else np.zeros((0, self.model.dim), np.float32)
+        )
 
     def clear(self) -> None:
         self.cache.clear()
@@ -175,16 +179,39 @@ def evaluate_live(
     scope = SearchScope.unrestricted()
 
     done = _read_done(resume_file, resume_key) if resume_file is not None else {}
-    done = {i: d for i, d in done.items() if i < len(dialogs) and d.img == dialogs[i].img and len(d.ranks) == rounds + 1}
+    done = {
+        i: d
+        for i, d in done.items()
+        if i < len(dialogs) and d.img == dialogs[i].img and len(d.ranks) == rounds + 1
+    }
     todo = [i for i in range(len(dialogs)) if i not in done]
     started = time.perf_counter()
-    bar = tqdm(total=len(dialogs) * rounds, initial=len(done) * rounds, desc=f"live: {name}", unit="turn",
-               disable=not progress)
+    bar = tqdm(
+        total=len(dialogs) * rounds,
+        initial=len(done) * rounds,
+        desc=f"live: {name}",
+        unit="turn",
+        disable=not progress,
+    )
     try:
         for block_start in range(0, len(todo), block_size):
             block = todo[block_start : block_start + block_size]
-            finished = _run_block(engine, encoder, answerer, corpus, corpus_vectors, dialogs, targets, block,
-                                  rounds=rounds, scope=scope, ties=ties, offered=offered, current=current, bar=bar)
+            finished = _run_block(
+                engine,
+                encoder,
+                answerer,
+                corpus,
+                corpus_vectors,
+                dialogs,
+                targets,
+                block,
+                rounds=rounds,
+                scope=scope,
+                ties=ties,
+                offered=offered,
+                current=current,
+                bar=bar,
+            )
             for item in finished:
                 done[item.index] = item
             if resume_file is not None:
@@ -216,8 +243,23 @@ def evaluate_live(
     return result, ranks, transcripts
 
 
-def _run_block(engine, encoder, answerer, corpus, corpus_vectors, dialogs, targets, block, *, rounds, scope,
-               ties, offered, current, bar) -> list[LiveDialog]:
+def _run_block(
+    engine,
+    encoder,
+    answerer,
+    corpus,
+    corpus_vectors,
+    dialogs,
+    targets,
+    block,
+    *,
+    rounds,
+    scope,
+    ties,
+    offered,
+    current,
+    bar,
+) -> list[LiveDialog]:
     """Advance one block of dialogs in lockstep through rounds 0..R; returns their transcripts."""
     conversation = {i: f"eval-{i}" for i in block}
     ranks = np.zeros((len(block), rounds + 1), dtype=np.int64)
@@ -242,8 +284,12 @@ def _run_block(engine, encoder, answerer, corpus, corpus_vectors, dialogs, targe
                 answers[i] = " ".join(str(text).split())[:MAX_TEXT_CHARS] or "I don't know"
         encoder.clear()
         encoder.prefetch(
-            [Dialog(caption=state[i].caption, rounds=[*state[i].rounds, Round(question=pending[i], answer=a)])
-             for i, a in answers.items()]
+            [
+                Dialog(
+                    caption=state[i].caption, rounds=[*state[i].rounds, Round(question=pending[i], answer=a)]
+                )
+                for i, a in answers.items()
+            ]
         )
         for i in block:
             if i in answers:
@@ -255,16 +301,27 @@ def _run_block(engine, encoder, answerer, corpus, corpus_vectors, dialogs, targe
         ranks[:, r] = ranks[:, r - 1]
         if changed:
             ranks[changed, r] = _ranks_now(
-                encoder, [state[block[row]] for row in changed], corpus_vectors, targets[[block[row] for row in changed]], ties
+                encoder,
+                [state[block[row]] for row in changed],
+                corpus_vectors,
+                targets[[block[row] for row in changed]],
+                ties,
             )
     return [
-        LiveDialog(index=i, img=dialogs[i].img, dialog=state[i], ranks=ranks[row].tolist(),
-                   offered=list(offered.pop(conversation[i], [])))
+        LiveDialog(
+            index=i,
+            img=dialogs[i].img,
+            dialog=state[i],
+            ranks=ranks[row].tolist(),
+            offered=list(offered.pop(conversation[i], [])),
+        )
         for row, i in enumerate(block)
     ]
 
 
-def _ranks_now(encoder: CachedDialogEncoder, dialogs: Sequence[Dialog], corpus_vectors, targets, ties) -> np.ndarray:
+def _ranks_now(
+    encoder: CachedDialogEncoder, dialogs: Sequence[Dialog], corpus_vectors, targets, ties
+) -> np.ndarray:
     return rank_of_targets(encoder.encode_dialogs(dialogs), corpus_vectors, targets, ties=ties)
 
 

@@ -99,7 +99,9 @@ def _count_ahead_numpy(scores: np.ndarray, targets: np.ndarray, ties: TiePolicy)
     if ties == "optimistic":
         return ahead
     # every row has at least one equal score (the target's own); only rows with more hold a tie
-    others_equal = np.array([np.count_nonzero(row == value) for row, value in zip(scores, own)], dtype=np.int64) - 1
+    others_equal = (
+        np.array([np.count_nonzero(row == value) for row, value in zip(scores, own)], dtype=np.int64) - 1
+    )
     if ties == "pessimistic":
         return ahead + others_equal
     for row in np.flatnonzero(others_equal > 0):  # rare with real embeddings: the corpus-index rule

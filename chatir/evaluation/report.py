@@ -41,18 +41,33 @@ def results_csv_rows(results: Sequence[SystemResult]) -> list[dict[str, object]]
     rows: list[dict[str, object]] = []
     for result in results:
         for k, values in sorted(result.hits.items()):
-            rows += [{"system": result.system, "metric": "hits", "k": k, "round": r, "value": v}
-                     for r, v in zip(result.rounds, values)]
+            rows += [
+                {"system": result.system, "metric": "hits", "k": k, "round": r, "value": v}
+                for r, v in zip(result.rounds, values)
+            ]
         for k, values in sorted(result.recall.items()):
-            rows += [{"system": result.system, "metric": "recall", "k": k, "round": r, "value": v}
-                     for r, v in zip(result.rounds, values)]
-        rows += [{"system": result.system, "metric": "atr", "k": "", "round": r, "value": v}
-                 for r, v in zip(result.rounds, result.atr)]
+            rows += [
+                {"system": result.system, "metric": "recall", "k": k, "round": r, "value": v}
+                for r, v in zip(result.rounds, values)
+            ]
+        rows += [
+            {"system": result.system, "metric": "atr", "k": "", "round": r, "value": v}
+            for r, v in zip(result.rounds, result.atr)
+        ]
         rows.append({"system": result.system, "metric": "bri", "k": "", "round": "", "value": result.bri})
         if result.repeated_questions is not None:
-            rows.append({"system": result.system, "metric": "repeated_questions", "k": "", "round": "",
-                         "value": result.repeated_questions})
-        rows.append({"system": result.system, "metric": "n_dialogs", "k": "", "round": "", "value": result.n_dialogs})
+            rows.append(
+                {
+                    "system": result.system,
+                    "metric": "repeated_questions",
+                    "k": "",
+                    "round": "",
+                    "value": result.repeated_questions,
+                }
+            )
+        rows.append(
+            {"system": result.system, "metric": "n_dialogs", "k": "", "round": "", "value": result.n_dialogs}
+        )
     return rows
 
 
@@ -64,17 +79,56 @@ def markdown_table(results: Sequence[SystemResult], k: int = HEADLINE_K) -> str:
     """One table, rounds as columns: Hits@k (%) and ATR per system, with BRI and repeats per system."""
     n_rounds = max(len(r.rounds) for r in results)
     header = ["system", "metric", *[str(i) for i in range(n_rounds)], "BRI ↓", "repeats/dialog", "dialogs"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|"]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|",
+    ]
     for result in results:
         hits = result.hits.get(k)
         pad = [""] * (n_rounds - len(result.rounds))
         repeats = _fmt(result.repeated_questions, 2) if result.repeated_questions is not None else "–"
         if hits is not None:
-            lines.append("| " + " | ".join([result.system, f"Hits@{k} (%)", *[_fmt(v) for v in hits], *pad,
-                                            _fmt(result.bri, 3), repeats, str(result.n_dialogs)]) + " |")
-        lines.append("| " + " | ".join([result.system, "ATR", *[_fmt(v) for v in result.atr], *pad,
-                                        "", "", ""]) + " |")
+            lines.append(
+                "| "
+                + " | ".join(
+                    [
+                        result.system,
+                        f"Hits@{k} (%)",
+                        *[_fmt(v) for v in hits],
+                        *pad,
+                        _fmt(result.bri, 3),
+                        repeats,
+                        str(result.n_dialogs),
+                    ]
+                )
+                + " |"
+            )
+        lines.append(
+            "| " + " | ".join([result.system, "ATR", *[_fmt(v) for v in result.atr], *pad, "", "", ""]) + " |"
+        )
     return "\n".join(lines) + "\n"
+
+
+LEGEND = (
+    "Hits@10: % of dialogs whose target was in the top 10 at some round so far (ChatIR's cumulative Hits@K). "
+    "ATR: average 1-based rank of the target. BRI: PlugIR's Best log Rank Integral (lower is better). "
+    "repeats/dialog: questions repeating an earlier one of the same dialog."
+)
+
+
+def markdown_report(
+    results: Sequence[SystemResult], meta: dict | None = None, title: str | None = None
+) -> str:
+    """``results.md``: a title, where the numbers come from, the table and what the columns mean."""
+    meta = meta or {}
+    lines = [f"# {title or meta.get('title', 'ChatIR evaluation')}", ""]
+    facts = [
+        (key, meta[key])
+        for key in ("command", "model", "corpus_size", "targets", "answerer", "wall_s")
+        if meta.get(key) not in (None, "")
+    ]
+    lines += [f"- {key}: `{value}`" if key == "command" else f"- {key}: {value}" for key, value in facts]
+    return "\n".join([*lines, "", markdown_table(results), LEGEND, ""])
 
 
 def plot(results: Sequence[SystemResult], path: Path, k: int = HEADLINE_K, title: str | None = None) -> None:
@@ -88,13 +142,18 @@ def plot(results: Sequence[SystemResult], path: Path, k: int = HEADLINE_K, title
     hits_axis, atr_axis = figure.subplots(1, 2)
     markers = "os^Dv<>ph*"
     for i, result in enumerate(results):
-        style = {"marker": markers[i % len(markers)], "markersize": 4, "linewidth": 1.6, "label": result.system}
+        style = {
+            "marker": markers[i % len(markers)],
+            "markersize": 4,
+            "linewidth": 1.6,
+            "label": result.system,
+        }
         if k in result.hits:
             hits_axis.plot(result.rounds, result.hits[k], **style)
         atr_axis.plot(result.rounds, result.atr, **style)
     hits_axis.set(xlabel="dialog round", ylabel=f"Hits@{k} (%)", title=f"Hits@{k} (higher is better)")
     atr_axis.set(xlabel="dialog round", ylabel="average target rank", title="ATR (lower is better)")
-    all_atr = np.array([v for r in results for v in r.atr if v == v])
+    all_atr = np.array([v for r in results for v in r.atr if not math.isnan(v)])
     if len(all_atr) and all_atr.max() / max(all_atr.min(), 1e-9) > 50:
         atr_axis.set_yscale("log")
     for axis in (hits_axis, atr_axis):
@@ -137,7 +196,7 @@ def write_report(
         writer.writerows(results_csv_rows(results))
     os.replace(tmp_csv, files.csv_path)
 
-    _atomic_write_text(files.markdown_path, markdown_table(results))
+    _atomic_write_text(files.markdown_path, markdown_report(results, meta, title))
     plot(results, files.plot_path, title=title)
     if ranks:
         files.ranks_path = out_dir / "ranks.npz"

@@ -41,7 +41,7 @@ class SystemResult(BaseModel):
         questions: Sequence[Sequence[str]] | None = None,
         timings_s: dict[str, float] | None = None,
         details: dict[str, str | int | float] | None = None,
-    ) -> "SystemResult":
+    ) -> SystemResult:
         ranks = np.asarray(ranks)
         ks = sorted({int(k) for k in ks} | {10})  # Hits@10 is the protocol's headline number: always there
         return cls(

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import platform
-import shlex
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,6 +39,9 @@ class EvalOptions(BaseModel):
     cache: bool = True
     resume: bool = True
     progress: bool = True
+    command: str | None = Field(
+        None, description="The command line that asked for this run (for the report)."
+    )
 
 
 def _system_name(path: Path, taken: set[str]) -> str:
@@ -59,7 +60,7 @@ def run_evaluation(options: EvalOptions, *, settings: Settings | None = None, mo
         from retriever_service.models import load_model
 
         model = load_model(options.model or settings.model, device=settings.device, settings=settings)
-    cache_root = settings.home / "cache" / "eval-corpus" if options.cache else None
+    cache_root = settings.home / "cache" / "eval" if options.cache else None
 
     if options.world is not None:
         from chatir.evaluation.world_mode import run_world
@@ -71,19 +72,27 @@ def run_evaluation(options: EvalOptions, *, settings: Settings | None = None, mo
     wall = time.perf_counter() - started
     meta.update(
         {
-            "command": " ".join(shlex.quote(a) for a in ["chatir", *sys.argv[1:]]) if sys.argv else "",
+            "command": options.command,
             "model": str(model.model_id),
             "embedding_dim": int(model.dim),
             "rounds": options.rounds,
             "ties": options.ties,
             "wall_s": round(wall, 2),
             "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                        "device": str(getattr(model, "device", "cpu"))},
+            "machine": {
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "device": str(getattr(model, "device", "cpu")),
+            },
         }
     )
-    files = write_report(results, options.out, meta=meta, ranks=ranks,
-                         title=f"{meta.get('title', 'ChatIR evaluation')} — model {model.model_id}")
+    files = write_report(
+        results,
+        options.out,
+        meta=meta,
+        ranks=ranks,
+        title=f"{meta.get('title', 'ChatIR evaluation')} — model {model.model_id}",
+    )
     from chatir.evaluation.report import markdown_table
 
     return (
@@ -101,8 +110,13 @@ def _run_fixed(options: EvalOptions, *, model, cache_root: Path | None):
     for path, dialogs in dialog_sets:  # check every input before the long work starts
         corpus.target_indices([d.img for d in dialogs])
     started = time.perf_counter()
-    corpus_vectors = corpus_embeddings(model, corpus, cache_root, batch_size=getattr(model, "batch_size", 64),
-                                       progress=options.progress)
+    corpus_vectors = corpus_embeddings(
+        model,
+        corpus,
+        cache_root / "corpus" if cache_root is not None else None,
+        batch_size=getattr(model, "batch_size", 64),
+        progress=options.progress,
+    )
     corpus_s = time.perf_counter() - started
 
     results: list[SystemResult] = []
@@ -112,12 +126,25 @@ def _run_fixed(options: EvalOptions, *, model, cache_root: Path | None):
         name = _system_name(path, taken)
         started = time.perf_counter()
         result, system_ranks = evaluate_fixed_dialogs(
-            model, dialogs, corpus, name=name, rounds=options.rounds, corpus_vectors=corpus_vectors,
-            ks=options.ks, ties=options.ties, progress=options.progress,
+            model,
+            dialogs,
+            corpus,
+            name=name,
+            rounds=options.rounds,
+            corpus_vectors=corpus_vectors,
+            cache_root=cache_root,
+            ks=options.ks,
+            ties=options.ties,
+            progress=options.progress,
         )
         result.timings_s["total"] = time.perf_counter() - started
         results.append(result)
         ranks[name] = system_ranks
-    meta = {"mode": "fixed", "title": "ChatIR protocol, fixed dialogs", "corpus_size": len(corpus),
-            "images": str(options.images), "corpus_embeddings_s": round(corpus_s, 2)}
+    meta = {
+        "mode": "fixed",
+        "title": "ChatIR protocol, fixed dialogs",
+        "corpus_size": len(corpus),
+        "images": str(options.images),
+        "corpus_embeddings_s": round(corpus_s, 2),
+    }
     return results, ranks, meta

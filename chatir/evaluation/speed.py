@@ -22,13 +22,31 @@ from chatir.evaluation.harness import evaluate_fixed_dialogs
 def synthetic_dialogs(n: int, rounds: int, seed: int = 0) -> list[Dialog]:
     """Dialogs of realistic length (~8-word caption, ~8-word rounds) when no dialog file is given."""
     rng = np.random.default_rng(seed)
-    words = "red blue green small large left right top bottom striped dotted circle square triangle".split()
+    words = [
+        "red",
+        "blue",
+        "green",
+        "small",
+        "large",
+        "left",
+        "right",
+        "top",
+        "bottom",
+        "striped",
+        "dotted",
+        "circle",
+        "square",
+        "triangle",
+    ]
 
     def sentence(k: int) -> str:
         return " ".join(rng.choice(words, size=k))
 
     return [
-        Dialog(caption=sentence(9), rounds=[Round(question=sentence(6) + "?", answer=sentence(3)) for _ in range(rounds)])
+        Dialog(
+            caption=sentence(9),
+            rounds=[Round(question=sentence(6) + "?", answer=sentence(3)) for _ in range(rounds)],
+        )
         for _ in range(n)
     ]
 
@@ -37,10 +55,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="model folder, hub id or 'starter'")
     parser.add_argument("--dialogs", type=Path, help="ChatIR-format dialog JSON (default: synthetic dialogs)")
+    parser.add_argument(
+        "--world-seed", type=int, help="use the procedural world's dialogs of this seed instead"
+    )
     parser.add_argument("--n-dialogs", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--corpus-size", type=int, default=50_000)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch-size", type=int, help="texts per forward pass (default: the model's)")
     args = parser.parse_args()
 
     import torch
@@ -48,9 +70,15 @@ def main() -> None:
     from retriever_service.models import load_model
 
     model = load_model(args.model, device=args.device)
+    if args.batch_size:
+        model.batch_size = args.batch_size
     if args.dialogs:
         loaded = load_chatir_dialogs(args.dialogs)
         dialogs = [loaded[i % len(loaded)].dialog for i in range(args.n_dialogs)]
+    elif args.world_seed is not None:
+        from chatir.world.dialogs import dialog_for
+
+        dialogs = [dialog_for(args.world_seed, i, rounds=args.rounds) for i in range(args.n_dialogs)]
     else:
         dialogs = synthetic_dialogs(args.n_dialogs, args.rounds)
 
@@ -67,9 +95,14 @@ def main() -> None:
     )
     total = time.perf_counter() - started
     t = result.timings_s
-    print(f"model {model.model_id} (dim {model.dim}, {type(model).__name__}), torch threads {torch.get_num_threads()}")
-    print(f"{len(items)} dialogs x {args.rounds + 1} rounds = {result.details['n_texts']} texts "
-          f"({result.details['unique_texts']} unique) against {args.corpus_size} images")
+    print(
+        f"model {model.model_id} (dim {model.dim}, {type(model).__name__}), batch {model.batch_size}, "
+        f"torch threads {torch.get_num_threads()}"
+    )
+    print(
+        f"{len(items)} dialogs x {args.rounds + 1} rounds = {result.details['n_texts']} texts "
+        f"({result.details['unique_texts']} unique) against {args.corpus_size} images"
+    )
     print("| stage | seconds |\n|---|---:|")
     for stage in ("build_texts", "encode_texts", "rank"):
         print(f"| {stage} | {t.get(stage, 0.0):.1f} |")

@@ -44,7 +44,9 @@ def _oracle(target: str):
     return Oracle.for_image(target)
 
 
-def world_inputs(root: Path, split: str, n_dialogs: int | None) -> tuple[ImageCorpus, list[TargetDialog], str]:
+def world_inputs(
+    root: Path, split: str, n_dialogs: int | None
+) -> tuple[ImageCorpus, list[TargetDialog], str]:
     """The corpus, the test targets (with captions) and a description of where they came from."""
     from chatir.world.generator import WorldError, iter_manifest_json, read_world_info
 
@@ -69,8 +71,10 @@ def world_inputs(root: Path, split: str, n_dialogs: int | None) -> tuple[ImageCo
             world_dir = root
             world = read_world_info(root)
             count = min(n_dialogs or DEFAULT_WORLD_DIALOGS, world.n)
-            dialogs = [TargetDialog(img=image_relpath(world.seed, i), dialog=dialog_for(world.seed, i, rounds=0))
-                       for i in range(count)]
+            dialogs = [
+                TargetDialog(img=image_relpath(world.seed, i), dialog=dialog_for(world.seed, i, rounds=0))
+                for i in range(count)
+            ]
             source = f"{root} (first {count} images, generated captions)"
         else:
             raise EvaluationInputError(
@@ -79,7 +83,9 @@ def world_inputs(root: Path, split: str, n_dialogs: int | None) -> tuple[ImageCo
             )
         world = read_world_info(world_dir)
         if not world.complete:
-            raise EvaluationInputError(f"the world in {world_dir} is incomplete; rerun the world command to finish it")
+            raise EvaluationInputError(
+                f"the world in {world_dir} is incomplete; rerun the world command to finish it"
+            )
         paths = tuple(record["path"] for record in iter_manifest_json(world_dir))
     except WorldError as error:
         raise EvaluationInputError(str(error)) from None
@@ -100,9 +106,12 @@ def build_eval_questioner(kind: str, settings: Settings, model, searcher, bank: 
             "OpenAI-compatible server such as Ollama or vLLM)"
         )
     # The LLM agent gets its candidates in the prompt; in evaluation it has no service to call a search tool on.
-    questioner = build_questioner(settings, kind, text_encoder=model, lookup=searcher, bank=bank,
-                                  tool_factory=lambda scope: None)
-    warm_up = getattr(questioner, "warm_up", None) or getattr(getattr(questioner, "fallback", None), "warm_up", None)
+    questioner = build_questioner(
+        settings, kind, text_encoder=model, lookup=searcher, bank=bank, tool_factory=lambda scope: None
+    )
+    warm_up = getattr(questioner, "warm_up", None) or getattr(
+        getattr(questioner, "fallback", None), "warm_up", None
+    )
     if callable(warm_up):
         warm_up()
     return questioner
@@ -114,8 +123,13 @@ def run_world(options, *, settings: Settings, model, cache_root: Path | None):
 
     corpus, dialogs, source = world_inputs(options.world, options.split, options.n_dialogs)
     corpus.target_indices([d.img for d in dialogs])  # every target must be in the corpus
-    corpus_vectors = corpus_embeddings(model, corpus, cache_root, batch_size=getattr(model, "batch_size", 64),
-                                       progress=options.progress)
+    corpus_vectors = corpus_embeddings(
+        model,
+        corpus,
+        cache_root / "corpus" if cache_root is not None else None,
+        batch_size=getattr(model, "batch_size", 64),
+        progress=options.progress,
+    )
     lookup = InMemorySearcher.from_ids(model, corpus_vectors, list(corpus.paths))  # image vectors by id
     answerer = WorldOracleAnswerer()
     out = Path(options.out)
@@ -124,17 +138,46 @@ def run_world(options, *, settings: Settings, model, cache_root: Path | None):
     for kind in options.questioners:
         name = SYSTEM_NAMES[kind]
         questioner = build_eval_questioner(kind, settings, model, lookup, options.bank)
-        resume_key = json.dumps({"model": str(model.model_id), "dim": model.dim, "world": str(corpus.root),
-                                 "corpus": len(corpus), "rounds": options.rounds, "ties": options.ties,
-                                 "bank": options.bank, "questioner": kind, "dialogs": source}, sort_keys=True)
+        resume_key = json.dumps(
+            {
+                "model": str(model.model_id),
+                "dim": model.dim,
+                "world": str(corpus.root),
+                "corpus": len(corpus),
+                "rounds": options.rounds,
+                "ties": options.ties,
+                "bank": options.bank,
+                "questioner": kind,
+                "dialogs": source,
+            },
+            sort_keys=True,
+        )
         result, system_ranks, transcripts = evaluate_live(
-            model, corpus, corpus_vectors, dialogs, questioner, answerer, name=name, settings=settings,
-            rounds=options.rounds, resume_file=(out / "live" / f"{_slug(kind)}.jsonl") if options.resume else None,
-            resume_key=resume_key, ks=options.ks, ties=options.ties, progress=options.progress,
+            model,
+            corpus,
+            corpus_vectors,
+            dialogs,
+            questioner,
+            answerer,
+            name=name,
+            settings=settings,
+            rounds=options.rounds,
+            resume_file=(out / "live" / f"{_slug(kind)}.jsonl") if options.resume else None,
+            resume_key=resume_key,
+            ks=options.ks,
+            ties=options.ties,
+            progress=options.progress,
         )
         write_chatir_dialogs(transcripts, out / "dialogs" / f"{_slug(kind)}.json")
         results.append(result)
         ranks[_slug(kind)] = system_ranks
-    meta = {"mode": "live", "title": "ChatIR protocol, live questioners on the world", "corpus_size": len(corpus),
-            "targets": source, "n_dialogs": len(dialogs), "answerer": "world oracle", "bank": options.bank}
+    meta = {
+        "mode": "live",
+        "title": "ChatIR protocol, live questioners on the world",
+        "corpus_size": len(corpus),
+        "targets": source,
+        "n_dialogs": len(dialogs),
+        "answerer": "world oracle",
+        "bank": options.bank,
+    }
     return results, ranks, meta

@@ -15,6 +15,7 @@ for another model raises :class:`IndexMismatchError`.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, Self
@@ -28,6 +29,10 @@ from retriever_service.index.records import FILTER_FIELDS, ImageRecord, is_image
 from retriever_service.schemas import SearchFilter
 
 log = logging.getLogger(__name__)
+
+# qdrant-client warns that its local mode is slow past 20K points; searches here go through the Qdrant
+# Edge mirror instead, so the warning would only mislead.
+warnings.filterwarnings("ignore", message="Local mode is not recommended", category=UserWarning)
 
 META_MODEL = "chatir_model_id"
 META_DIM = "chatir_dim"

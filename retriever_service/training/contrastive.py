@@ -31,7 +31,8 @@ _TRAINED_PREFIXES = ("vision_model.", "visual_projection.", "text_projection.")
 @dataclass(frozen=True)
 class CaptionBatch:
     images: np.ndarray  # (n,) indices into the training images
-    captions: np.ndarray  # (n,) indices into the unique caption features
+    captions: np.ndarray  # (m,) indices into the unique caption features
+    targets: np.ndarray  # (m,) position in ``images`` of each caption's image
 
 
 def pixel_values_of(model: "RetrievalModel", paths: Sequence[Path], *, progress: bool, desc: str) -> torch.Tensor:
@@ -75,6 +76,7 @@ class ImageCaptionTask:
         *,
         batch_size: int,
         seed: int,
+        captions_per_step: int | None = None,
         temperature: float = 0.07,
         val_image_paths: Sequence[Path] = (),
         val_captions: Sequence[str] = (),
@@ -85,6 +87,7 @@ class ImageCaptionTask:
         self.model = model
         self.batch_size = batch_size
         self.seed = seed
+        self.captions_per_step = captions_per_step
         self.variants = [len(c) for c in captions]
         unique = sorted({text for variants in captions for text in variants})
         position = {text: i for i, text in enumerate(unique)}
@@ -111,21 +114,32 @@ class ImageCaptionTask:
         return max(1, len(self.pixels) // self.batch_size)
 
     def batch(self, epoch: int, step: int) -> CaptionBatch:
-        rng = np.random.default_rng([self.seed, epoch, 7])
-        order = rng.permutation(len(self.pixels))
-        picks = rng.random(len(self.pixels))  # which caption variant each image gets this epoch
+        order = np.random.default_rng([self.seed, epoch, 7]).permutation(len(self.pixels))
         images = order[step * self.batch_size : (step + 1) * self.batch_size]
-        captions = np.asarray(
-            [self.caption_index[i][int(picks[i] * self.variants[i])] for i in images], dtype=np.int64
-        )
-        return CaptionBatch(images=images, captions=captions)
+        return self._captions_for(images, np.random.default_rng([self.seed, epoch, step, 8]))
+
+    def _captions_for(self, images: np.ndarray, rng: np.random.Generator) -> CaptionBatch:
+        captions, targets = [], []
+        for position, image in enumerate(images):
+            variants = self.caption_index[image]
+            if self.captions_per_step and self.captions_per_step < len(variants):
+                variants = [variants[i] for i in rng.choice(len(variants), self.captions_per_step, replace=False)]
+            captions += variants
+            targets += [position] * len(variants)
+        return CaptionBatch(images=images, captions=np.asarray(captions, dtype=np.int64),
+                            targets=np.asarray(targets, dtype=np.int64))
 
     def micro_batches(self, batch: CaptionBatch, n: int) -> list[tuple[CaptionBatch, float]]:
-        chunks = np.array_split(np.arange(len(batch.images)), min(n, len(batch.images)))
-        return [
-            (CaptionBatch(images=batch.images[c], captions=batch.captions[c]), len(c) / len(batch.images))
-            for c in chunks if len(c)
-        ]
+        parts = []
+        for chunk in np.array_split(np.arange(len(batch.images)), min(n, len(batch.images))):
+            if not len(chunk):
+                continue
+            keep = np.isin(batch.targets, chunk)
+            remap = {int(old): new for new, old in enumerate(chunk)}
+            targets = np.asarray([remap[int(t)] for t in batch.targets[keep]], dtype=np.int64)
+            parts.append((CaptionBatch(images=batch.images[chunk], captions=batch.captions[keep], targets=targets),
+                          len(chunk) / len(batch.images)))
+        return parts
 
     def _image_vectors(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.model.image_features(pixels.to(self.model.device, self.model.dtype))
@@ -136,8 +150,7 @@ class ImageCaptionTask:
     def loss(self, micro: CaptionBatch) -> torch.Tensor:
         images = self._image_vectors(self.pixels[torch.from_numpy(micro.images)])
         texts = self._text_vectors(self.text_features[torch.from_numpy(micro.captions)])
-        targets = torch.arange(len(micro.images), device=images.device)
-        return self.loss_fn(texts @ images.T, targets)
+        return self.loss_fn(texts @ images.T, torch.from_numpy(micro.targets).to(images.device))
 
     def train_mode(self, training: bool) -> None:
         self.model.model.train(training)

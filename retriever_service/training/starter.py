@@ -54,16 +54,35 @@ class StarterError(ChatIRError):
 
 # ------------------------------------------------------------------------------------------------ spec
 class VisionSpec(BaseModel):
-    """The ViT vision tower (``CLIPVisionConfig``)."""
+    """The vision tower: a small ViT (``CLIPVisionConfig``) or ConvNeXt (``ConvNextConfig``)."""
 
     model_config = ConfigDict(extra="forbid")
 
+    kind: Literal["vit", "convnext"] = "vit"
     image_size: int = 64
     patch_size: int = 8
+    # vit
     hidden_size: int = 128
     intermediate_size: int = 512
     num_hidden_layers: int = 4
     num_attention_heads: int = 4
+    # convnext
+    hidden_sizes: tuple[int, ...] = (32, 64, 128, 256)
+    depths: tuple[int, ...] = (1, 1, 2, 1)
+
+    def config(self):  # noqa: ANN201 -- a transformers config
+        from transformers import CLIPVisionConfig, ConvNextConfig
+
+        if self.kind == "convnext":
+            # the dual encoder reads ``hidden_size`` (the width of the pooled output) from any vision config
+            return ConvNextConfig(num_channels=3, image_size=self.image_size, patch_size=self.patch_size,
+                                  hidden_sizes=list(self.hidden_sizes), depths=list(self.depths),
+                                  hidden_size=self.hidden_sizes[-1])
+        return CLIPVisionConfig(
+            num_channels=3, image_size=self.image_size, patch_size=self.patch_size, hidden_size=self.hidden_size,
+            intermediate_size=self.intermediate_size, num_hidden_layers=self.num_hidden_layers,
+            num_attention_heads=self.num_attention_heads,
+        )
 
 
 class ContrastiveStage(BaseModel):
@@ -76,7 +95,10 @@ class ContrastiveStage(BaseModel):
     min_lr: float = Field(1e-5, ge=0)
     weight_decay: float = Field(0.05, ge=0)
     temperature: float = Field(0.07, gt=0, description="initial temperature (learned)")
-    caption_variants: int = Field(3, ge=1, description="captions per training image, one drawn per epoch")
+    caption_variants: int = Field(3, ge=1, description="captions per training image")
+    captions_per_step: int | None = Field(
+        None, ge=1, description="captions of each image used in one step (None: all its variants)"
+    )
 
 
 class DialogStage(BaseModel):
@@ -161,7 +183,6 @@ def new_starter_model(spec: StarterSpec, *, settings: "Settings | None" = None) 
         AutoTokenizer,
         BertConfig,
         CLIPImageProcessorPil,
-        CLIPVisionConfig,
         VisionTextDualEncoderConfig,
         VisionTextDualEncoderModel,
     )
@@ -173,7 +194,7 @@ def new_starter_model(spec: StarterSpec, *, settings: "Settings | None" = None) 
     base = minilm_dir()
     text_config = BertConfig.from_pretrained(base, local_files_only=True)
     text_config.num_hidden_layers = spec.text_layers
-    vision_config = CLIPVisionConfig(num_channels=3, **spec.vision.model_dump())
+    vision_config = spec.vision.config()
     config = VisionTextDualEncoderConfig.from_vision_text_configs(
         vision_config, text_config, projection_dim=spec.projection_dim
     )
@@ -383,6 +404,7 @@ def train_contrastive(
     model = new_starter_model(spec, settings=settings)
     task = ImageCaptionTask(
         model, train_paths, train_captions, batch_size=stage.batch_size, seed=spec.seed,
+        captions_per_step=stage.captions_per_step,
         temperature=stage.temperature, val_image_paths=val_paths, val_captions=[c[0] for c in val_captions],
         progress=progress,
     )
