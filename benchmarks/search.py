@@ -12,6 +12,7 @@ float32 scan, build time, memory):
                       only up to 100K images (``--slow-max``): at 1M one query takes seconds and the store
                       alone needs GBs of Python objects;
 * ``edge``         -- the Qdrant Edge mirror alone (int8 scan + exact rescoring, keyword payload indexes);
+* ``edge-tq4``     -- the same with 4-bit TurboQuant codes instead of int8;
 * ``edge-hnsw``    -- a Qdrant Edge shard with an HNSW graph (m=16, ef_construct=100, payload_m=16,
                       hnsw_ef=128), the approximate alternative; up to 100K by default (its build is slow);
 * ``numpy``        -- exact float32 scan beside the store: payload filters as per-value bitsets OR-ed into a
@@ -52,7 +53,7 @@ CHANNELS = 50
 SOURCES = 20
 TAGS = 30
 PUBLIC_SHARE = 0.05
-ALL_BACKENDS = ("chatir", "qdrant-local", "edge", "edge-hnsw", "numpy")
+ALL_BACKENDS = ("chatir", "qdrant-local", "edge", "edge-tq4", "edge-hnsw", "numpy")
 KINDS = ("none", "scope", "channel")
 
 
@@ -313,30 +314,33 @@ def build_backends(
         )
         print(f"  numpy built in {seconds:.1f}s", flush=True)
 
-    if "edge" in names:
-        folder = work / "edge"
+    for name, quantization in (("edge", "int8"), ("edge-tq4", "turbo4")):
+        if name not in names:
+            continue
+        folder = work / name
         mirror, seconds, memory = measure_build(
-            lambda: EdgeMirror.open(
+            lambda folder=folder, quantization=quantization: EdgeMirror.open(
                 folder,
                 dim=dim,
                 model_id="bench",
                 expected_count=n,
                 rebuild_from=corpus.batches,
                 progress=args.progress,
+                quantization=quantization,
             )
         )
         closers.append(mirror.close)
         backends.append(
             Backend(
-                "edge",
-                lambda q: [int(i, 16) for i, _ in mirror.search(q.vector, K, q.scope)],
+                name,
+                lambda q, mirror=mirror: [int(i, 16) for i, _ in mirror.search(q.vector, K, q.scope)],
                 seconds,
                 memory,
                 args.queries,
-                f"int8 scan + f32 rescore; disk {folder_mb(folder):.0f} MB",
+                f"{quantization} scan + f32 rescore; disk {folder_mb(folder):.0f} MB",
             )
         )
-        print(f"  edge built in {seconds:.1f}s", flush=True)
+        print(f"  {name} built in {seconds:.1f}s", flush=True)
 
     if "edge-hnsw" in names and n <= args.hnsw_max:
         folder = work / "edge-hnsw"

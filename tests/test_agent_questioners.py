@@ -236,3 +236,34 @@ def test_world_bank_and_warm_up(toy):
     calls = model.calls
     assert questioner.next_question(dialog, hits, []) == "What colour is the background?"  # shape is known
     assert model.calls == calls  # every bank text was embedded by warm_up
+
+
+def test_vectorised_gains_equal_the_per_question_formula(toy):
+    from agent.questioners.info_gain import mutual_information_segments
+
+    model, searcher = toy
+    scorer = ModelCandidateScorer(model, searcher, temperature=0.3)  # soft likelihoods: non-trivial gains
+    dialog = Dialog(caption="a blue thing")
+    hits = searcher.search(dialog, k=12, scope=SearchScope())
+    prior = InfoGainQuestioner(scorer, TOY_BANK).prior(hits)
+    matrix, starts = scorer.likelihood_matrix(dialog, TOY_BANK.questions, hits)
+    fast = mutual_information_segments(prior, matrix.astype(np.float64), starts)
+    slow = [
+        mutual_information(prior, lk.astype(np.float64))
+        for lk in scorer.answer_likelihoods(dialog, TOY_BANK.questions, hits)
+    ]
+    assert np.allclose(fast, slow, atol=1e-9) and max(slow) > 0.1
+
+    class ListOnly:  # a scorer offering only the protocol's list form
+        def answer_likelihoods(self, *args):
+            return scorer.answer_likelihoods(*args)
+
+    by_list = InfoGainQuestioner(ListOnly(), TOY_BANK).rank_questions(
+        dialog, hits, ["How many shapes are there?"]
+    )
+    by_matrix = InfoGainQuestioner(scorer, TOY_BANK).rank_questions(
+        dialog, hits, ["How many shapes are there?"]
+    )
+    assert [q.question for q, _ in by_list] == [q.question for q, _ in by_matrix]
+    assert np.allclose([g for _, g in by_list], [g for _, g in by_matrix])
+    assert "How many shapes are there?" not in [q.question for q, _ in by_list]

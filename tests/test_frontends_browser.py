@@ -68,6 +68,11 @@ def chromium(tmp_path_factory):
             context.close()
 
 
+def service_rank(stack, dialog, target: str) -> int | None:
+    hits = stack.engine.searcher.search(dialog, k=100, scope=stack.scope)
+    return next((rank for rank, hit in enumerate(hits, 1) if hit.id == target), None)
+
+
 def rank_of(page) -> int | None:
     value = page.get_attribute("#target-rank", "data-rank")
     return int(value) if value else None
@@ -137,6 +142,8 @@ def test_describe_answer_two_questions_and_watch_the_rank(browser_setup, chromiu
             assert len(widths) == 6 and all(width > 0 for width in widths), widths
             state = stack.engine.get("web:" + page.evaluate("sessionStorage.getItem('chatir.cid')"))
             assert [r.answer for r in state.dialog.rounds] == answers
+            assert ranks == [service_rank(stack, state.dialog.model_copy(update={"rounds": state.dialog.rounds[:i]}),
+                                          target) for i in range(3)]  # the page shows the service's ranks
             if meaningful:
                 assert ranks[0] is not None and ranks[2] is not None and ranks[2] < ranks[0], ranks
             else:

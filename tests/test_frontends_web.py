@@ -157,9 +157,23 @@ def test_errors_are_json_with_clear_messages(web):
     stranger = web.post(f"/api/conversations/{cid}/choose", json={"image_id": "f" * 32})
     assert stranger.status_code == 400 and "not one of the matches" in stranger.json()["error"]
     image = web.get(f"/api/images/{'f' * 32}/thumbnail")
-    assert image.status_code == 404 and "No image" in image.json()["error"]
+    assert image.status_code == 404 and "not among the images shown" in image.json()["error"]
     route = web.get("/api/nothing-here")
     assert route.status_code == 404 and route.json()["error"]
+
+
+def test_image_proxy_serves_only_images_the_chat_has_shown(stack):
+    """An id learnt elsewhere (another channel, another app) does not open an image through the web chat."""
+    with TestClient(stack.web_app()) as fresh:
+        cid = new_conversation(fresh)
+        gallery_image = file_content_id(stack.files[0])
+        assert fresh.get(f"/api/images/{gallery_image}").status_code == 404
+        turn = say(fresh, cid, "there is a big red star")
+        shown = turn["hits"][0]["id"]
+        assert fresh.get(f"/api/images/{shown}").status_code == 200
+        assert {hit["id"] for hit in turn["hits"]} != {file_content_id(p) for p in stack.files}  # some unseen
+        unseen = next(i for i in map(file_content_id, stack.files) if i not in {h["id"] for h in turn["hits"]})
+        assert fresh.get(f"/api/images/{unseen}/thumbnail").status_code == 404
 
 
 def test_other_front_ends_conversations_are_out_of_reach(web, stack):
@@ -179,7 +193,12 @@ def test_service_down_is_503_and_loses_nothing(stack, tmp_path):
         down = client.post(f"/api/conversations/{cid}/messages", json={"text": "a red star"})
         assert down.status_code == 503 and "unavailable" in down.json()["error"]
         assert client.get(f"/api/conversations/{cid}").status_code == 404  # nothing half-recorded
-        image = client.get(f"/api/images/{'a' * 32}/thumbnail")
+    # the images go through their own client: when only that one is cut off, images are 503 as well
+    half = create_web_app(stack.engine, RetrieverClient(dead.service_url, retries=0), scope=stack.scope)
+    with TestClient(half) as client:
+        cid = client.post("/api/conversations").json()["conversation_id"]
+        hit = client.post(f"/api/conversations/{cid}/messages", json={"text": "a red star"}).json()["hits"][0]
+        image = client.get(hit["thumbnail"])
         assert image.status_code == 503 and "unavailable" in image.json()["error"]
         assert client.get("/api/info").json()["demo_targets"] is False
         no_target = client.post(f"/api/conversations/{cid}/target")

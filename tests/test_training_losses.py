@@ -46,8 +46,12 @@ def test_smoothed_ranks_become_true_ranks_as_temperature_vanishes(scores, target
 
 def test_smoothed_ranks_match_the_evaluation_ranks_on_random_cases():
     generator = torch.Generator().manual_seed(0)
-    queries = torch.nn.functional.normalize(torch.randn(40, 16, generator=generator, dtype=torch.float64), dim=1)
-    gallery = torch.nn.functional.normalize(torch.randn(30, 16, generator=generator, dtype=torch.float64), dim=1)
+    queries = torch.nn.functional.normalize(
+        torch.randn(40, 16, generator=generator, dtype=torch.float64), dim=1
+    )
+    gallery = torch.nn.functional.normalize(
+        torch.randn(30, 16, generator=generator, dtype=torch.float64), dim=1
+    )
     targets = torch.randint(0, 30, (40,), generator=generator)
     scores = queries @ gallery.T
     expected = rank_of_targets(queries.numpy(), gallery.numpy(), targets.numpy())

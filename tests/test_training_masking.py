@@ -43,11 +43,15 @@ def test_round_question_and_answer_drops_follow_their_probabilities(probability)
     kept_rounds = _rate(MaskingConfig(caption=0, round=probability), DIALOG, lambda p: (len(p) - 1) / 5)
     assert kept_rounds == pytest.approx(1 - probability, abs=TOLERANCE)
     no_question = _rate(
-        MaskingConfig(caption=0, question=probability), DIALOG, lambda p: np.mean(["?" not in x for x in p[1:]])
+        MaskingConfig(caption=0, question=probability),
+        DIALOG,
+        lambda p: np.mean(["?" not in x for x in p[1:]]),
     )
     assert no_question == pytest.approx(probability, abs=TOLERANCE)
     no_answer = _rate(
-        MaskingConfig(caption=0, answer=probability), DIALOG, lambda p: np.mean([x.endswith("?") for x in p[1:]])
+        MaskingConfig(caption=0, answer=probability),
+        DIALOG,
+        lambda p: np.mean([x.endswith("?") for x in p[1:]]),
     )
     assert no_answer == pytest.approx(probability, abs=TOLERANCE)
 

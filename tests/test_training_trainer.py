@@ -42,14 +42,25 @@ def _one_thread():
 
 
 def _config(world: Path, model: Path, out: Path, **overrides) -> TrainConfig:
-    values = dict(
-        dialogs=world / "train_dialogs.json", images=world / "train", val_dialogs=world / "val_dialogs.json",
-        val_images=world / "val", model=str(model), out=out, epochs=2, batch_size=16, lr=2e-3, device="cpu",
-        progress=False, cache_dir=out.parent / "cache", hard_negatives=2, random_negatives=4, log_every=1,
-        keep_checkpoints=0,
-    )
-    values.update(overrides)
-    return TrainConfig(**values)
+    values = {
+        "dialogs": world / "train_dialogs.json",
+        "images": world / "train",
+        "val_dialogs": world / "val_dialogs.json",
+        "val_images": world / "val",
+        "model": str(model),
+        "out": out,
+        "epochs": 2,
+        "batch_size": 16,
+        "lr": 2e-3,
+        "device": "cpu",
+        "progress": False,
+        "cache_dir": out.parent / "cache",
+        "hard_negatives": 2,
+        "random_negatives": 4,
+        "log_every": 1,
+        "keep_checkpoints": 0,
+    }
+    return TrainConfig(**{**values, **overrides})
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
@@ -69,7 +80,9 @@ def _stop_at(epoch: int, step: int):
 
 
 def test_batches_are_deterministic_and_galleries_hold_each_target_once(world):
-    data = DialogTrainingSet.from_files(world / "train_dialogs.json", world / "train", masking=MaskingConfig(), seed=3)
+    data = DialogTrainingSet.from_files(
+        world / "train_dialogs.json", world / "train", masking=MaskingConfig(), seed=3
+    )
     vectors = np.random.default_rng(0).normal(size=(len(data.corpus), 8)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     neighbours = nearest_neighbours(vectors, 3)

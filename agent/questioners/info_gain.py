@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from agent.questioners.bank import BankQuestion, QuestionBank, generic_bank
-from agent.questioners.base import is_repeat
+from agent.questioners.base import question_key
 from agent.questioners.scoring import CandidateScorer, softmax
 from chatir.dialog import Dialog
 from retriever_service.schemas import Hit
@@ -30,6 +30,15 @@ def mutual_information(prior: np.ndarray, likelihood: np.ndarray) -> float:
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(joint > 0, likelihood / marginal[None, :], 1.0)
         return float(np.sum(np.where(joint > 0, joint * np.log(ratio), 0.0)))
+
+
+def mutual_information_segments(prior: np.ndarray, likelihood: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """:func:`mutual_information` of many questions at once; question i owns columns ``starts[i]:starts[i+1]``."""
+    joint = prior[:, None] * likelihood
+    marginal = joint.sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(joint > 0, joint * np.log(likelihood / marginal[None, :]), 0.0)
+    return np.add.reduceat(terms.sum(axis=0), starts)
 
 
 def entropy(p: np.ndarray) -> float:
@@ -61,6 +70,7 @@ class InfoGainQuestioner:
         self.candidates_needed = top_n
         self.prior_temperature = prior_temperature
         self.stop_threshold = stop_threshold
+        self._keys = [question_key(q.question) for q in self.bank]
 
     @property
     def needs_vectors(self) -> bool:
@@ -82,14 +92,22 @@ class InfoGainQuestioner:
     ) -> list[tuple[BankQuestion, float]]:
         """Unasked bank questions with their expected information gain, best first."""
         pool = list(candidates[: self.top_n])
-        available = [q for q in self.bank if not is_repeat(q.question, asked)]
+        asked_keys = {question_key(q) for q in asked}
+        open_rows = [i for i, key in enumerate(self._keys) if key not in asked_keys]
+        available = [self.bank.questions[i] for i in open_rows]
         if len(pool) < 2 or not available:
             return [(q, 0.0) for q in available]
         prior = self.prior(pool)
-        likelihoods = self.scorer.answer_likelihoods(dialog, available, pool)
-        gains = [mutual_information(prior, np.asarray(lk, dtype=np.float64)) for lk in likelihoods]
+        matrix_of = getattr(self.scorer, "likelihood_matrix", None)
+        if callable(matrix_of):  # vectorised: the whole bank at once (its text matrix is cached)
+            likelihood, starts = matrix_of(dialog, self.bank.questions, pool)
+            gains = mutual_information_segments(prior, np.asarray(likelihood, np.float64), starts)[open_rows]
+        else:
+            likelihoods = self.scorer.answer_likelihoods(dialog, available, pool)
+            gains = np.array([mutual_information(prior, np.asarray(lk, np.float64)) for lk in likelihoods])
+        gains = np.maximum(gains, 0.0)  # rounding can dip a hair below zero
         order = sorted(range(len(available)), key=lambda i: (-gains[i], i))  # ties: bank order
-        return [(available[i], gains[i]) for i in order]
+        return [(available[i], float(gains[i])) for i in order]
 
     def confident(self, candidates: Sequence[Hit]) -> bool:
         if self.stop_threshold is None or not candidates:

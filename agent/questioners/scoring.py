@@ -76,6 +76,8 @@ class ModelCandidateScorer:
         self.temperature = temperature
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
+        self._blocks: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}
+        self._matrix: tuple[tuple, np.ndarray] | None = None
         self._lock = threading.Lock()
 
     # --- embeddings ----------------------------------------------------------------------------------
@@ -118,6 +120,17 @@ class ModelCandidateScorer:
         dialog_text = getattr(self.encoder, "dialog_text", None)
         return [dialog_text(d) if callable(dialog_text) else d.text() for d in extended]
 
+    def _round_block(self, question: BankQuestion) -> np.ndarray:
+        key = (question.question, tuple(question.answers))
+        block = self._blocks.get(key)
+        if block is None:
+            block = self.encode(self.answer_texts(Dialog(caption="-"), question))
+            with self._lock:
+                if len(self._blocks) >= self._cache_size:
+                    self._blocks.clear()
+                self._blocks[key] = block
+        return block
+
     def warm_up(self, questions: Sequence[BankQuestion], *, batch: int = 256) -> None:
         """Embed the round texts of ``questions`` ahead of time (no-op in dialog mode), with progress."""
         if self.mode != "round":
@@ -131,17 +144,42 @@ class ModelCandidateScorer:
             self.encode(texts[start : start + batch])
 
     # --- CandidateScorer -----------------------------------------------------------------------------
+    def likelihood_matrix(
+        self, dialog: Dialog, questions: Sequence[BankQuestion], candidates: Sequence[Hit]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """All questions at once: ``P`` of shape ``(n_candidates, n_answers_total)`` and each question's first
+        column (``starts``); ``P[:, starts[i]:starts[i+1]]`` is question i's ``P(a | c)``."""
+        lengths = np.array([len(q.answers) for q in questions], dtype=np.int64)
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        images = self.candidate_vectors(candidates)
+        similarities = images @ self._text_matrix(dialog, questions).T  # (n_candidates, n_texts)
+        return segment_softmax(similarities / self.temperature, starts, lengths), starts
+
     def answer_likelihoods(
         self, dialog: Dialog, questions: Sequence[BankQuestion], candidates: Sequence[Hit]
     ) -> list[np.ndarray]:
         if not questions or not candidates:
             return [np.zeros((len(candidates), len(q.answers)), dtype=np.float32) for q in questions]
-        images = self.candidate_vectors(candidates)
-        texts = [text for q in questions for text in self.answer_texts(dialog, q)]
-        similarities = images @ self.encode(texts).T  # (n_candidates, n_texts)
-        result, start = [], 0
-        for question in questions:
-            block = similarities[:, start : start + len(question.answers)]
-            result.append(softmax(block / self.temperature, axis=1))
-            start += len(question.answers)
-        return result
+        matrix, starts = self.likelihood_matrix(dialog, questions, candidates)
+        return [matrix[:, start : start + len(q.answers)] for q, start in zip(questions, starts, strict=True)]
+
+    def _text_matrix(self, dialog: Dialog, questions: Sequence[BankQuestion]) -> np.ndarray:
+        if self.mode != "round":
+            return self.encode([text for q in questions for text in self.answer_texts(dialog, q)])
+        # round texts are the same every turn: keep the matrix of the last question list (normally the bank)
+        key = tuple((q.question, tuple(q.answers)) for q in questions)
+        with self._lock:
+            if self._matrix is not None and self._matrix[0] == key:
+                return self._matrix[1]
+        matrix = np.concatenate([self._round_block(q) for q in questions])
+        with self._lock:
+            self._matrix = (key, matrix)
+        return matrix
+
+
+def segment_softmax(logits: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Softmax over each column segment ``[start, start + length)`` of every row."""
+    peaks = np.maximum.reduceat(logits, starts, axis=1)
+    weights = np.exp(logits - np.repeat(peaks, lengths, axis=1))
+    totals = np.add.reduceat(weights, starts, axis=1)
+    return weights / np.repeat(totals, lengths, axis=1)

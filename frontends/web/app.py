@@ -7,7 +7,9 @@ ever talks to this app.
 Conversation ids of this app are 32 hex characters handed out by ``POST /api/conversations``; the engine
 stores them as ``web:<id>``, so a browser can never read or drive a Slack or terminal conversation. Every
 search of the app runs in the ``scope`` given by the code that creates it; nothing a visitor sends widens it.
-Every error is JSON ``{"error": "<a sentence for people>", "detail": ...}``.
+The image proxy serves only images the app has shown (matches and demo targets), so an image id learnt
+elsewhere does not open an image outside the scope. Every error is JSON ``{"error": "<a sentence for people>",
+"detail": ...}``.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ STATIC = Path(__file__).parent / "static"
 RANK_LIMIT = 100
 """Ranks of the demo target are computed among the best ``RANK_LIMIT`` images (the service's largest k)."""
 MAX_TARGETS = 10_000
+MAX_VISIBLE = 100_000
+"""Image ids this app has shown (the only ones its image proxy serves), most recent kept."""
 ID_PREFIX = "web:"
 _CID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -88,6 +92,7 @@ def create_web_app(
     """
     scope = scope or SearchScope()
     targets: OrderedDict[str, str] = OrderedDict()
+    visible: OrderedDict[str, None] = OrderedDict()
     app = FastAPI(title=f"{title} web chat", docs_url="/api/docs", openapi_url="/api/openapi.json")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -126,10 +131,25 @@ def create_web_app(
         hits = engine.searcher.search(state.dialog, k=RANK_LIMIT, scope=search_scope)
         return next((rank for rank, hit in enumerate(hits, start=1) if hit.id == target), None)
 
+    def show(*image_ids: str) -> None:
+        """Allow the image proxy to serve these ids (they were shown within the app's scope)."""
+        for image_id in image_ids:
+            visible[image_id] = None
+            visible.move_to_end(image_id)
+        while len(visible) > MAX_VISIBLE:
+            visible.popitem(last=False)
+
+    def shown(image_id: str) -> str:
+        if image_id not in visible:
+            raise WebError(f"image {image_id!r} is not among the images shown in this chat", 404)
+        return image_id
+
     async def view(cid: str, result: TurnResult) -> TurnView:
         rank = await run_in_threadpool(target_rank, cid) if cid in targets else None
-        return TurnView.of(result, conversation_id=cid, target_id=targets.get(cid), target_rank=rank,
+        turn = TurnView.of(result, conversation_id=cid, target_id=targets.get(cid), target_rank=rank,
                            rank_limit=RANK_LIMIT)
+        show(*(hit.id for hit in turn.hits), *([turn.chosen.id] if turn.chosen else []))
+        return turn
 
     # --- the page ----------------------------------------------------------------------------------
     @app.get("/", include_in_schema=False)
@@ -177,6 +197,7 @@ def create_web_app(
             raise WebError("this web chat has no demo gallery to pick a target from", 404)
         target = await run_in_threadpool(pick_target)
         targets[cid] = target
+        show(target)
         targets.move_to_end(cid)
         while len(targets) > MAX_TARGETS:
             targets.popitem(last=False)
@@ -184,15 +205,15 @@ def create_web_app(
         return TargetView(id=target, thumbnail=f"/api/images/{target}/thumbnail", image=f"/api/images/{target}",
                           rank=rank, rank_limit=RANK_LIMIT)
 
-    # --- images (proxied from the retriever service) -----------------------------------------------
+    # --- images (proxied from the retriever service; only those this app has shown) ---------------------
     @app.get("/api/images/{image_id}/thumbnail")
     async def thumbnail(image_id: str) -> Response:
-        data = await run_in_threadpool(retriever.thumbnail, image_id)
+        data = await run_in_threadpool(retriever.thumbnail, shown(image_id))
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
     @app.get("/api/images/{image_id}")
     async def image(image_id: str) -> Response:
-        data = await run_in_threadpool(retriever.image, image_id)
+        data = await run_in_threadpool(retriever.image, shown(image_id))
         return Response(data, media_type=_sniff(data), headers={"Cache-Control": "max-age=3600"})
 
     return app

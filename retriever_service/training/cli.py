@@ -22,13 +22,15 @@ def register(app: typer.Typer) -> None:
     app.add_typer(starter_app, name="starter")
 
 
-def _validated(factory, **values):  # noqa: ANN001, ANN202
+def _validated(factory, **values):
     from pydantic import ValidationError
 
     try:
         return factory(**values)
     except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}" for e in error.errors())
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}" for e in error.errors()
+        )
         raise ChatIRError(f"invalid training options: {problems}") from None
 
 
@@ -38,33 +40,49 @@ def train(
     model: Annotated[str, typer.Option(help="Hub id, local model folder or 'starter'.")],
     out: Annotated[Path, typer.Option(help="Run folder: checkpoints, log.jsonl, final/.")],
     val_dialogs: Annotated[Path | None, typer.Option(help="Validation dialogs (ChatIR JSON).")] = None,
-    val_images: Annotated[Path | None, typer.Option(help="Validation image root (its images are the corpus).")] = None,
+    val_images: Annotated[
+        Path | None, typer.Option(help="Validation image root (its images are the corpus).")
+    ] = None,
     val_corpus: Annotated[Path | None, typer.Option(help="List file of the validation corpus.")] = None,
     val_limit: Annotated[int, typer.Option(min=1, help="Validate on at most this many dialogs.")] = 500,
     loss: Annotated[str, typer.Option(help="recall (Recall@K surrogate) or infonce.")] = "recall",
     epochs: Annotated[int, typer.Option(min=1)] = 10,
     batch_size: Annotated[int, typer.Option(min=2, help="Dialogs per optimizer step.")] = 64,
-    grad_accum: Annotated[int, typer.Option(min=1, help="Micro-batches per step (same gradient, less memory).")] = 1,
+    grad_accum: Annotated[
+        int, typer.Option(min=1, help="Micro-batches per step (same gradient, less memory).")
+    ] = 1,
     lr: Annotated[float, typer.Option(help="Learning rate of the first epoch.")] = 5e-5,
     lr_decay: Annotated[float, typer.Option(help="Learning-rate factor per epoch.")] = 0.93,
     min_lr: Annotated[float, typer.Option(help="Learning-rate floor.")] = 1e-6,
     weight_decay: Annotated[float, typer.Option()] = 0.01,
-    mask_caption: Annotated[float, typer.Option(help="Drop the caption with this probability when i > 0.")] = 0.2,
+    mask_caption: Annotated[
+        float, typer.Option(help="Drop the caption with this probability when i > 0.")
+    ] = 0.2,
     mask_question: Annotated[float, typer.Option(help="Drop each question with this probability.")] = 0.0,
     mask_answer: Annotated[float, typer.Option(help="Drop each answer with this probability.")] = 0.0,
     mask_round: Annotated[float, typer.Option(help="Drop each whole round with this probability.")] = 0.0,
     mask_token: Annotated[float, typer.Option(help="Drop each word with this probability.")] = 0.0,
-    hard_negatives: Annotated[int, typer.Option(min=0, help="Nearest cached images per target added to the gallery.")] = 0,
-    random_negatives: Annotated[int, typer.Option(min=0, help="Random cached images added to each gallery.")] = 0,
-    train_text_layers: Annotated[int | None, typer.Option(min=0, help="Train only the top N text layers.")] = None,
+    hard_negatives: Annotated[
+        int, typer.Option(min=0, help="Nearest cached images per target added to the gallery.")
+    ] = 0,
+    random_negatives: Annotated[
+        int, typer.Option(min=0, help="Random cached images added to each gallery.")
+    ] = 0,
+    train_text_layers: Annotated[
+        int | None, typer.Option(min=0, help="Train only the top N text layers.")
+    ] = None,
     max_steps_per_epoch: Annotated[int | None, typer.Option(min=1, help="Cut epochs short.")] = None,
     limit: Annotated[int | None, typer.Option(min=2, help="Use only the first N training dialogs.")] = None,
     seed: Annotated[int, typer.Option()] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     amp: Annotated[str, typer.Option(help="Mixed precision on CUDA: auto, bf16, fp16 or off.")] = "auto",
     threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads.")] = None,
-    checkpoint_every: Annotated[int | None, typer.Option(min=1, help="Also checkpoint every N steps.")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
+    checkpoint_every: Annotated[
+        int | None, typer.Option(min=1, help="Also checkpoint every N steps.")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")
+    ] = False,
 ) -> None:
     """Train a dialog encoder ChatIR's way: partial dialogs D_i against frozen, cached image embeddings."""
     from chatir.settings import get_settings
@@ -72,16 +90,43 @@ def train(
     from retriever_service.training.dialog_task import train_dialog_encoder
     from retriever_service.training.masking import MaskingConfig
 
-    masking = _validated(MaskingConfig, caption=mask_caption, question=mask_question, answer=mask_answer,
-                         round=mask_round, token=mask_token)
+    masking = _validated(
+        MaskingConfig,
+        caption=mask_caption,
+        question=mask_question,
+        answer=mask_answer,
+        round=mask_round,
+        token=mask_token,
+    )
     config = _validated(
-        TrainConfig, dialogs=dialogs, images=images, val_dialogs=val_dialogs, val_images=val_images,
-        val_corpus=val_corpus, val_limit=val_limit, model=model, out=out, loss=loss, epochs=epochs,
-        batch_size=batch_size, grad_accum=grad_accum, lr=lr, lr_decay=lr_decay, min_lr=min_lr,
-        weight_decay=weight_decay, masking=masking, hard_negatives=hard_negatives,
-        random_negatives=random_negatives, train_text_layers=train_text_layers,
-        max_steps_per_epoch=max_steps_per_epoch, limit=limit, seed=seed, device=device, amp=amp,
-        num_threads=threads, checkpoint_every_steps=checkpoint_every,
+        TrainConfig,
+        dialogs=dialogs,
+        images=images,
+        val_dialogs=val_dialogs,
+        val_images=val_images,
+        val_corpus=val_corpus,
+        val_limit=val_limit,
+        model=model,
+        out=out,
+        loss=loss,
+        epochs=epochs,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        lr=lr,
+        lr_decay=lr_decay,
+        min_lr=min_lr,
+        weight_decay=weight_decay,
+        masking=masking,
+        hard_negatives=hard_negatives,
+        random_negatives=random_negatives,
+        train_text_layers=train_text_layers,
+        max_steps_per_epoch=max_steps_per_epoch,
+        limit=limit,
+        seed=seed,
+        device=device,
+        amp=amp,
+        num_threads=threads,
+        checkpoint_every_steps=checkpoint_every,
     )
     summary = train_dialog_encoder(config, get_settings(), resume=resume)
     last = summary.validation[-1] if summary.validation else {}
@@ -94,10 +139,18 @@ def train(
 @starter_app.command("build")
 def starter_build(
     force: Annotated[bool, typer.Option("--force", help="Start over (discard the work folder).")] = False,
-    work: Annotated[Path | None, typer.Option(help="Work folder (default CHATIR_HOME/starter-build).")] = None,
-    out: Annotated[Path | None, typer.Option(help="Where the shipped weights go (default: the package).")] = None,
-    threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads (default: torch's choice).")] = None,
-    size: Annotated[str, typer.Option(help="full (the shipped recipe) or tiny (a quick smoke run).")] = "full",
+    work: Annotated[
+        Path | None, typer.Option(help="Work folder (default CHATIR_HOME/starter-build).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Where the shipped weights go (default: the package).")
+    ] = None,
+    threads: Annotated[
+        int, typer.Option(min=1, help="torch CPU threads (1 on a shared machine, 2 on an idle one).")
+    ] = 1,
+    size: Annotated[
+        str, typer.Option(help="full (the shipped recipe) or tiny (a quick smoke run).")
+    ] = "full",
 ) -> None:
     """Build the starter model from scratch: world, image-caption stage, dialog stage, export (resumable)."""
     from chatir.settings import get_settings
@@ -112,13 +165,21 @@ def starter_build(
     if size not in ("full", "tiny"):
         raise ChatIRError(f"--size must be full or tiny, not {size!r}")
     spec = StarterSpec() if size == "full" else StarterSpec.tiny()
-    if threads:
-        spec = spec.model_copy(update={"num_threads": threads})
     weights_out = out or STARTER_WEIGHTS_DIR
-    result = build_starter(spec, work=work or settings.home / "starter-build", weights_out=weights_out,
-                           settings=settings, force=force)
+    result = build_starter(
+        spec,
+        work=work or settings.home / "starter-build",
+        weights_out=weights_out,
+        settings=settings,
+        force=force,
+        threads=threads,
+    )
     total = sum(result.seconds.values())
-    typer.echo(f"built in {total / 60:.1f} min (" + ", ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items()) + ")")
+    typer.echo(
+        f"built in {total / 60:.1f} min ("
+        + ", ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items())
+        + ")"
+    )
     hits = result.dialog_validation.get("hits@10")
     if hits:
         typer.echo("validation Hits@10 per round: " + " ".join(f"{h:.1f}" for h in hits))
@@ -129,10 +190,13 @@ def starter_build(
 
 @starter_app.command("eval")
 def starter_eval(
-    work: Annotated[Path | None, typer.Option(help="The build's work folder (default CHATIR_HOME/starter-build).")] = None,
+    work: Annotated[
+        Path | None, typer.Option(help="The build's work folder (default CHATIR_HOME/starter-build).")
+    ] = None,
     corpus: Annotated[int, typer.Option(min=100, help="Images in the held-out test corpus.")] = 50_000,
     dialogs: Annotated[int, typer.Option(min=1, help="Test dialogs (targets among the corpus).")] = 500,
     out: Annotated[Path | None, typer.Option(help="Report folder (default WORK/eval).")] = None,
+    threads: Annotated[int, typer.Option(min=1, help="torch CPU threads.")] = 1,
 ) -> None:
     """Hits@10 per round of (a) zero-shot, (b) dialog-trained, (c) no caption masking; trains (c) if missing."""
     from chatir.evaluation.report import markdown_table
@@ -140,8 +204,13 @@ def starter_eval(
     from retriever_service.training.starter_eval import evaluate_starter
 
     settings = get_settings()
-    results, files = evaluate_starter(work or settings.home / "starter-build", corpus_size=corpus,
-                                      n_dialogs=dialogs, out=out, settings=settings)
+    results, files = evaluate_starter(
+        work or settings.home / "starter-build",
+        corpus_size=corpus,
+        n_dialogs=dialogs,
+        out=out,
+        settings=settings,
+        threads=threads,
+    )
     typer.echo(markdown_table(results))
     typer.echo(f"report: {files.markdown_path}")
-

@@ -13,9 +13,29 @@ from retriever_service.training.losses import DEFAULT_KS
 from retriever_service.training.masking import MaskingConfig
 
 RESUME_SENSITIVE_FIELDS = (
-    "dialogs", "images", "model", "loss", "batch_size", "grad_accum", "lr", "lr_decay", "min_lr",
-    "weight_decay", "max_grad_norm", "masking", "max_round", "hard_negatives", "random_negatives", "ks",
-    "tau1", "temperature", "learnable_temperature", "seed", "train_text_layers", "max_steps_per_epoch", "limit",
+    "dialogs",
+    "images",
+    "model",
+    "loss",
+    "batch_size",
+    "grad_accum",
+    "lr",
+    "lr_decay",
+    "min_lr",
+    "weight_decay",
+    "max_grad_norm",
+    "masking",
+    "max_round",
+    "hard_negatives",
+    "random_negatives",
+    "ks",
+    "tau1",
+    "temperature",
+    "learnable_temperature",
+    "seed",
+    "train_text_layers",
+    "max_steps_per_epoch",
+    "limit",
 )
 """Fields that must not change between a run and its resumption (``epochs`` may grow)."""
 
@@ -79,10 +99,12 @@ class TrainConfig(LoopConfig):
 
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads (None: torch's default)")
-    cache_dir: Path | None = Field(None, description="image-embedding cache (default CHATIR_HOME/cache/embeddings)")
+    cache_dir: Path | None = Field(
+        None, description="image-embedding cache (default CHATIR_HOME/cache/embeddings)"
+    )
 
     @model_validator(mode="after")
-    def _check(self) -> "TrainConfig":
+    def _check(self) -> TrainConfig:
         if (self.val_dialogs is None) != (self.val_images is None):
             raise ValueError("give both val_dialogs and val_images, or neither")
         if self.batch_size < self.grad_accum:

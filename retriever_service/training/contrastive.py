@@ -35,7 +35,9 @@ class CaptionBatch:
     targets: np.ndarray  # (m,) position in ``images`` of each caption's image
 
 
-def pixel_values_of(model: "RetrievalModel", paths: Sequence[Path], *, progress: bool, desc: str) -> torch.Tensor:
+def pixel_values_of(
+    model: RetrievalModel, paths: Sequence[Path], *, progress: bool, desc: str
+) -> torch.Tensor:
     """``pixel_values`` of every image, on the CPU in fp16 (fed to the model batch by batch)."""
     from PIL import Image
 
@@ -51,7 +53,7 @@ def pixel_values_of(model: "RetrievalModel", paths: Sequence[Path], *, progress:
 
 @torch.no_grad()
 def pooled_text_features(
-    model: "RetrievalModel", texts: Sequence[str], *, batch_size: int = 128, progress: bool, desc: str
+    model: RetrievalModel, texts: Sequence[str], *, batch_size: int = 128, progress: bool, desc: str
 ) -> torch.Tensor:
     """The frozen text tower's pooled output (input of the text projection) for each text, float32 on CPU."""
     text_model = model.model.text_model
@@ -70,7 +72,7 @@ class ImageCaptionTask:
 
     def __init__(
         self,
-        model: "RetrievalModel",
+        model: RetrievalModel,
         image_paths: Sequence[Path],
         captions: Sequence[Sequence[str]],
         *,
@@ -80,6 +82,8 @@ class ImageCaptionTask:
         temperature: float = 0.07,
         val_image_paths: Sequence[Path] = (),
         val_captions: Sequence[str] = (),
+        attributes: np.ndarray | None = None,
+        attribute_weight: float = 0.0,
         progress: bool = True,
     ) -> None:
         if len(image_paths) != len(captions) or not all(captions):
@@ -96,16 +100,34 @@ class ImageCaptionTask:
         self.text_features = pooled_text_features(model, unique, progress=progress, desc="encoding captions")
         self.val_pixels = (
             pixel_values_of(model, val_image_paths, progress=progress, desc="preparing validation images")
-            if val_image_paths else None
+            if val_image_paths
+            else None
         )
         self.val_text_features = (
-            pooled_text_features(model, list(val_captions), progress=progress, desc="encoding validation captions")
-            if val_captions else None
+            pooled_text_features(
+                model, list(val_captions), progress=progress, desc="encoding validation captions"
+            )
+            if val_captions
+            else None
         )
         self.loss_fn = InfoNCE(temperature=temperature, learnable=True, symmetric=True).to(model.device)
         self._trained = [(n, p) for n, p in model.model.named_parameters() if n.startswith(_TRAINED_PREFIXES)]
         freeze_all_but(model.model, self._trained)
         self._named = self._trained + [(f"loss.{n}", p) for n, p in self.loss_fn.named_parameters()]
+        self.attributes: torch.Tensor | None = None
+        self.attribute_head: torch.nn.Linear | None = None
+        self.attribute_weight = attribute_weight
+        if attributes is not None and attribute_weight > 0:
+            if len(attributes) != len(image_paths):
+                raise ValueError("one attribute vector per training image")
+            self.attributes = torch.as_tensor(np.asarray(attributes, dtype=np.float32))
+            width = model.model.visual_projection.in_features
+            generator = torch.Generator().manual_seed(seed)
+            self.attribute_head = torch.nn.Linear(width, self.attributes.shape[1]).to(model.device)
+            with torch.no_grad():
+                self.attribute_head.weight.normal_(0.0, 0.02, generator=generator)
+                self.attribute_head.bias.zero_()
+            self._named += [(f"attribute_head.{n}", p) for n, p in self.attribute_head.named_parameters()]
 
     def named_parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
         return self._named
@@ -123,11 +145,16 @@ class ImageCaptionTask:
         for position, image in enumerate(images):
             variants = self.caption_index[image]
             if self.captions_per_step and self.captions_per_step < len(variants):
-                variants = [variants[i] for i in rng.choice(len(variants), self.captions_per_step, replace=False)]
+                variants = [
+                    variants[i] for i in rng.choice(len(variants), self.captions_per_step, replace=False)
+                ]
             captions += variants
             targets += [position] * len(variants)
-        return CaptionBatch(images=images, captions=np.asarray(captions, dtype=np.int64),
-                            targets=np.asarray(targets, dtype=np.int64))
+        return CaptionBatch(
+            images=images,
+            captions=np.asarray(captions, dtype=np.int64),
+            targets=np.asarray(targets, dtype=np.int64),
+        )
 
     def micro_batches(self, batch: CaptionBatch, n: int) -> list[tuple[CaptionBatch, float]]:
         parts = []
@@ -137,23 +164,44 @@ class ImageCaptionTask:
             keep = np.isin(batch.targets, chunk)
             remap = {int(old): new for new, old in enumerate(chunk)}
             targets = np.asarray([remap[int(t)] for t in batch.targets[keep]], dtype=np.int64)
-            parts.append((CaptionBatch(images=batch.images[chunk], captions=batch.captions[keep], targets=targets),
-                          len(chunk) / len(batch.images)))
+            parts.append(
+                (
+                    CaptionBatch(images=batch.images[chunk], captions=batch.captions[keep], targets=targets),
+                    len(chunk) / len(batch.images),
+                )
+            )
         return parts
 
-    def _image_vectors(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.model.image_features(pixels.to(self.model.device, self.model.dtype))
+    def _pooled(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model.model.vision_model(
+            pixel_values=pixels.to(self.model.device, self.model.dtype)
+        ).pooler_output
+
+    def _image_vectors(self, pixels: torch.Tensor, pooled: torch.Tensor | None = None) -> torch.Tensor:
+        pooled = self._pooled(pixels) if pooled is None else pooled
+        return F.normalize(self.model.model.visual_projection(pooled).float(), dim=-1)
 
     def _text_vectors(self, features: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.model.model.text_projection(features.to(self.model.device)).float(), dim=-1)
 
     def loss(self, micro: CaptionBatch) -> torch.Tensor:
-        images = self._image_vectors(self.pixels[torch.from_numpy(micro.images)])
+        index = torch.from_numpy(micro.images)
+        pooled = self._pooled(self.pixels[index])
+        images = self._image_vectors(self.pixels[index], pooled)
         texts = self._text_vectors(self.text_features[torch.from_numpy(micro.captions)])
-        return self.loss_fn(texts @ images.T, torch.from_numpy(micro.targets).to(images.device))
+        loss = self.loss_fn(texts @ images.T, torch.from_numpy(micro.targets).to(images.device))
+        if self.attribute_head is not None and self.attributes is not None:
+            logits = self.attribute_head(pooled.float())
+            targets = self.attributes[index].to(logits.device)
+            # summed over attributes, averaged over images
+            aux = F.binary_cross_entropy_with_logits(logits, targets, reduction="sum") / len(index)
+            loss = loss + self.attribute_weight * aux
+        return loss
 
     def train_mode(self, training: bool) -> None:
         self.model.model.train(training)
+        if self.attribute_head is not None:
+            self.attribute_head.train(training)
         self.model.model.text_model.eval()  # frozen: no dropout
 
     @torch.no_grad()

@@ -112,7 +112,7 @@ class DialogTrainingSet:
     @classmethod
     def from_files(
         cls, dialogs_file: Path, images: Path, *, limit: int | None = None, **kwargs
-    ) -> "DialogTrainingSet":
+    ) -> DialogTrainingSet:
         dialogs = load_chatir_dialogs(Path(dialogs_file), limit=limit)
         return cls(dialogs, training_corpus(dialogs, images), **kwargs)
 
@@ -125,13 +125,17 @@ class DialogTrainingSet:
         dialog = self.dialogs[dialog_index]
         i = int(rng.integers(0, min(self.max_round, len(dialog.rounds)) + 1))
         parts = mask_dialog(dialog.upto(i), self.masking, rng)
-        return Sample(parts=tuple(parts), target=int(self.targets[dialog_index]), dialog=dialog_index, round=i)
+        return Sample(
+            parts=tuple(parts), target=int(self.targets[dialog_index]), dialog=dialog_index, round=i
+        )
 
     def order(self, epoch: int) -> np.ndarray:
         return np.random.default_rng([self.seed, epoch, 0]).permutation(len(self.dialogs))
 
     def n_batches(self, batch_size: int, max_steps: int | None = None) -> int:
-        full = len(self.dialogs) // batch_size  # the last incomplete batch is dropped (its gallery would be tiny)
+        full = (
+            len(self.dialogs) // batch_size
+        )  # the last incomplete batch is dropped (its gallery would be tiny)
         n = max(1, full)
         return min(n, max_steps) if max_steps else n
 
@@ -157,7 +161,9 @@ class DialogTrainingSet:
                     gallery.setdefault(int(other), len(gallery))
         if random_negatives:
             rng = np.random.default_rng([self.seed, epoch, step, 2])
-            for other in rng.choice(len(self.corpus), size=min(random_negatives, len(self.corpus)), replace=False):
+            for other in rng.choice(
+                len(self.corpus), size=min(random_negatives, len(self.corpus)), replace=False
+            ):
                 gallery.setdefault(int(other), len(gallery))
         columns = np.fromiter(gallery.keys(), dtype=np.int64, count=len(gallery))
         targets = np.asarray([gallery[s.target] for s in samples], dtype=np.int64)

@@ -21,7 +21,7 @@ from chatir.evaluation.harness import evaluate_fixed_dialogs
 from retriever_service.training.config import TrainConfig
 from retriever_service.training.data import Batch, DialogTrainingSet, nearest_neighbours, parts_as_dialog
 from retriever_service.training.losses import build_loss
-from retriever_service.training.trainer import Trainer, TrainingError, TrainingSummary
+from retriever_service.training.trainer import Trainer, TrainingError, TrainingSummary, torch_threads
 
 if TYPE_CHECKING:
     from chatir.settings import Settings
@@ -31,7 +31,9 @@ _LAYER_INDEX = re.compile(r"\.(?:layer|layers|block|blocks)\.(\d+)\.")
 _EMBEDDINGS = re.compile(r"(^|\.)embeddings\.")
 
 
-def text_parameters_by_name(model: "RetrievalModel", top_layers: int | None = None) -> list[tuple[str, torch.nn.Parameter]]:
+def text_parameters_by_name(
+    model: RetrievalModel, top_layers: int | None = None
+) -> list[tuple[str, torch.nn.Parameter]]:
     """The text side's parameters with their names in ``model.model``.
 
     ``top_layers=N`` keeps only the top N transformer layers of the text tower and what comes after them
@@ -71,10 +73,15 @@ class DialogValidation:
     corpus_vectors: Callable[[], np.ndarray]
     rounds: int
 
-    def run(self, model: "RetrievalModel") -> dict[str, Any]:
+    def run(self, model: RetrievalModel) -> dict[str, Any]:
         result, _ = evaluate_fixed_dialogs(
-            model, self.dialogs, self.corpus, name="val", rounds=self.rounds,
-            corpus_vectors=self.corpus_vectors(), progress=False,
+            model,
+            self.dialogs,
+            self.corpus,
+            name="val",
+            rounds=self.rounds,
+            corpus_vectors=self.corpus_vectors(),
+            progress=False,
         )
         hits10 = [round(h, 2) for h in result.hits[10]]
         return {
@@ -96,7 +103,7 @@ class DialogTask:
 
     def __init__(
         self,
-        model: "RetrievalModel",
+        model: RetrievalModel,
         data: DialogTrainingSet,
         image_vectors: np.ndarray,
         config: TrainConfig,
@@ -107,13 +114,19 @@ class DialogTask:
         self.config = config
         self.validation = validation
         self.loss_fn = build_loss(
-            config.loss, ks=config.ks, tau1=config.tau1, temperature=config.temperature,
+            config.loss,
+            ks=config.ks,
+            tau1=config.tau1,
+            temperature=config.temperature,
             learnable_temperature=config.learnable_temperature,
         ).to(model.device)
-        self.image_vectors = torch.from_numpy(np.ascontiguousarray(image_vectors, dtype=np.float32)).to(model.device)
+        self.image_vectors = torch.from_numpy(np.ascontiguousarray(image_vectors, dtype=np.float32)).to(
+            model.device
+        )
         self.neighbours = (
             nearest_neighbours(np.asarray(image_vectors, dtype=np.float32), config.hard_negatives)
-            if config.hard_negatives else None
+            if config.hard_negatives
+            else None
         )
         self._trained = text_parameters_by_name(model, config.train_text_layers)
         freeze_all_but(model.model, self._trained)
@@ -127,7 +140,10 @@ class DialogTask:
 
     def batch(self, epoch: int, step: int) -> Batch:
         return self.data.batch(
-            epoch, step, self.config.batch_size, neighbours=self.neighbours,
+            epoch,
+            step,
+            self.config.batch_size,
+            neighbours=self.neighbours,
             random_negatives=self.config.random_negatives,
         )
 
@@ -136,9 +152,16 @@ class DialogTask:
         # a query depends only on its own scores, so accumulation gives exactly the full-batch gradient.
         chunks = np.array_split(np.arange(len(batch.samples)), min(n, len(batch.samples)))
         return [
-            (Batch(samples=tuple(batch.samples[i] for i in chunk), gallery=batch.gallery, targets=batch.targets[chunk]),
-             len(chunk) / len(batch.samples))
-            for chunk in chunks if len(chunk)
+            (
+                Batch(
+                    samples=tuple(batch.samples[i] for i in chunk),
+                    gallery=batch.gallery,
+                    targets=batch.targets[chunk],
+                ),
+                len(chunk) / len(batch.samples),
+            )
+            for chunk in chunks
+            if len(chunk)
         ]
 
     def texts(self, batch: Batch) -> list[str]:
@@ -161,19 +184,22 @@ class DialogTask:
 
     def save_model(self, folder: Path, info: dict[str, Any]) -> None:
         self.model.extra_metadata["training"] = {
-            "recipe": "chatir-dialog", "loss": self.config.loss, "masking": self.config.masking.model_dump(),
-            "base_model": self.config.model, **info,
+            "recipe": "chatir-dialog",
+            "loss": self.config.loss,
+            "masking": self.config.masking.model_dump(),
+            "base_model": self.config.model,
+            **info,
         }
         self.model.save(folder)
 
 
 # ------------------------------------------------------------------------------------------------ the run
-def _cache_root(config: TrainConfig, settings: "Settings") -> Path:
+def _cache_root(config: TrainConfig, settings: Settings) -> Path:
     return Path(config.cache_dir) if config.cache_dir else settings.home / "cache" / "embeddings"
 
 
 def load_validation(
-    config: TrainConfig, model: "RetrievalModel", cache_root: Path | None
+    config: TrainConfig, model: RetrievalModel, cache_root: Path | None
 ) -> DialogValidation | None:
     if config.val_dialogs is None or config.val_images is None:
         return None
@@ -184,41 +210,58 @@ def load_validation(
 
     def corpus_vectors() -> np.ndarray:  # the image side is frozen: embed once
         if "v" not in vectors:
-            vectors["v"] = corpus_embeddings(model, corpus, cache_root, batch_size=model.batch_size,
-                                             progress=config.progress)
+            vectors["v"] = corpus_embeddings(
+                model, corpus, cache_root, batch_size=model.batch_size, progress=config.progress
+            )
         return vectors["v"]
 
-    return DialogValidation(dialogs=dialogs, corpus=corpus, corpus_vectors=corpus_vectors,
-                            rounds=validation_rounds(dialogs))
+    return DialogValidation(
+        dialogs=dialogs, corpus=corpus, corpus_vectors=corpus_vectors, rounds=validation_rounds(dialogs)
+    )
 
 
 def train_dialog_encoder(
     config: TrainConfig,
-    settings: "Settings | None" = None,
+    settings: Settings | None = None,
     *,
     resume: bool = False,
     on_step: Callable[[Trainer, int, int], None] | None = None,
 ) -> TrainingSummary:
     """Run ``chatir train``: load the model, cache image embeddings, train the text side, checkpoint."""
     from chatir.settings import get_settings
-    from retriever_service.models import load_model
 
     settings = settings or get_settings()
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
+    with torch_threads(config.num_threads):
+        return _train(config, settings, resume=resume, on_step=on_step)
+
+
+def _train(config: TrainConfig, settings: Settings, *, resume: bool, on_step) -> TrainingSummary:
+    from retriever_service.models import load_model
+
     model = load_model(config.model, device=config.device, settings=settings, dtype=torch.float32)
     data = DialogTrainingSet.from_files(
-        config.dialogs, config.images, limit=config.limit, masking=config.masking,
-        max_round=config.max_round, seed=config.seed,
+        config.dialogs,
+        config.images,
+        limit=config.limit,
+        masking=config.masking,
+        max_round=config.max_round,
+        seed=config.seed,
     )
     cache_root = _cache_root(config, settings)
     model.model.eval()
-    image_vectors = corpus_embeddings(model, data.corpus, cache_root, batch_size=model.batch_size,
-                                      progress=config.progress)
+    image_vectors = corpus_embeddings(
+        model, data.corpus, cache_root, batch_size=model.batch_size, progress=config.progress
+    )
     validation = load_validation(config, model, cache_root)
     task = DialogTask(model, data, image_vectors, config, validation)
     trainer = Trainer(
-        task, config, config.out, device=model.device, fingerprint=config.fingerprint(),
-        config_json=config.model_dump(mode="json"), on_step=on_step, description="dialogs",
+        task,
+        config,
+        config.out,
+        device=model.device,
+        fingerprint=config.fingerprint(),
+        config_json=config.model_dump(mode="json"),
+        on_step=on_step,
+        description="dialogs",
     )
     return trainer.fit(resume=resume)

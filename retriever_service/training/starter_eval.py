@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from chatir.evaluation.data import ImageCorpus, load_chatir_dialogs
 from chatir.evaluation.embeddings import corpus_embeddings, probe_image
@@ -27,6 +26,7 @@ from chatir.evaluation.report import ReportFiles, write_report
 from chatir.evaluation.results import SystemResult
 from retriever_service.training.masking import MaskingConfig
 from retriever_service.training.starter import StarterError, StarterSpec, train_dialogs
+from retriever_service.training.trainer import torch_threads
 
 if TYPE_CHECKING:
     from chatir.settings import Settings
@@ -45,13 +45,23 @@ def read_spec(work: Path) -> StarterSpec:
     return StarterSpec.model_validate_json(spec_file.read_text())
 
 
-def ensure_ablation(work: Path, spec: StarterSpec, *, settings: "Settings", progress: bool) -> Path:
+def ensure_ablation(
+    work: Path, spec: StarterSpec, *, settings: Settings, threads: int | None = 1, progress: bool = True
+) -> Path:
     """Model (c): stage 2 again from the same contrastive model, without caption masking."""
     contrastive = work / "contrastive" / "final"
     if not (contrastive / "config.json").is_file():
         raise StarterError(f"{contrastive} is missing; finish `chatir starter build --work {work}` first")
-    final, _ = train_dialogs(spec, work / "world", contrastive, work / "dialog-nomask", settings=settings,
-                             masking=MaskingConfig(caption=0.0), progress=progress)
+    final, _ = train_dialogs(
+        spec,
+        work / "world",
+        contrastive,
+        work / "dialog-nomask",
+        settings=settings,
+        masking=MaskingConfig(caption=0.0),
+        threads=threads,
+        progress=progress,
+    )
     return final
 
 
@@ -62,31 +72,57 @@ def evaluate_starter(
     n_dialogs: int = 500,
     rounds: int = 10,
     out: Path | None = None,
-    settings: "Settings | None" = None,
+    settings: Settings | None = None,
+    threads: int | None = 1,
     progress: bool = True,
 ) -> tuple[list[SystemResult], ReportFiles]:
     """Train (c) if needed, build the test world, evaluate (a), (b), (c); write the report to ``out``."""
     from chatir.settings import get_settings
-    from chatir.world.dialogs import make_splits
-    from retriever_service.models import load_model
 
     settings = settings or get_settings()
     work = Path(work)
     spec = read_spec(work)
-    if spec.num_threads:
-        torch.set_num_threads(spec.num_threads)
+    with torch_threads(threads):
+        return _evaluate(work, spec, corpus_size, n_dialogs, rounds, out, settings, threads, progress)
+
+
+def _evaluate(
+    work: Path,
+    spec: StarterSpec,
+    corpus_size: int,
+    n_dialogs: int,
+    rounds: int,
+    out: Path | None,
+    settings: Settings,
+    threads: int | None,
+    progress: bool,
+) -> tuple[list[SystemResult], ReportFiles]:
+    from chatir.world.dialogs import make_splits
+    from retriever_service.models import load_model
+
     for _, folder in SYSTEMS[:2]:
         if not (work / folder / "final" / "config.json").is_file():
-            raise StarterError(f"{work / folder / 'final'} is missing; finish `chatir starter build --work {work}` first")
+            raise StarterError(
+                f"{work / folder / 'final'} is missing; finish `chatir starter build --work {work}` first"
+            )
     timings: dict[str, float] = {}
     clock = time.perf_counter()
-    ensure_ablation(work, spec, settings=settings, progress=progress)
+    ensure_ablation(work, spec, settings=settings, threads=threads, progress=progress)
     timings["train_ablation"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
     test_root = work / f"world-test-{corpus_size}"
-    splits = make_splits(test_root, 0, 0, corpus_size, spec.world_seed, test_dialogs=n_dialogs,
-                         rounds=rounds, workers=os.cpu_count(), progress=progress)
+    splits = make_splits(
+        test_root,
+        0,
+        0,
+        corpus_size,
+        spec.world_seed,
+        test_dialogs=n_dialogs,
+        rounds=rounds,
+        workers=os.cpu_count(),
+        progress=progress,
+    )
     test = splits.splits["test"]
     dialogs = load_chatir_dialogs(test_root / test.dialogs_file)
     corpus = ImageCorpus.from_folder(test_root / test.world_dir)
@@ -101,7 +137,9 @@ def evaluate_starter(
         model = load_model(str(work / folder / "final"), device="cpu", settings=settings)
         model_probe = model.encode_images([probe_image()])
         if corpus_vectors is None:
-            corpus_vectors = corpus_embeddings(model, corpus, work / "cache", batch_size=256, progress=progress)
+            corpus_vectors = corpus_embeddings(
+                model, corpus, work / "cache", batch_size=256, progress=progress
+            )
             probe = model_probe
         elif not np.allclose(model_probe, probe, atol=1e-5):
             raise StarterError(f"{folder} has another image tower than the first system; the table needs one")
@@ -120,6 +158,11 @@ def evaluate_starter(
         "answerer": "world oracle (fixed dialogs from chatir.world.dialogs)",
         "timings_s": {k: round(v, 1) for k, v in timings.items()},
     }
-    files = write_report(results, Path(out) if out else work / "eval", meta=meta, ranks=ranks,
-                         title="Starter model on the held-out world")
+    files = write_report(
+        results,
+        Path(out) if out else work / "eval",
+        meta=meta,
+        ranks=ranks,
+        title="Starter model on the held-out world",
+    )
     return results, files

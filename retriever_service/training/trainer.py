@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 import random
@@ -40,6 +41,8 @@ from tqdm.auto import tqdm
 
 from chatir.errors import ChatIRError
 from retriever_service.training.config import LoopConfig
+
+logger = logging.getLogger(__name__)
 
 STATE_FILE = "trainer_state.pt"
 LOG_FILE = "log.jsonl"
@@ -123,7 +126,11 @@ def seed_everything(seed: int) -> None:
 
 
 def _rng_state() -> dict[str, Any]:
-    state: dict[str, Any] = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -144,10 +151,23 @@ def find_checkpoints(out: Path) -> list[Path]:
     for state_file in folder.glob(f"*/{STATE_FILE}"):
         try:
             position = torch.load(state_file, map_location="cpu", weights_only=False)["global_step"]
-        except Exception:  # noqa: BLE001 -- a damaged checkpoint is skipped, an older one is used
+        except Exception as error:  # noqa: BLE001 -- a damaged checkpoint is skipped, an older one is used
+            logger.warning("skipping unreadable checkpoint %s: %s", state_file.parent, error)
             continue
         found.append((position, state_file.parent.name.startswith("epoch"), state_file.parent))
     return [path for *_, path in sorted(found)]
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run with ``threads`` torch CPU threads (None: unchanged), restoring the previous number afterwards."""
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 @contextlib.contextmanager
@@ -158,7 +178,7 @@ def _stop_on_sigint(request_stop: Callable[[], None]) -> Iterator[None]:
         return
     previous = signal.getsignal(signal.SIGINT)
 
-    def handler(signum, frame):  # noqa: ANN001
+    def handler(signum, frame):
         request_stop()
         signal.signal(signal.SIGINT, previous if callable(previous) else signal.default_int_handler)
         tqdm.write("stopping after this step and saving a checkpoint (Ctrl-C again to abort now)")
@@ -183,7 +203,7 @@ class Trainer:
         device: torch.device,
         fingerprint: str,
         config_json: dict[str, Any],
-        on_step: Callable[["Trainer", int, int], None] | None = None,
+        on_step: Callable[[Trainer, int, int], None] | None = None,
         description: str = "train",
     ) -> None:
         self.task = task
@@ -238,21 +258,26 @@ class Trainer:
                 )
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / LOG_FILE).unlink(missing_ok=True)
-            config_file.write_text(json.dumps({"fingerprint": self.fingerprint, **self.config_json}, indent=2) + "\n")
+            config_file.write_text(
+                json.dumps({"fingerprint": self.fingerprint, **self.config_json}, indent=2) + "\n"
+            )
             return
         if not config_file.is_file():
             raise TrainingError(f"nothing to resume in {self.out} (no {CONFIG_FILE}); start without --resume")
         saved = json.loads(config_file.read_text())
         if saved.get("fingerprint") != self.fingerprint:
             changed = sorted(
-                key for key in self.config_json
+                key
+                for key in self.config_json
                 if key in saved and saved[key] != self.config_json[key] and key not in ("epochs", "progress")
             )
             raise TrainingError(
                 f"the run in {self.out} was started with other settings ({', '.join(changed) or 'see config.json'}); "
                 "resume with the same settings, or choose another --out"
             )
-        config_file.write_text(json.dumps({"fingerprint": self.fingerprint, **self.config_json}, indent=2) + "\n")
+        config_file.write_text(
+            json.dumps({"fingerprint": self.fingerprint, **self.config_json}, indent=2) + "\n"
+        )
 
     # -------------------------------------------------------------- the loop
     def fit(self, resume: bool = False) -> TrainingSummary:
@@ -279,7 +304,9 @@ class Trainer:
                 by_name = dict(named)
                 missing = set(by_name) ^ set(state["trained"])
                 if missing:
-                    raise TrainingError(f"checkpoint {resumed_from} does not match the model ({sorted(missing)[:3]} ...)")
+                    raise TrainingError(
+                        f"checkpoint {resumed_from} does not match the model ({sorted(missing)[:3]} ...)"
+                    )
                 with torch.no_grad():
                     for name, value in state["trained"].items():
                         by_name[name].copy_(value.to(by_name[name].device))
@@ -289,8 +316,15 @@ class Trainer:
                 _set_rng_state(state["rng"])
                 epoch, step, global_step = state["epoch"], state["step"], state["global_step"]
                 history = state["history"]
-                self._log({"event": "resume", "checkpoint": str(resumed_from), "epoch": epoch, "step": step,
-                           "global_step": global_step})
+                self._log(
+                    {
+                        "event": "resume",
+                        "checkpoint": str(resumed_from),
+                        "epoch": epoch,
+                        "step": step,
+                        "global_step": global_step,
+                    }
+                )
             else:
                 seed_everything(loop.seed)
         else:
@@ -302,9 +336,15 @@ class Trainer:
 
         def state_at(at_epoch: int, at_step: int) -> dict[str, Any]:
             return {
-                "epoch": at_epoch, "step": at_step, "global_step": global_step, "trained": self._trained_state(),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(), "rng": _rng_state(), "history": history,
+                "epoch": at_epoch,
+                "step": at_step,
+                "global_step": global_step,
+                "trained": self._trained_state(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
+                "rng": _rng_state(),
+                "history": history,
                 "fingerprint": self.fingerprint,
             }
 
@@ -318,8 +358,12 @@ class Trainer:
                 self.task.train_mode(True)
                 epoch_losses: list[float] = []
                 bar = tqdm(
-                    total=n_batches, initial=step, desc=f"{self.description} epoch {epoch + 1}/{loop.epochs}",
-                    unit="step", disable=not loop.progress, dynamic_ncols=True,
+                    total=n_batches,
+                    initial=step,
+                    desc=f"{self.description} epoch {epoch + 1}/{loop.epochs}",
+                    unit="step",
+                    disable=not loop.progress,
+                    dynamic_ncols=True,
                 )
                 for current in range(step, n_batches):
                     loss_value = self._step(optimizer, scaler, dtype, epoch, current, parameters)
@@ -328,8 +372,16 @@ class Trainer:
                     bar.update(1)
                     bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
                     if global_step % loop.log_every == 0:
-                        self._log({"event": "step", "epoch": epoch + 1, "step": current + 1, "global_step": global_step,
-                                   "loss": loss_value, "lr": optimizer.param_groups[0]["lr"]})
+                        self._log(
+                            {
+                                "event": "step",
+                                "epoch": epoch + 1,
+                                "step": current + 1,
+                                "global_step": global_step,
+                                "loss": loss_value,
+                                "lr": optimizer.param_groups[0]["lr"],
+                            }
+                        )
                     if self.on_step is not None:
                         self.on_step(self, epoch, current + 1)
                     last_step = current + 1 == n_batches
@@ -338,7 +390,9 @@ class Trainer:
                         checkpoint = self._save_checkpoint(
                             f"step-{global_step:08d}", state_at(epoch, current + 1), info(epoch)
                         )
-                        self._log({"event": "checkpoint", "path": str(checkpoint), "global_step": global_step})
+                        self._log(
+                            {"event": "checkpoint", "path": str(checkpoint), "global_step": global_step}
+                        )
                         if self._stop:
                             bar.close()
                             self._log({"event": "interrupted", "epoch": epoch + 1, "step": current + 1})
@@ -350,9 +404,15 @@ class Trainer:
                 history["train_loss"].append(mean_loss)
                 metrics = self.task.validate(epoch)
                 history["validation"].append(metrics)
-                record = {"event": "epoch", "epoch": epoch + 1, "train_loss": mean_loss, "global_step": global_step,
-                          "lr_next": optimizer.param_groups[0]["lr"], "seconds": round(time.perf_counter() - started, 2),
-                          "val": metrics}
+                record = {
+                    "event": "epoch",
+                    "epoch": epoch + 1,
+                    "train_loss": mean_loss,
+                    "global_step": global_step,
+                    "lr_next": optimizer.param_groups[0]["lr"],
+                    "seconds": round(time.perf_counter() - started, 2),
+                    "val": metrics,
+                }
                 self._log(record)
                 if metrics:
                     tqdm.write(_describe_metrics(epoch + 1, mean_loss, metrics))
@@ -370,10 +430,18 @@ class Trainer:
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         seconds = time.perf_counter() - started
-        self._log({"event": "done", "final": str(final), "global_step": global_step, "seconds": round(seconds, 2)})
+        self._log(
+            {"event": "done", "final": str(final), "global_step": global_step, "seconds": round(seconds, 2)}
+        )
         return TrainingSummary(
-            out=self.out, final_model=final, epochs=epoch, steps=global_step, seconds=seconds,
-            train_loss=history["train_loss"], validation=history["validation"], resumed_from=resumed_from,
+            out=self.out,
+            final_model=final,
+            epochs=epoch,
+            steps=global_step,
+            seconds=seconds,
+            train_loss=history["train_loss"],
+            validation=history["validation"],
+            resumed_from=resumed_from,
         )
 
     def _step(self, optimizer, scaler, dtype, epoch: int, step: int, parameters) -> float:
@@ -381,13 +449,17 @@ class Trainer:
         optimizer.zero_grad(set_to_none=True)
         total = 0.0
         autocast = (
-            torch.autocast(device_type=self.device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+            torch.autocast(device_type=self.device.type, dtype=dtype)
+            if dtype is not None
+            else contextlib.nullcontext()
         )
         for micro, weight in self.task.micro_batches(batch, self.loop.grad_accum):
             with autocast:
                 loss = self.task.loss(micro)
             if not torch.isfinite(loss):
-                raise TrainingError(f"the loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; lower --lr")
+                raise TrainingError(
+                    f"the loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; lower --lr"
+                )
             scaler.scale(loss * weight).backward()
             total += float(loss.detach()) * weight
         if self.loop.max_grad_norm:
