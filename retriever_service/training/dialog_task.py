@@ -150,7 +150,9 @@ class DialogTask:
     def micro_batches(self, batch: Batch, n: int) -> list[tuple[Batch, float]]:
         # Every micro-batch is scored against the whole batch's gallery: with a frozen image side the loss of
         # a query depends only on its own scores, so accumulation gives exactly the full-batch gradient.
-        chunks = np.array_split(np.arange(len(batch.samples)), min(n, len(batch.samples)))
+        # Samples are grouped by length first, so each micro-batch pads little (D_0 and D_10 differ ~8x).
+        by_length = np.argsort([sum(len(part) for part in s.parts) for s in batch.samples], kind="stable")
+        chunks = np.array_split(by_length, min(n, len(batch.samples)))
         return [
             (
                 Batch(

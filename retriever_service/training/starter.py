@@ -127,6 +127,7 @@ class DialogStage(BaseModel):
     min_lr: float = Field(1e-6, ge=0)
     loss: Literal["recall", "infonce"] = "recall"
     masking: MaskingConfig = Field(default_factory=MaskingConfig)
+    grad_accum: int = Field(4, ge=1, description="micro-batches per step, grouped by length (less padding)")
     hard_negatives: int = Field(0, ge=0)
     random_negatives: int = Field(
         448, ge=0, description="random cached images added to every batch's gallery"
@@ -600,6 +601,7 @@ def dialog_train_config(
         loss=stage.loss,
         epochs=stage.epochs,
         batch_size=stage.batch_size,
+        grad_accum=stage.grad_accum,
         max_steps_per_epoch=stage.max_steps_per_epoch,
         lr=stage.lr,
         lr_decay=stage.lr_decay,
