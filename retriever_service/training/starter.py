@@ -563,6 +563,7 @@ def train_contrastive(
         keep_checkpoints=1,
         progress=progress,
         log_every=1,
+        checkpoint_every_steps=100,
     )
     config_json = {"stage": "contrastive", "spec": spec.model_dump(mode="json"), "world": str(world)}
     trainer = Trainer(
@@ -617,6 +618,7 @@ def dialog_train_config(
         progress=progress,
         keep_checkpoints=1,
         log_every=1,
+        checkpoint_every_steps=25,
     )
 
 
