@@ -1,0 +1,30 @@
+"""The starter weights shipped in the repository assemble into a working model through the public loader."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from chatir.dialog import Dialog, Round
+from chatir.settings import Settings
+from retriever_service.training.starter import STARTER_WEIGHTS_DIR
+
+
+@pytest.mark.skipif(not (STARTER_WEIGHTS_DIR / "starter.json").is_file(), reason="no shipped starter weights")
+def test_shipped_starter_loads_and_dialog_rounds_move_the_ranking(tmp_path):
+    from chatir.world.render import render_scene
+    from chatir.world.scene import sample_scene
+    from retriever_service.models import load_model
+
+    settings = Settings(home=tmp_path, device="cpu")
+    model = load_model("starter", settings=settings)
+    assert model.dim == 256
+
+    scenes = [sample_scene(11, i) for i in range(64)]
+    images = model.encode_images([render_scene(scene) for scene in scenes])
+    assert images.shape == (64, 256)
+    np.testing.assert_allclose(np.linalg.norm(images, axis=1), 1.0, atol=1e-3)
+
+    dialog = Dialog(caption="a shape", rounds=[Round(question="what colour is it?", answer="red")])
+    texts = model.encode_dialogs([dialog.upto(0), dialog])
+    assert not np.allclose(texts[0], texts[1])  # an answer changes what is searched for
