@@ -98,10 +98,14 @@ def main() -> None:
     gallery = torch.nn.functional.normalize(torch.randn(512, model.dim), dim=-1)
     model.model.train()
 
+    by_length = sorted(texts, key=len)
+    micro = [by_length[i : i + 16] for i in range(0, len(by_length), 16)]  # grouped by length, as the trainer
+
     def dialog_step() -> None:
         dialog_optimizer.zero_grad()
-        scores = model.text_features(**model.tokenize(texts)) @ gallery.T
-        scores.logsumexp(dim=1).mean().backward()
+        for chunk in micro:
+            scores = model.text_features(**model.tokenize(chunk)) @ gallery.T
+            (scores.logsumexp(dim=1).mean() / len(micro)).backward()
         dialog_optimizer.step()
 
     dialog_rate = 64 * _timed(dialog_step, args.seconds)

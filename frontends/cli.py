@@ -101,7 +101,17 @@ def _chat_with_running_service(settings, health: dict, scope, *, demo_gallery: b
 
         if health.get("store_id") == store_fingerprint(demo_settings(settings)):
             typer.echo("it serves the demo gallery: `chatir chat --demo` asks the world's questions", err=True)
-    _run(build_engine(settings), scope, settings, previews)
+    questioner = None
+    if demo_gallery:  # the demo's questioner, with the bank embeddings `chatir demo` saved
+        from agent.factory import build_questioner
+        from frontends.demo import bank_cache_path
+        from frontends.text_cache import PersistentTextEncoder
+        from retriever_service.models import load_model
+
+        model = load_model(settings.model, device=settings.device, settings=settings)
+        encoder = PersistentTextEncoder(model, bank_cache_path(settings))
+        questioner = build_questioner(settings, "info_gain", text_encoder=encoder)
+    _run(build_engine(settings, questioner=questioner), scope, settings, previews)
 
 
 def _run(engine, scope, settings, previews: bool | None) -> None:

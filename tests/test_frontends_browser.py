@@ -145,7 +145,9 @@ def test_describe_answer_two_questions_and_watch_the_rank(browser_setup, chromiu
             assert ranks == [service_rank(stack, state.dialog.model_copy(update={"rounds": state.dialog.rounds[:i]}),
                                           target) for i in range(3)]  # the page shows the service's ranks
             if meaningful:
-                assert ranks[0] is not None and ranks[2] is not None and ranks[2] < ranks[0], ranks
+                assert ranks[0] is not None and ranks[2] is not None and ranks[2] < ranks[0], (
+                    f"the target's rank did not improve: {ranks} (after a rebuild of the starter, the fixed "
+                    "STARTER_TARGET may need another pick: with the first starter it went 41 -> 3 -> 1)")
             else:
                 assert all(rank is not None and 1 <= rank <= gallery_size for rank in ranks), ranks
             assert not errors, errors

@@ -172,3 +172,46 @@ def test_micro_batches_give_exactly_the_full_batch_gradient(world, tiny_dual, tm
     full, accumulated = gradients(1), gradients(4)
     assert len(task.micro_batches(batch, 4)) == 4 and len(full) == len(accumulated) > 0
     assert all(torch.allclose(f, a, atol=1e-6, rtol=1e-4) for f, a in zip(full, accumulated))
+
+
+def test_chatir_train_command(world, tiny_dual, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from chatir.cli import app
+
+    monkeypatch.setenv("CHATIR_HOME", str(tmp_path / "home"))
+    from chatir.settings import get_settings
+
+    get_settings.cache_clear()
+    runner = CliRunner()
+    out = tmp_path / "cli-run"
+    args = [
+        "train",
+        "--dialogs",
+        str(world / "train_dialogs.json"),
+        "--images",
+        str(world / "train"),
+        "--model",
+        str(tiny_dual),
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--max-steps-per-epoch",
+        "2",
+        "--batch-size",
+        "16",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "CHATIR_MODEL=" in result.output and (out / "final" / "config.json").is_file()
+
+    bad_args = [str(tmp_path / "bad") if a == str(out) else a for a in args] + ["--mask-caption", "1.5"]
+    bad = runner.invoke(app, bad_args)
+    assert bad.exit_code != 0 and not (tmp_path / "bad").exists()
+    assert "caption" in str(bad.exception)  # ChatIRError: the CLI's main() prints it as one line
+    get_settings.cache_clear()

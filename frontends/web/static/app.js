@@ -130,7 +130,7 @@ function setRank(rank, limit, round) {
   const label = $("target-rank");
   label.dataset.rank = rank ? String(rank) : "";
   label.dataset.round = String(round);
-  label.textContent = rank ? `Rank of the target: #${rank}` : `Rank of the target: beyond #${limit}`;
+  label.textContent = rank ? `Target rank: #${rank}` : `Target rank: not in the top ${limit}`;
 }
 
 function renderRank(turn) {
@@ -139,7 +139,7 @@ function renderRank(turn) {
   if (turn.action === "started" || turn.action === "restarted") state.ranks = [];
   if (!turn.dialog) {
     $("target-rank").dataset.rank = "";
-    $("target-rank").textContent = "Rank: describe it to start";
+    $("target-rank").textContent = "Target rank: describe it to start";
   } else {
     setRank(turn.target_rank, turn.rank_limit, turn.round);
   }
@@ -213,7 +213,7 @@ $("show-target").addEventListener("click", async () => {
     if (state.last && state.last.dialog && state.last.state !== "found") setRank(target.rank, target.rank_limit, state.last.round);
     else {
       $("target-rank").dataset.rank = "";
-      $("target-rank").textContent = "Rank: describe it to start";
+      $("target-rank").textContent = "Target rank: describe it to start";
     }
   } catch (error) {
     addMessage("error", (item) => text(item, "p", error.message));
