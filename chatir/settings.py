@@ -6,12 +6,13 @@ reads environment variables. Secrets (API keys, Slack tokens) only ever come fro
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 STARTER_MODEL = "starter"
 """Special value of ``CHATIR_MODEL``: the project's own starter model, assembled under ``CHATIR_HOME``."""
@@ -63,6 +64,13 @@ class Settings(BaseSettings):
     service_timeout_s: float = Field(30.0, gt=0, validation_alias=_env("CHATIR_SERVICE_TIMEOUT"))
     thumbnail_size: int = Field(256, ge=16, le=2048, validation_alias=_env("CHATIR_THUMBNAIL_SIZE"))
     max_upload_mb: int = Field(50, ge=1, validation_alias=_env("CHATIR_MAX_UPLOAD_MB"))
+    index_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        validation_alias=_env("CHATIR_INDEX_ROOTS"),
+        description="Folders whose files `POST /v1/index` may index by path (separated by the OS path "
+        "separator, ':' on Linux). Unset: paths are refused over HTTP and only uploads are accepted; "
+        "`chatir index` run on the service's machine without a running service is not affected.",
+    )
 
     # --- questioner LLM (any OpenAI-compatible server) ---------------------------------------------
     llm_model: str | None = Field(
@@ -89,6 +97,13 @@ class Settings(BaseSettings):
     slack_app_token: SecretStr | None = Field(None, validation_alias=_env("SLACK_APP_TOKEN"))
     slack_signing_secret: SecretStr | None = Field(None, validation_alias=_env("SLACK_SIGNING_SECRET"))
     slack_api_url: str = Field("https://slack.com/api/", validation_alias=_env("SLACK_API_URL"))
+
+    @field_validator("index_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [Path(part).expanduser() for part in value.split(os.pathsep) if part.strip()]
+        return value
 
     @property
     def state_db(self) -> Path:

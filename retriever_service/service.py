@@ -63,6 +63,10 @@ class InvalidRequestError(ChatIRError):
         self.field = field
 
 
+class ForbiddenError(ChatIRError):
+    """A request outside what the service is configured to allow (HTTP 403)."""
+
+
 class PayloadTooLargeError(ChatIRError):
     """An upload over ``settings.max_upload_mb`` (HTTP 413)."""
 
@@ -272,9 +276,18 @@ class RetrieverService:
             raise NotFoundError(f"No image with id {image_id!r} in the index.")
         return record
 
-    def image_file(self, image_id: str) -> tuple[Path, str]:
+    def visible_record(self, image_id: str, allowed: list[str] | None = None) -> ImageRecord:
+        """:meth:`record`, and when ``allowed`` is given, only if the image shares one of those groups.
+
+        An image outside the caller's scope is "not found" (not "forbidden"): its existence is not told."""
+        record = self.record(image_id)
+        if allowed is not None and not set(record.allowed or ()) & set(allowed):
+            raise NotFoundError(f"No image with id {image_id!r} in the index.")
+        return record
+
+    def image_file(self, image_id: str, allowed: list[str] | None = None) -> tuple[Path, str]:
         """The original file of an image (first location still on disk) and its mime type."""
-        return self._image_file(self.record(image_id))
+        return self._image_file(self.visible_record(image_id, allowed))
 
     def _image_file(self, record: ImageRecord) -> tuple[Path, str]:
         image_id = record.id
@@ -287,10 +300,10 @@ class RetrieverService:
         mime = record.mime or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         return path, mime
 
-    def thumbnail(self, image_id: str, size: int | None = None) -> Path:
+    def thumbnail(self, image_id: str, size: int | None = None, allowed: list[str] | None = None) -> Path:
         """A JPEG whose longest side is ``size`` (at most; small images are not enlarged), cached."""
         size = int(size or self.settings.thumbnail_size)
-        record = self.record(image_id)  # a deleted image has no thumbnail, even a cached one
+        record = self.visible_record(image_id, allowed)  # a deleted image has no thumbnail, even a cached one
         cached = Path(self.settings.thumbnails_dir) / f"{record.id}_{size}.jpg"
         if cached.is_file():
             return cached
@@ -360,6 +373,7 @@ class RetrieverService:
         if self._closed:
             raise ServiceUnavailableError("The service is shutting down.")
         for position, raw in enumerate(request.paths):
+            self._check_index_root(raw, position)
             if not Path(raw).expanduser().exists():
                 raise InvalidRequestError(
                     f"Path not found on the service's machine: {raw}", field=f"paths.{position}"
@@ -370,6 +384,25 @@ class RetrieverService:
             self._forget_old_jobs()
         self._executor.submit(self._run_job, job.id, request)
         return job.model_copy(deep=True)
+
+    def _check_index_root(self, raw: str, position: int) -> None:
+        """Paths sent over HTTP must lie in ``CHATIR_INDEX_ROOTS`` (or be this service's own uploads).
+
+        Checked on the resolved path, so ``..`` and symbolic links cannot step outside a root."""
+        path = Path(raw).expanduser().resolve()
+        roots = [self.uploads_dir.resolve(), *(Path(root).expanduser().resolve() for root in self.settings.index_roots)]
+        if any(path.is_relative_to(root) for root in roots):
+            return
+        if not self.settings.index_roots:
+            raise ForbiddenError(
+                f"Indexing by path is off for this service (paths.{position}: {raw}). Upload the files "
+                "instead (multipart POST /v1/index), or start the service with CHATIR_INDEX_ROOTS set to "
+                "the folders it may index."
+            )
+        raise ForbiddenError(
+            f"paths.{position}: {raw} is outside the folders this service may index "
+            f"(CHATIR_INDEX_ROOTS: {', '.join(str(r) for r in self.settings.index_roots)})."
+        )
 
     def job(self, job_id: str) -> IndexJob:
         with self._jobs_lock:

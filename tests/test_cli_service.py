@@ -190,6 +190,7 @@ def test_http_round_trip_with_a_running_service(cli, photos, monkeypatch, tmp_pa
     port = _free_port()
     monkeypatch.setenv("CHATIR_SERVICE_URL", f"http://127.0.0.1:{port}")
     monkeypatch.setenv("CHATIR_API_KEY", "round-trip-key")
+    monkeypatch.setenv("CHATIR_INDEX_ROOTS", str(photos["folder"]))
     get_settings.cache_clear()
     auth = {"Authorization": "Bearer round-trip-key"}
 
@@ -198,6 +199,10 @@ def test_http_round_trip_with_a_running_service(cli, photos, monkeypatch, tmp_pa
         indexed = cli("index", str(photos["folder"]), "--allow", "C1")
         assert indexed.exit_code == 0, indexed.output
         assert "indexing through it" in indexed.stdout
+        outside = cli("index", str(tmp_path))  # the service indexes by path only inside its roots
+        assert outside.exit_code != 0
+        assert "answered 403" in str(outside.exception)
+        assert "outside the folders this service may index" in str(outside.exception)
         assert "3 added, 0 unchanged, 1 duplicates, 0 pruned" in indexed.stdout
         assert "skipped 2 file(s):" in indexed.stdout
 

@@ -49,7 +49,9 @@ def world(tiny_clip_dir, tmp_path_factory):
     from retriever_service.service import RetrieverService
 
     root = tmp_path_factory.mktemp("service-api")
-    settings = Settings(home=root / "home", model=str(tiny_clip_dir), device="cpu", thumbnail_size=THUMB_SIZE)
+    settings = Settings(
+        home=root / "home", model=str(tiny_clip_dir), device="cpu", thumbnail_size=THUMB_SIZE, index_roots=[root]
+    )
     folder_a, folder_b = root / "team-a", root / "team-b"
     files_a = [_noise_image(folder_a / f"a{i}.png", seed=i, size=(120 + 20 * i, 90)) for i in range(4)]
     files_b = [_noise_image(folder_b / f"b{i}.jpg", seed=100 + i, size=(64, 96)) for i in range(3)]
@@ -362,9 +364,9 @@ def test_the_store_is_locked_while_the_service_holds_it(indexed):
         RetrieverService.open(indexed["settings"])
 
 
-def test_index_job_failure_is_reported_not_raised(indexed, tmp_path, monkeypatch):
+def test_index_job_failure_is_reported_not_raised(indexed, monkeypatch):
     client, service = indexed["client"], indexed["service"]
-    folder = tmp_path / "pics"
+    folder = indexed["root"] / "pics"
     _noise_image(folder / "x.png", seed=5, size=(40, 40))
 
     def explode(*args, **kwargs):
@@ -392,7 +394,9 @@ def test_closing_stops_a_running_job_and_the_next_one_resumes(tiny_clip_dir, tmp
         return original(self, images)
 
     monkeypatch.setattr(RetrievalModel, "encode_images", slow)
-    settings = Settings(home=tmp_path / "home", model=str(tiny_clip_dir), device="cpu", batch_size=1)
+    settings = Settings(
+        home=tmp_path / "home", model=str(tiny_clip_dir), device="cpu", batch_size=1, index_roots=[tmp_path]
+    )
     service = RetrieverService.open(settings)
     job = service.submit_index(IndexRequest(paths=[str(folder)]))
     deadline = time.monotonic() + 30
@@ -430,3 +434,54 @@ def test_unexpected_errors_are_json_500_without_internals(indexed, monkeypatch):
         "detail": "RuntimeError (see the service log)",
     }
     assert client.get("/v1/search").status_code == 405 and client.get("/v1/search").json()["error"]
+
+
+def test_indexing_by_path_is_confined_to_index_roots(indexed, tmp_path, monkeypatch):
+    client, root = indexed["client"], indexed["root"]
+    outside = tmp_path / "elsewhere"
+    _noise_image(outside / "secret.png", seed=9, size=(32, 32))
+    (root / "link-out").symlink_to(outside, target_is_directory=True)
+    attempts = {
+        "a folder outside": str(outside),
+        "a .. escape": str(root / "team-a" / ".." / ".." / outside.relative_to(outside.anchor)),
+        "a symbolic link out": str(root / "link-out"),
+        "a system file": "/etc/passwd",
+    }
+    before = indexed["service"].count()
+    for what, path in attempts.items():
+        response = client.post("/v1/index", json={"paths": [str(root / "team-a"), path]})
+        assert response.status_code == 403, what
+        assert "paths.1" in response.json()["error"] and "CHATIR_INDEX_ROOTS" in response.json()["error"], what
+    assert indexed["service"].count() == before  # nothing was queued, not even the allowed first path
+
+    service = indexed["service"]
+    monkeypatch.setattr(service, "settings", service.settings.model_copy(update={"index_roots": []}))
+    response = client.post("/v1/index", json={"paths": [str(root / "team-a")]})
+    assert response.status_code == 403
+    assert "Upload the files instead" in response.json()["error"]
+    fresh = _noise_image(tmp_path / "up.png", seed=77, size=(24, 24)).read_bytes()
+    upload = client.post("/v1/index", files=[("files", ("up.png", fresh))])
+    assert upload.status_code == 202  # uploads land under CHATIR_HOME/uploads, always allowed
+    assert _wait_job(client, upload.json()["id"])["state"] == "done"
+
+
+def test_image_fetches_are_scoped_when_the_caller_sends_its_groups(indexed):
+    client, service = indexed["client"], indexed["service"]
+    ids = _ids_by_path(service)
+    image_a = ids[str(indexed["files"][GROUP_A][0])]
+    for path in (f"/v1/images/{image_a}", f"/v1/images/{image_a}/thumbnail"):
+        assert client.get(path).status_code == 200  # trusted caller, no scope
+        assert client.get(path, params={"allowed": [GROUP_A]}).status_code == 200
+        assert client.get(path, params={"allowed": ["public", GROUP_A]}).status_code == 200
+        hidden = client.get(path, params={"allowed": [GROUP_B, "public"]})
+        assert hidden.status_code == 404
+        missing = client.get(path.replace(image_a, "0" * 32), params={"allowed": [GROUP_B]})
+        assert hidden.json()["error"].replace(image_a, "ID") == missing.json()["error"].replace("0" * 32, "ID")
+
+
+def test_index_roots_read_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("CHATIR_INDEX_ROOTS", f"{tmp_path / 'a'}:~/pictures:")
+    settings = Settings()
+    assert settings.index_roots == [tmp_path / "a", Path("~/pictures").expanduser()]
+    monkeypatch.delenv("CHATIR_INDEX_ROOTS")
+    assert Settings().index_roots == []

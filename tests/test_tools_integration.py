@@ -112,6 +112,13 @@ def test_client_fetches_images_and_thumbnails(real_service):
         with pytest.raises(RetrieverRequestError) as err:
             client.thumbnail("0" * 32)
         assert err.value.status_code == 404
+        assert client.thumbnail(hit.id, allowed=[PUBLIC]) == client.thumbnail(hit.id)
+        for fetch in (client.image, client.thumbnail):  # a scoped caller cannot fetch outside its groups
+            with pytest.raises(RetrieverRequestError) as err:
+                fetch(hit.id, allowed=["C-SECRET"])
+            assert err.value.status_code == 404
+        with pytest.raises(ValueError, match="empty scope"):
+            client.image(hit.id, allowed=[])
     with (
         RetrieverClient(url, api_key="wrong", retries=0) as stranger,
         pytest.raises(RetrieverRequestError) as err,

@@ -187,6 +187,20 @@ class _ClientBase:
         return f"{type(self).__name__}({self.base_url!r}, retries={self.retries}, timeout={self.timeout})"
 
 
+def _image_path(image_id: str, suffix: str = "") -> str:
+    path = f"/v1/images/{quote(image_id, safe='')}"
+    return f"{path}/{suffix}" if suffix else path
+
+
+def _scope_params(allowed: Sequence[str] | None) -> dict[str, list[str]] | None:
+    """Query parameters of a scoped image fetch (``None``: unscoped, for trusted callers)."""
+    if allowed is None:
+        return None
+    if not allowed:  # an empty scope sees nothing; the service would read "no parameter" as unscoped
+        raise ValueError("an empty scope can see no image")
+    return {"allowed": list(allowed)}
+
+
 def _json(model: BaseModel) -> dict[str, Any]:
     return model.model_dump(mode="json")
 
@@ -249,13 +263,13 @@ class RetrieverClient(_ClientBase):
         """``GET /readyz``: the model and the index are loaded."""
         return self._request("GET", "/readyz").json()
 
-    def image(self, image_id: str) -> bytes:
-        """The original image bytes."""
-        return self._request("GET", f"/v1/images/{quote(image_id, safe='')}").content
+    def image(self, image_id: str, *, allowed: Sequence[str] | None = None) -> bytes:
+        """The original image bytes; with ``allowed``, only if the image is visible to those groups (else 404)."""
+        return self._request("GET", _image_path(image_id), params=_scope_params(allowed)).content
 
-    def thumbnail(self, image_id: str) -> bytes:
-        """The thumbnail bytes (what chat front-ends show)."""
-        return self._request("GET", f"/v1/images/{quote(image_id, safe='')}/thumbnail").content
+    def thumbnail(self, image_id: str, *, allowed: Sequence[str] | None = None) -> bytes:
+        """The thumbnail bytes (what chat front-ends show); ``allowed`` as in :meth:`image`."""
+        return self._request("GET", _image_path(image_id, "thumbnail"), params=_scope_params(allowed)).content
 
     def index(self, request: IndexRequest) -> IndexJob:
         """Index files on the service's machine (``POST /v1/index``); returns the job to poll."""
@@ -364,11 +378,12 @@ class AsyncRetrieverClient(_ClientBase):
     async def ready(self) -> dict[str, Any]:
         return (await self._request("GET", "/readyz")).json()
 
-    async def image(self, image_id: str) -> bytes:
-        return (await self._request("GET", f"/v1/images/{quote(image_id, safe='')}")).content
+    async def image(self, image_id: str, *, allowed: Sequence[str] | None = None) -> bytes:
+        return (await self._request("GET", _image_path(image_id), params=_scope_params(allowed))).content
 
-    async def thumbnail(self, image_id: str) -> bytes:
-        return (await self._request("GET", f"/v1/images/{quote(image_id, safe='')}/thumbnail")).content
+    async def thumbnail(self, image_id: str, *, allowed: Sequence[str] | None = None) -> bytes:
+        path = _image_path(image_id, "thumbnail")
+        return (await self._request("GET", path, params=_scope_params(allowed))).content
 
     async def aclose(self) -> None:
         if self._http is not None:

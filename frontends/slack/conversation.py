@@ -89,7 +89,8 @@ class SlackConversations:
             hit = result.chosen
             try:
                 self.publisher.post_original(image_id=hit.id, title=hit.text or hit.id, where=hit.source or hit.uri,
-                                             channel=place.channel, thread_ts=place.thread_ts or "")
+                                             channel=place.channel, thread_ts=place.thread_ts or "",
+                                             allowed=result.scope.allowed)
             except Exception as error:
                 logger.warning("could not post the original of %s: %s", hit.id, error)
 
@@ -114,6 +115,7 @@ class SlackConversations:
             blocks = found_blocks(result.chosen)
         else:
             shown = result.model_copy(update={"hits": result.hits[: self.top_k]})
-            blocks = turn_blocks(shown, self.publisher.thumbnail_file_ids([h.id for h in shown.hits]))
+            file_ids = self.publisher.thumbnail_file_ids([h.id for h in shown.hits], allowed=result.scope.allowed)
+            blocks = turn_blocks(shown, file_ids)
         client.chat_update(channel=place.channel, ts=status_ts, text=fallback_text(result), blocks=blocks)
         return result

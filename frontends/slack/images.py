@@ -47,21 +47,23 @@ class SlackImagePublisher:
             except ValueError:
                 logger.warning("ignoring unreadable thumbnail cache %s", cache_file)
 
-    def thumbnail_file_ids(self, image_ids: list[str]) -> dict[str, str]:
-        """Slack file ids of the thumbnails of ``image_ids`` (uploading those not uploaded yet)."""
+    def thumbnail_file_ids(self, image_ids: list[str], *, allowed: list[str] | None) -> dict[str, str]:
+        """Slack file ids of the thumbnails of ``image_ids`` (uploading those not uploaded yet).
+
+        ``allowed`` is the conversation's scope: the service hands out only thumbnails inside it."""
         out: dict[str, str] = {}
         for image_id in image_ids:
             with self._lock:
                 known = self._file_ids.get(image_id)
             if known is None:
-                known = self._upload_thumbnail(image_id)
+                known = self._upload_thumbnail(image_id, allowed)
             if known:
                 out[image_id] = known
         return out
 
-    def _upload_thumbnail(self, image_id: str) -> str | None:
+    def _upload_thumbnail(self, image_id: str, allowed: list[str] | None) -> str | None:
         try:
-            data = self._retriever.thumbnail(image_id)
+            data = self._retriever.thumbnail(image_id, allowed=allowed)
         except Exception as error:  # a missing thumbnail must not break the turn
             logger.warning("no thumbnail for %s: %s", image_id, error)
             return None
@@ -73,9 +75,13 @@ class SlackImagePublisher:
             self._cache_file.write_text(json.dumps(self._file_ids))
         return file_id
 
-    def post_original(self, *, image_id: str, title: str, where: str, channel: str, thread_ts: str) -> None:
-        """Posts the full image (downscaled when large) into the thread, saying where it lives."""
-        data, extension = downscale_jpeg(self._retriever.image(image_id))
+    def post_original(
+        self, *, image_id: str, title: str, where: str, channel: str, thread_ts: str, allowed: list[str] | None
+    ) -> None:
+        """Posts the full image (downscaled when large) into the thread, saying where it lives.
+
+        ``allowed``: the conversation's scope; an image outside it is not fetched (the service answers 404)."""
+        data, extension = downscale_jpeg(self._retriever.image(image_id, allowed=allowed))
         self._client.files_upload_v2(
             content=data, filename=f"{image_id}.{extension}", title=title, channel=channel, thread_ts=thread_ts,
             initial_comment=f"Here it is: *{title}* — it lives at `{where}`",

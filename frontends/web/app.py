@@ -19,6 +19,7 @@ import re
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -208,12 +209,12 @@ def create_web_app(
     # --- images (proxied from the retriever service; only those this app has shown) ---------------------
     @app.get("/api/images/{image_id}/thumbnail")
     async def thumbnail(image_id: str) -> Response:
-        data = await run_in_threadpool(retriever.thumbnail, shown(image_id))
+        data = await run_in_threadpool(partial(retriever.thumbnail, shown(image_id), allowed=scope.allowed))
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
     @app.get("/api/images/{image_id}")
     async def image(image_id: str) -> Response:
-        data = await run_in_threadpool(retriever.image, shown(image_id))
+        data = await run_in_threadpool(partial(retriever.image, shown(image_id), allowed=scope.allowed))
         return Response(data, media_type=_sniff(data), headers={"Cache-Control": "max-age=3600"})
 
     return app

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from chatir.errors import ChatIRError, IndexMismatchError, ModelNotAvailableError, ServiceUnavailableError
 from retriever_service.service import (
     InvalidRequestError,
+    ForbiddenError,
     NotFoundError,
     PayloadTooLargeError,
     ServiceStartingError,
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 
 _STATUS_OF: tuple[tuple[type[ChatIRError], int], ...] = (
     (NotFoundError, 404),
+    (ForbiddenError, 403),
     (InvalidRequestError, 422),
     (PayloadTooLargeError, 413),
     (ServiceUnavailableError, 503),

@@ -34,6 +34,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text}
     for code, text in {
         401: "Missing or wrong bearer token (only when the service sets CHATIR_API_KEY).",
+        403: "Indexing a path outside CHATIR_INDEX_ROOTS (or by path while it is unset).",
         413: "Request body too large.",
         422: "Invalid request; `error` names the field (e.g. dialog.caption).",
         503: "Model not loaded yet or vector store unreachable.",
@@ -42,6 +43,15 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse, "description": "No such image or job."}
 }
+
+_Allowed = Annotated[
+    list[str] | None,
+    Query(
+        max_length=1000,
+        description="The caller's visibility groups (repeat the parameter). When given, an image outside "
+        "them is answered 404, exactly like a missing one. Scoped callers (chat front-ends) always send it.",
+    ),
+]
 
 health = APIRouter(tags=["health"])
 v1 = APIRouter(prefix="/v1", dependencies=[Security(bearer_scheme)], responses=_ERRORS)
@@ -130,8 +140,8 @@ async def index_job(job_id: str, service: Service) -> IndexJob:
     responses={**_NOT_FOUND, 200: {"content": {"image/*": {}}, "description": "The original file."}},
     summary="The original image file",
 )
-async def image(image_id: str, service: Service) -> FileResponse:
-    path, mime = await run_in_threadpool(service.image_file, image_id)
+async def image(image_id: str, service: Service, allowed: _Allowed = None) -> FileResponse:
+    path, mime = await run_in_threadpool(service.image_file, image_id, allowed)
     return FileResponse(path, media_type=mime, headers={"Cache-Control": "private, max-age=3600"})
 
 
@@ -142,9 +152,12 @@ async def image(image_id: str, service: Service) -> FileResponse:
     summary="JPEG thumbnail (longest side `size`, default CHATIR_THUMBNAIL_SIZE; never enlarged)",
 )
 async def thumbnail(
-    image_id: str, service: Service, size: Annotated[int | None, Query(ge=16, le=2048)] = None
+    image_id: str,
+    service: Service,
+    size: Annotated[int | None, Query(ge=16, le=2048)] = None,
+    allowed: _Allowed = None,
 ) -> FileResponse:
-    path = await run_in_threadpool(service.thumbnail, image_id, size)
+    path = await run_in_threadpool(service.thumbnail, image_id, size, allowed)
     # ids are content hashes: a thumbnail for (id, size) never changes
     return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
 

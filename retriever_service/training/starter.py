@@ -336,6 +336,7 @@ def export_weights(model_folder: Path, out_dir: Path, spec: StarterSpec, build_i
         metadata={"format": "chatir-starter", "version": str(FORMAT_VERSION)},
     )
     os.replace(tmp, weights)
+    weights.chmod(0o644)  # safetensors writes 0600; the shipped file must be readable by every user
     manifest = {
         "format_version": FORMAT_VERSION,
         "weights_sha256": _sha256(weights),
