@@ -40,12 +40,12 @@ class Dialog(BaseModel):
         """The whole dialog as one string, exactly as ChatIR evaluates it (``", ".join(dialog[:i+1])``)."""
         return separator.join(self.parts())
 
-    def upto(self, n_rounds: int) -> "Dialog":
+    def upto(self, n_rounds: int) -> Dialog:
         """D_i: the caption and the first ``n_rounds`` rounds."""
         return Dialog(caption=self.caption, rounds=self.rounds[:n_rounds])
 
     @classmethod
-    def from_chatir(cls, entries: list[str]) -> "Dialog":
+    def from_chatir(cls, entries: list[str]) -> Dialog:
         """From ChatIR's JSON form ``[caption, "question answer", ...]``.
 
         ChatIR stores each round as one string "question answer"; it is split after the first "?" (the

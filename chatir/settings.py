@@ -25,7 +25,9 @@ def _env(*names: str) -> AliasChoices:
 class Settings(BaseSettings):
     # env_prefix: with populate_by_name, pydantic-settings also reads a field's bare name from the environment
     # (HOME, HOST, PORT, MODEL, ...); the prefix makes that fallback CHATIR_<name> instead.
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True, env_prefix="CHATIR_")
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", populate_by_name=True, env_prefix="CHATIR_", env_ignore_empty=True
+    )
 
     # --- retriever model -------------------------------------------------------------------------
     model: str = Field(

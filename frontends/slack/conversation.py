@@ -91,7 +91,7 @@ class SlackConversations:
                 self.publisher.post_original(image_id=hit.id, title=hit.text or hit.id, where=hit.source or hit.uri,
                                              channel=place.channel, thread_ts=place.thread_ts or "",
                                              allowed=result.scope.allowed)
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001 - the choice is made; the image post is a courtesy
                 logger.warning("could not post the original of %s: %s", hit.id, error)
 
     def _turn(self, client: WebClient, place: Place, run: Callable[[], TurnResult]) -> TurnResult | None:

@@ -64,7 +64,7 @@ class SlackImagePublisher:
     def _upload_thumbnail(self, image_id: str, allowed: list[str] | None) -> str | None:
         try:
             data = self._retriever.thumbnail(image_id, allowed=allowed)
-        except Exception as error:  # a missing thumbnail must not break the turn
+        except Exception as error:  # noqa: BLE001 - a missing thumbnail must not break the turn
             logger.warning("no thumbnail for %s: %s", image_id, error)
             return None
         response = self._client.files_upload_v2(content=data, filename=f"{image_id}.jpg", title=image_id)

@@ -14,8 +14,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from chatir.errors import ChatIRError, IndexMismatchError, ModelNotAvailableError, ServiceUnavailableError
 from retriever_service.service import (
-    InvalidRequestError,
     ForbiddenError,
+    InvalidRequestError,
     NotFoundError,
     PayloadTooLargeError,
     ServiceStartingError,

@@ -24,7 +24,7 @@ def register(app: App, deps: SlackDeps) -> None:
         channel = command["channel_id"]
         try:
             root = client.chat_postMessage(channel=channel, text=f"<@{command['user_id']}> is looking for: {text}")
-        except Exception:
+        except Exception:  # noqa: BLE001 - any Slack refusal means the same to the user
             respond("I can't post in this channel: invite me with /invite @chatir, or DM me the description.")
             return
         place = Place(team=command.get("team_id", ""), channel=channel, thread_ts=root["ts"])

@@ -20,7 +20,7 @@ def register(app: App, deps: SlackDeps) -> None:
             return
         try:
             deps.indexer.index_shared_file(event["file_id"], channel)
-        except Exception as error:  # a bad file must never take the bot down
+        except Exception as error:  # noqa: BLE001 - a bad file must never take the bot down
             logger.warning("could not index shared file %s: %s", event.get("file_id"), error)
 
     app.event("file_shared")(ack=just_ack, lazy=[index_file])

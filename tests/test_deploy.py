@@ -1,0 +1,87 @@
+"""The deployment kit (deploy/compose.yaml, deploy/docker/Dockerfile, deploy/env.example) agrees with the code.
+
+No docker engine runs here, so these check what can drift silently: every variable the containers get is one
+the settings read, every command they run exists, the image copies every package the project installs.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from chatir.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "deploy"
+
+
+def _settings_env_names() -> set[str]:
+    names: set[str] = set()
+    for field in Settings.model_fields.values():
+        alias = field.validation_alias
+        names.update(choice for choice in getattr(alias, "choices", []) if isinstance(choice, str))
+    return names
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+
+
+def test_containers_get_only_variables_the_settings_read(compose):
+    known = _settings_env_names()
+    for name, service in compose["services"].items():
+        if name == "qdrant":
+            continue  # Qdrant's own QDRANT__* variables
+        unknown = set(service.get("environment", {})) - known
+        assert not unknown, f"{name}: {unknown} are not read by chatir.settings.Settings"
+
+
+def test_env_example_feeds_the_compose_file(compose):
+    text = (DEPLOY / "compose.yaml").read_text()
+    referenced = set(re.findall(r"\$\{([A-Z0-9_]+)", text))
+    example = (DEPLOY / "env.example").read_text()
+    keys = {line.lstrip("# ").split("=", 1)[0] for line in example.splitlines() if "=" in line}
+    assert keys <= referenced, keys - referenced
+    required = set(re.findall(r"\$\{([A-Z0-9_]+):\?", text))
+    uncommented = {line.split("=", 1)[0] for line in example.splitlines() if "=" in line and not line.startswith("#")}
+    assert required <= uncommented, f"required by compose but not in env.example: {required - uncommented}"
+
+
+def test_container_commands_exist(compose):
+    from chatir.cli import app
+
+    runner = CliRunner()
+    commands = [service["command"] for service in compose["services"].values() if "command" in service]
+    dockerfile = (DEPLOY / "docker" / "Dockerfile").read_text()
+    commands.append(yaml.safe_load(re.search(r"^CMD (.+)$", dockerfile, re.MULTILINE).group(1)))
+    assert len(commands) == 3
+    for command in commands:
+        assert command[0] == "chatir"
+        result = runner.invoke(app, [*command[1:], "--help"])
+        assert result.exit_code == 0, (command, result.output)
+
+
+def test_image_copies_every_installed_package():
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    patterns = config["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = {pattern.rstrip("*") for pattern in patterns}
+    dockerfile = (DEPLOY / "docker" / "Dockerfile").read_text()
+    copied = set(re.findall(r"^COPY (\w+) \./\1$", dockerfile, re.MULTILINE))
+    assert copied == packages
+    assert 'TORCH_SPEC="torch==' in dockerfile  # pinned: an unpinned torch pulls GBs of CUDA wheels
+
+
+def test_empty_variables_count_as_unset(monkeypatch):
+    # compose passes optional variables as "" when the .env leaves them out
+    monkeypatch.setenv("CHATIR_LLM_MODEL", "")
+    monkeypatch.setenv("OPENAI_BASE_URL", "")
+    monkeypatch.setenv("CHATIR_MODEL", "")
+    settings = Settings()
+    assert settings.llm_model is None and settings.llm_base_url is None
+    assert settings.model == "starter"
