@@ -113,6 +113,8 @@ def test_client_fetches_images_and_thumbnails(real_service):
             client.thumbnail("0" * 32)
         assert err.value.status_code == 404
         assert client.thumbnail(hit.id, allowed=[PUBLIC]) == client.thumbnail(hit.id)
+        many = [f"C{i:010d}" for i in range(999)] + [PUBLIC]  # a DM scope: every channel of a busy user
+        assert client.thumbnail(hit.id, allowed=many) == client.thumbnail(hit.id)
         for fetch in (client.image, client.thumbnail):  # a scoped caller cannot fetch outside its groups
             with pytest.raises(RetrieverRequestError) as err:
                 fetch(hit.id, allowed=["C-SECRET"])
