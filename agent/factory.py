@@ -58,9 +58,11 @@ def build_questioner(
         from tools.client import RetrieverClient
 
         lookup = ThumbnailVectorLookup(RetrieverClient.from_settings(settings), text_encoder)  # type: ignore[arg-type]
-        scorer = ModelCandidateScorer(text_encoder, lookup, request_vectors=True)
+        scorer = ModelCandidateScorer(
+            text_encoder, lookup, request_vectors=True, temperature=settings.info_gain_temperature
+        )
     else:
-        scorer = ModelCandidateScorer(text_encoder, lookup)
+        scorer = ModelCandidateScorer(text_encoder, lookup, temperature=settings.info_gain_temperature)
     info_gain = InfoGainQuestioner(scorer, bank)
     if kind == "info_gain":
         return info_gain

@@ -87,6 +87,14 @@ class Settings(BaseSettings):
         validation_alias=_env("CHATIR_QUESTIONER"),
         description="Who asks the questions; auto = the LLM when CHATIR_LLM_MODEL is set, else info_gain.",
     )
+    info_gain_temperature: float = Field(
+        0.2,
+        gt=0,
+        validation_alias=_env("CHATIR_INFO_GAIN_TEMPERATURE"),
+        description="Softness of the information-gain questioner's P(answer | image) = softmax(cos / T). Softer "
+        "is safer for a weak model (noisy sharp likelihoods overrate many-answer questions); 0.2 was best for "
+        "the starter on a held-out tuning world (docs/evaluation.md).",
+    )
     question_bank: str = Field(
         "generic",
         validation_alias=_env("CHATIR_QUESTION_BANK"),

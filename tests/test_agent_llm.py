@@ -252,7 +252,10 @@ def test_build_chat_model_and_questioner_from_settings(tmp_path, toy):
     assert local.model_name == "llama3" and local.openai_api_base == "http://127.0.0.1:11434/v1"
 
     plain = Settings(home=tmp_path, llm_model=None, questioner="auto")
-    assert isinstance(build_questioner(plain, text_encoder=model, lookup=searcher), InfoGainQuestioner)
+    info_gain = build_questioner(plain, text_encoder=model, lookup=searcher)
+    assert isinstance(info_gain, InfoGainQuestioner) and info_gain.scorer.temperature == 0.2
+    softer = Settings(home=tmp_path, llm_model=None, info_gain_temperature=0.5)
+    assert build_questioner(softer, text_encoder=model, lookup=searcher).scorer.temperature == 0.5
     assert isinstance(build_questioner(plain, "random"), RandomQuestioner)
     assert isinstance(build_questioner(plain, "none"), NoQuestioner)
     with_llm = Settings(home=tmp_path, llm_model="llama3", llm_base_url="http://127.0.0.1:9/v1")

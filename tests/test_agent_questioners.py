@@ -34,8 +34,12 @@ def toy():
     return model, searcher
 
 
+SHARP = 0.05
+"""The toy keyword model's cosines are exact, so a sharp scorer turns them into near-certain answers."""
+
+
 def info_gain(model, searcher, **options) -> InfoGainQuestioner:
-    return InfoGainQuestioner(ModelCandidateScorer(model, searcher), TOY_BANK, **options)
+    return InfoGainQuestioner(ModelCandidateScorer(model, searcher, temperature=SHARP), TOY_BANK, **options)
 
 
 # --- the maths ---------------------------------------------------------------------------------------

@@ -62,7 +62,7 @@ class ModelCandidateScorer:
         lookup: VectorLookup | None = None,
         *,
         mode: Literal["round", "dialog"] = "round",
-        temperature: float = 0.05,
+        temperature: float = 0.2,
         cache_size: int = 20_000,
         request_vectors: bool | None = None,
     ) -> None:
