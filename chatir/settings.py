@@ -51,6 +51,15 @@ class Settings(BaseSettings):
         "cut the end like ChatIR's training code did (tail).",
     )
 
+    max_text_tokens: int | None = Field(
+        None,
+        ge=8,
+        le=4096,
+        validation_alias=_env("CHATIR_MAX_TEXT_TOKENS"),
+        description="Token window of the dialog encoder (longer dialogs are truncated by `truncation`); "
+        "unset: what the model folder records, else the model's own limit.",
+    )
+
     # --- vector store ----------------------------------------------------------------------------
     qdrant_url: str | None = Field(None, validation_alias=_env("QDRANT_URL", "CHATIR_QDRANT_URL"))
     qdrant_api_key: SecretStr | None = Field(None, validation_alias=_env("QDRANT_API_KEY", "CHATIR_QDRANT_API_KEY"))

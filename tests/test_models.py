@@ -228,6 +228,18 @@ def test_settings_choose_separator_and_policy(tiny_clip_dir, tmp_path):
     assert " [SEP] " in model.dialog_text(dialog)
 
 
+def test_token_window_can_be_set_but_not_past_the_model(tiny_clip_dir, tmp_path):
+    from chatir.errors import ModelNotAvailableError
+
+    default = load_model(str(tiny_clip_dir), device="cpu", settings=Settings(home=tmp_path))
+    narrow = load_model(str(tiny_clip_dir), device="cpu", settings=Settings(home=tmp_path, max_text_tokens=12))
+    assert narrow.max_text_tokens == 12 != default.max_text_tokens
+    counts = narrow.tokenizer([narrow.dialog_text(long_dialog(6))])["input_ids"]
+    assert len(counts[0]) <= 12
+    with pytest.raises(ModelNotAvailableError, match="CHATIR_MAX_TEXT_TOKENS=4000 is longer"):
+        load_model(str(tiny_clip_dir), device="cpu", settings=Settings(home=tmp_path, max_text_tokens=4000))
+
+
 def test_real_chatir_dialogs_fit_the_token_limits(loaded, chatir_dialog_entries):
     sample = [Dialog.from_chatir(entries) for entries in chatir_dialog_entries[::25]]
     for name in ("blip", "clip"):

@@ -7,7 +7,7 @@ import pytest
 
 from chatir.dialog import Dialog, Round
 from chatir.settings import Settings
-from retriever_service.training.starter import STARTER_WEIGHTS_DIR
+from retriever_service.training.starter import INFERENCE_MAX_TEXT_TOKENS, STARTER_WEIGHTS_DIR
 
 
 @pytest.mark.skipif(not (STARTER_WEIGHTS_DIR / "starter.json").is_file(), reason="no shipped starter weights")
@@ -19,6 +19,7 @@ def test_shipped_starter_loads_and_dialog_rounds_move_the_ranking(tmp_path):
     settings = Settings(home=tmp_path, device="cpu")
     model = load_model("starter", settings=settings)
     assert model.dim == 256
+    assert model.max_text_tokens == INFERENCE_MAX_TEXT_TOKENS  # trained at 128, reads whole 10-round dialogs
 
     scenes = [sample_scene(11, i) for i in range(64)]
     images = model.encode_images([render_scene(scene) for scene in scenes])
@@ -28,3 +29,22 @@ def test_shipped_starter_loads_and_dialog_rounds_move_the_ranking(tmp_path):
     dialog = Dialog(caption="a shape", rounds=[Round(question="what colour is it?", answer="red")])
     texts = model.encode_dialogs([dialog.upto(0), dialog])
     assert not np.allclose(texts[0], texts[1])  # an answer changes what is searched for
+
+
+@pytest.mark.skipif(not (STARTER_WEIGHTS_DIR / "starter.json").is_file(), reason="no shipped starter weights")
+def test_an_older_assembly_is_redone(tmp_path):
+    import json
+
+    from retriever_service.training.starter import ensure_starter_model
+
+    settings = Settings(home=tmp_path, device="cpu")
+    folder = ensure_starter_model(settings, progress=False)
+    meta_file = folder / "chatir.json"
+    meta = json.loads(meta_file.read_text())
+    meta["max_text_tokens"] = 128
+    del meta["starter"]["assembly"]  # as written by the first release
+    meta_file.write_text(json.dumps(meta))
+    from retriever_service.models import load_model
+
+    assert load_model("starter", settings=settings).max_text_tokens == INFERENCE_MAX_TEXT_TOKENS  # not the stale one
+    assert json.loads(meta_file.read_text())["max_text_tokens"] == INFERENCE_MAX_TEXT_TOKENS

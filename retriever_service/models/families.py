@@ -14,7 +14,7 @@ CHATIR_BLIP_MAX_TOKENS = 200
 _HUGE = 1_000_000  # tokenizers without a limit report ~1e30 as model_max_length
 
 
-def _config_text_positions(config: Any) -> int | None:
+def config_text_positions(config: Any) -> int | None:
     text_config = getattr(config, "text_config", None) or config
     value = getattr(text_config, "max_position_embeddings", None)
     return int(value) if value else None
@@ -41,7 +41,7 @@ class BlipRetrievalModel(RetrievalModel):
 
     @staticmethod
     def default_max_text_tokens(config: Any, tokenizer: Any) -> int:
-        positions = _config_text_positions(config) or CHATIR_BLIP_MAX_TOKENS
+        positions = config_text_positions(config) or CHATIR_BLIP_MAX_TOKENS
         return min(CHATIR_BLIP_MAX_TOKENS, positions)
 
     def _embedding_dim(self) -> int:
@@ -88,7 +88,7 @@ class ClipRetrievalModel(_FeatureModel):
 
     @staticmethod
     def default_max_text_tokens(config: Any, tokenizer: Any) -> int:
-        return _config_text_positions(config) or 77
+        return config_text_positions(config) or 77
 
     def _embedding_dim(self) -> int:
         return int(self.model.text_projection.out_features)
@@ -114,7 +114,7 @@ class SiglipRetrievalModel(_FeatureModel):
 
     @staticmethod
     def default_max_text_tokens(config: Any, tokenizer: Any) -> int:
-        return _config_text_positions(config) or 64
+        return config_text_positions(config) or 64
 
     def _embedding_dim(self) -> int:
         return int(self.model.text_model.head.out_features)
@@ -137,7 +137,7 @@ class DualEncoderRetrievalModel(_FeatureModel):
 
     @staticmethod
     def default_max_text_tokens(config: Any, tokenizer: Any) -> int:
-        limits = [_config_text_positions(config) or _HUGE]
+        limits = [config_text_positions(config) or _HUGE]
         tokenizer_limit = getattr(tokenizer, "model_max_length", None)
         if tokenizer_limit and tokenizer_limit < _HUGE:
             limits.append(int(tokenizer_limit))

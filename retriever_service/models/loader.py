@@ -21,7 +21,7 @@ import torch
 from chatir.errors import ModelNotAvailableError
 from chatir.settings import STARTER_MODEL, Settings, get_settings
 from retriever_service.models.base import CHATIR_META_FILE, RetrievalModel
-from retriever_service.models.families import FAMILIES, family_for_model_type
+from retriever_service.models.families import FAMILIES, config_text_positions, family_for_model_type
 
 logger = logging.getLogger(__name__)
 
@@ -115,12 +115,13 @@ def _in_hub_cache(repo_id: str) -> bool:
 
 
 def _starter_folder(settings: Settings) -> Path:
+    """The assembled starter, re-assembled first when the shipped weights or the assembly changed (cheap check)."""
     folder = settings.starter_dir
-    if (folder / "config.json").is_file():
-        return folder
     try:
         from retriever_service.training.starter import ensure_starter_model
     except ImportError as error:
+        if (folder / "config.json").is_file():
+            return folder
         raise ModelNotAvailableError(
             f"The starter model is not built yet ({folder}) and its builder cannot be imported "
             f"({_first_line(error)}). Reinstall the project, or set CHATIR_MODEL to another model."
@@ -219,6 +220,14 @@ def load_model(
 
     meta = _read_meta(source) if local_only and Path(source).is_dir() else {}
     max_text_tokens = int(meta.get("max_text_tokens") or family.default_max_text_tokens(config, tokenizer))  # type: ignore[attr-defined]
+    if settings.max_text_tokens is not None:
+        positions = config_text_positions(config)
+        if positions is not None and settings.max_text_tokens > positions:
+            raise ModelNotAvailableError(
+                f"CHATIR_MAX_TEXT_TOKENS={settings.max_text_tokens} is longer than model '{name}' can read "
+                f"({positions} positions); set it to {positions} or less, or unset it."
+            )
+        max_text_tokens = settings.max_text_tokens
     truncation = settings.truncation
     if "truncation" not in settings.model_fields_set and meta.get("truncation") in ("keep_caption", "tail"):
         truncation = meta["truncation"]  # how this checkpoint was trained, unless the user chose explicitly
@@ -304,3 +313,4 @@ def _load_processors(name: str, source: str, local_only: bool, config: Any) -> t
             f"its image processor cannot be loaded ({_first_line(error)}); add preprocessor_config.json",
         ) from error
     return tokenizer, image_processor
+
