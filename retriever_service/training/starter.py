@@ -52,8 +52,9 @@ ASSEMBLY_VERSION = 2
 """Bumped when assembly writes something new; an older assembled folder is re-assembled (seconds)."""
 INFERENCE_MAX_TEXT_TOKENS = 256
 """The assembled starter's token window. Training uses ``spec.max_text_tokens`` (128, for speed); at use,
-half of the ten-round world dialogs pass 128 tokens and that window would drop their middle rounds. Measured on the tuning
-world (docs/evaluation.md): the same weights reading whole dialogs lower the round-10 ATR by about a fifth."""
+half of the ten-round world dialogs pass 128 tokens and that window would drop their middle rounds.
+Measured on the tuning world (docs/evaluation.md): the same weights reading whole dialogs lower the
+round-10 ATR by about a fifth."""
 STARTER_MODEL_ID = "starter"
 
 
