@@ -342,9 +342,10 @@ def test_starter_resolves_to_the_starter_folder(tiny_clip_dir, tmp_path, monkeyp
     settings = Settings(home=tmp_path / "home")
     calls = []
 
-    def ensure_starter_model(given: Settings) -> Path:  # plays the starter builder: writes the folder
+    def ensure_starter_model(given: Settings) -> Path:  # plays the starter builder: writes the folder once
         calls.append(given)
-        shutil.copytree(tiny_clip_dir, given.starter_dir)
+        if not given.starter_dir.exists():
+            shutil.copytree(tiny_clip_dir, given.starter_dir)
         return given.starter_dir
 
     fake = types.ModuleType("retriever_service.training.starter")
@@ -353,8 +354,9 @@ def test_starter_resolves_to_the_starter_folder(tiny_clip_dir, tmp_path, monkeyp
 
     model = load_model("starter", device="cpu", settings=settings)
     assert calls == [settings] and model.model_id == "starter" and model.dim == TINY_EMBED_DIM
-    load_model("starter", device="cpu", settings=settings)  # already built: not rebuilt
-    assert len(calls) == 1
+    stamp = (settings.starter_dir / "config.json").stat().st_mtime_ns
+    load_model("starter", device="cpu", settings=settings)  # asks again (it checks freshness), not rebuilt
+    assert len(calls) == 2 and (settings.starter_dir / "config.json").stat().st_mtime_ns == stamp
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
