@@ -390,8 +390,8 @@ class RetrieverService:
 
         Checked on the resolved path, so ``..`` and symbolic links cannot step outside a root."""
         path = Path(raw).expanduser().resolve()
-        roots = [self.uploads_dir.resolve(), *(Path(root).expanduser().resolve() for root in self.settings.index_roots)]
-        if any(path.is_relative_to(root) for root in roots):
+        roots = [self.uploads_dir, *self.settings.index_roots]
+        if any(path.is_relative_to(Path(root).expanduser().resolve()) for root in roots):
             return
         if not self.settings.index_roots:
             raise ForbiddenError(

@@ -174,14 +174,14 @@ class _ClientBase:
     def image_url(self, hit: Hit | str) -> str:
         """URL of the full image behind a hit (or an image id)."""
         image_id = hit.id if isinstance(hit, Hit) else hit
-        return self.url(f"/v1/images/{quote(image_id, safe='')}")
+        return self.url(_image_path(image_id))
 
     def thumbnail_url(self, hit: Hit | str) -> str:
         """URL of the hit's thumbnail (the service's own ``thumbnail_url`` made absolute)."""
         if isinstance(hit, Hit) and hit.thumbnail_url:
             return self.url(hit.thumbnail_url)
         image_id = hit.id if isinstance(hit, Hit) else hit
-        return self.url(f"/v1/images/{quote(image_id, safe='')}/thumbnail")
+        return self.url(_image_path(image_id, "thumbnail"))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.base_url!r}, retries={self.retries}, timeout={self.timeout})"
