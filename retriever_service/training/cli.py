@@ -149,10 +149,20 @@ def starter_build(
         int, typer.Option(min=1, help="torch CPU threads (1 on a shared machine, 2 on an idle one).")
     ] = 1,
     size: Annotated[
-        str, typer.Option(help="full (the shipped recipe) or tiny (a quick smoke run).")
+        str,
+        typer.Option(
+            help="full (the shipped recipe), quick (the joint recipe in ~20 CPU minutes) or tiny (a smoke run)."
+        ),
     ] = "full",
+    recipe: Annotated[
+        str, typer.Option(help="joint (starter v2, the shipped one) or staged (the first starter's).")
+    ] = "joint",
+    device: Annotated[str, typer.Option(help="joint recipe: auto, cpu, cuda or cuda:N.")] = "auto",
+    workers: Annotated[
+        int | None, typer.Option(min=0, help="joint recipe: processes drawing batches (default: cores - 1).")
+    ] = None,
 ) -> None:
-    """Build the starter model from scratch: world, image-caption stage, dialog stage, export (resumable)."""
+    """Build the starter model from scratch (resumable); see docs/starter-model.md for both recipes."""
     from chatir.settings import get_settings
     from retriever_service.training.starter import (
         STARTER_WEIGHTS_DIR,
@@ -162,9 +172,14 @@ def starter_build(
     )
 
     settings = get_settings()
-    if size not in ("full", "tiny"):
-        raise ChatIRError(f"--size must be full or tiny, not {size!r}")
-    spec = StarterSpec() if size == "full" else StarterSpec.tiny()
+    if size not in ("full", "quick", "tiny"):
+        raise ChatIRError(f"--size must be full, quick or tiny, not {size!r}")
+    if recipe not in ("joint", "staged"):
+        raise ChatIRError(f"--recipe must be joint or staged, not {recipe!r}")
+    if recipe == "joint":
+        spec = StarterSpec.joint_recipe(quick=size == "quick") if size != "tiny" else StarterSpec.joint_tiny()
+    else:
+        spec = StarterSpec() if size != "tiny" else StarterSpec.tiny()
     weights_out = out or STARTER_WEIGHTS_DIR
     result = build_starter(
         spec,
@@ -173,6 +188,8 @@ def starter_build(
         settings=settings,
         force=force,
         threads=threads,
+        device=device,
+        workers=workers,
     )
     total = sum(result.seconds.values())
     typer.echo(

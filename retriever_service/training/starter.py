@@ -36,8 +36,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from chatir.errors import ChatIRError, ModelNotAvailableError
 from retriever_service.training.config import LoopConfig, TrainConfig
+from retriever_service.training.joint import JointStage
 from retriever_service.training.masking import MaskingConfig
 from retriever_service.training.trainer import torch_threads
+from chatir.world.attributes import scene_attributes  # noqa: F401  (re-exported: the attribute head's targets)
 
 if TYPE_CHECKING:
     from chatir.settings import Settings
@@ -143,10 +145,16 @@ class DialogStage(BaseModel):
 
 
 class StarterSpec(BaseModel):
-    """Everything that defines a starter build (saved in ``starter.json``)."""
+    """Everything that defines a starter build (saved in ``starter.json``).
+
+    ``recipe`` "staged" is the first starter's (image-caption contrastive, then ChatIR's dialog training of
+    the text side on a fixed world); "joint" trains both towers together on an endless stream of world
+    dialogs with near-miss negatives and the paraphrase layer (:mod:`retriever_service.training.joint`).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
+    recipe: Literal["staged", "joint"] = "staged"
     vision: VisionSpec = Field(default_factory=VisionSpec)
     text_layers: int = Field(
         6,
@@ -163,76 +171,62 @@ class StarterSpec(BaseModel):
     val_dialogs: int = Field(200, ge=8)
     contrastive: ContrastiveStage = Field(default_factory=ContrastiveStage)
     dialog: DialogStage = Field(default_factory=DialogStage)
+    joint: JointStage | None = None
     seed: int = 0
 
+    @property
+    def trained_text_layers(self) -> int:
+        return self.joint.trained_text_layers if self.recipe == "joint" and self.joint else self.dialog.trained_text_layers
+
     @classmethod
-    def tiny(cls) -> StarterSpec:
-        """A minutes-to-seconds version for tests: same recipe, tiny towers and worlds."""
+    def joint_tiny(cls) -> StarterSpec:
+        """The joint recipe in seconds, for tests: tiny towers, a few small batches."""
+        from retriever_service.training.world_stream import StreamConfig
+
         return cls(
+            recipe="joint",
             vision=VisionSpec(
-                hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2
+                image_size=32, patch_size=8, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                num_attention_heads=2,
             ),
             projection_dim=32,
-            max_text_tokens=48,
-            train_images=320,
-            val_images=100,
-            val_dialogs=40,
-            contrastive=ContrastiveStage(epochs=10, batch_size=32, lr=2e-3, lr_decay=0.9, caption_variants=2),
-            dialog=DialogStage(epochs=2, batch_size=32, random_negatives=128, trained_text_layers=1),
+            max_text_tokens=64,
+            joint=JointStage(
+                steps=6,
+                stream=StreamConfig(batch_size=8, hard_negatives=1, image_size=32, low_res=0.0, max_text_tokens=64),
+                warmup_steps=2,
+                trained_text_layers=1,
+                val_images=32,
+                val_dialogs=8,
+                val_every=3,
+                log_every=2,
+            ),
         )
 
+    @classmethod
+    def joint_recipe(cls, *, quick: bool = False) -> StarterSpec:
+        """Starter v2: the 64 px ViT and MiniLM trained together on streamed world dialogs (CPU-sized).
 
-# ------------------------------------------------------------------------------------------------ world
-def scene_attributes(scene: Scene) -> np.ndarray:
-    """Multi-hot ground truth of a world scene for the auxiliary loss of the image-caption stage.
+        The full recipe trains for 70 minutes on 2 CPU cores (the shipped weights); ``quick`` is the same
+        recipe cut to 18 minutes. Both follow a time budget: the learning rate decays with elapsed time.
+        """
+        from retriever_service.training.world_stream import StreamConfig
 
-    Which (shape, colour) pairs occur; which shapes, colours, sizes and patterns occur; what shape and colour
-    sits in each grid cell; background colour and backdrop; dark; framed; number of objects.
-    """
-    from chatir.world.vocab import (
-        BACKDROPS,
-        BACKGROUNDS,
-        COLOURS,
-        MAX_OBJECTS,
-        PATTERNS,
-        POSITIONS,
-        SHAPES,
-        SIZES,
-    )
-
-    groups: list[tuple[int, list[int]]] = []
-
-    def one_hot(size: int, *hot: int) -> None:
-        groups.append((size, list(hot)))
-
-    objects = scene.objects
-    one_hot(
-        len(SHAPES) * len(COLOURS),
-        *[SHAPES.index(o.shape) * len(COLOURS) + COLOURS.index(o.colour) for o in objects],
-    )
-    one_hot(len(SHAPES), *[SHAPES.index(o.shape) for o in objects])
-    one_hot(len(COLOURS), *[COLOURS.index(o.colour) for o in objects])
-    one_hot(len(SIZES), *[SIZES.index(o.size) for o in objects])
-    one_hot(len(PATTERNS), *[PATTERNS.index(o.pattern) for o in objects])
-    one_hot(
-        len(POSITIONS) * len(SHAPES),
-        *[POSITIONS.index(o.position) * len(SHAPES) + SHAPES.index(o.shape) for o in objects],
-    )
-    one_hot(
-        len(POSITIONS) * len(COLOURS),
-        *[POSITIONS.index(o.position) * len(COLOURS) + COLOURS.index(o.colour) for o in objects],
-    )
-    one_hot(len(BACKGROUNDS), BACKGROUNDS.index(scene.background))
-    one_hot(len(BACKDROPS), BACKDROPS.index(scene.backdrop))
-    one_hot(1, *([0] if scene.lighting == "dark" else []))
-    one_hot(1, *([0] if scene.frame else []))
-    one_hot(MAX_OBJECTS, len(objects) - 1)
-    vector = np.zeros(sum(size for size, _ in groups), dtype=np.float32)
-    offset = 0
-    for size, hot in groups:
-        vector[[offset + h for h in hot]] = 1.0
-        offset += size
-    return vector
+        stage = JointStage(
+            steps=100_000,
+            time_budget_s=(18 if quick else 70) * 60,
+            stream=StreamConfig(batch_size=48, hard_negatives=1, image_size=64, low_res=0.0),
+            lr_vision=1e-3,
+            lr_text=1e-4,
+            warmup_steps=60,
+            trained_text_layers=2,
+            val_images=1000 if quick else 2000,
+            val_dialogs=200 if quick else 400,
+            val_every=400 if quick else 600,
+            log_every=20,
+            checkpoint_every_s=180,
+        )
+        return cls(recipe="joint", projection_dim=512, max_text_tokens=256, joint=stage)
 
 
 # ------------------------------------------------------------------------------------------------ model
@@ -261,22 +255,27 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def new_starter_model(spec: StarterSpec, *, settings: Settings | None = None) -> RetrievalModel:
-    """A fresh starter: random vision tower and projections (seeded), MiniLM text tower."""
+def new_starter_model(
+    spec: StarterSpec, *, settings: Settings | None = None, text_base: Path | None = None
+) -> RetrievalModel:
+    """A fresh starter: random vision tower and projections (seeded), MiniLM text tower.
+
+    ``text_base``: another copy of all-MiniLM-L6-v2 (a folder with its config, tokenizer and weights) than the
+    package's, e.g. on a training machine without the package.
+    """
     from safetensors.torch import load_file
-    from transformers import (
-        AutoTokenizer,
-        BertConfig,
-        CLIPImageProcessorPil,
-        VisionTextDualEncoderConfig,
-        VisionTextDualEncoderModel,
-    )
+    from transformers import AutoTokenizer, BertConfig, VisionTextDualEncoderConfig, VisionTextDualEncoderModel
+
+    try:  # transformers >= 5.2 names the PIL-backed processor apart; older 5.x has only one
+        from transformers import CLIPImageProcessorPil
+    except ImportError:  # pragma: no cover - depends on the installed transformers
+        from transformers import CLIPImageProcessor as CLIPImageProcessorPil
 
     from chatir.settings import get_settings
     from retriever_service.models import DualEncoderRetrievalModel
 
     settings = settings or get_settings()
-    base = minilm_dir()
+    base = Path(text_base) if text_base is not None else minilm_dir()
     text_config = BertConfig.from_pretrained(base, local_files_only=True)
     text_config.num_hidden_layers = spec.text_layers
     vision_config = spec.vision.config()
@@ -315,7 +314,7 @@ def new_starter_model(spec: StarterSpec, *, settings: Settings | None = None) ->
 
 def shipped_parameter_names(state_names: list[str], spec: StarterSpec) -> list[str]:
     """Which weights the starter ships: everything trained (the rest comes from the MiniLM package)."""
-    first_trained = spec.text_layers - spec.dialog.trained_text_layers
+    first_trained = spec.text_layers - spec.trained_text_layers
     keep = []
     for name in state_names:
         if (
@@ -329,10 +328,28 @@ def shipped_parameter_names(state_names: list[str], spec: StarterSpec) -> list[s
 
 def export_weights(model_folder: Path, out_dir: Path, spec: StarterSpec, build_info: dict[str, Any]) -> Path:
     """Write the trained parts of ``model_folder`` (fp16) and the manifest into ``out_dir``."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     state = load_file(Path(model_folder) / "model.safetensors")
     names = shipped_parameter_names(sorted(state), spec)
+    return write_shipped({name: state[name] for name in names}, out_dir, spec, build_info)
+
+
+def export_trained(trained_file: Path, out_dir: Path, spec: StarterSpec, build_info: dict[str, Any]) -> Path:
+    """Ship the trained parts the joint recipe saved (``trained.safetensors``) into ``out_dir``."""
+    from safetensors.torch import load_file
+
+    return write_shipped(load_file(Path(trained_file)), out_dir, spec, build_info)
+
+
+def write_shipped(
+    weights_by_name: dict[str, torch.Tensor], out_dir: Path, spec: StarterSpec, build_info: dict[str, Any]
+) -> Path:
+    """Write shipped weights (fp16) and the manifest (spec, checksums, build facts) into ``out_dir``."""
+    from safetensors.torch import save_file
+
+    state = weights_by_name
+    names = sorted(state)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = out_dir / WEIGHTS_FILE
@@ -681,6 +698,8 @@ def build_starter(
     force: bool = False,
     threads: int | None = 1,
     progress: bool = True,
+    device: str = "auto",
+    workers: int | None = None,
 ) -> StarterBuild:
     """Run the whole recipe (see the module docstring); resumable stage by stage.
 
@@ -699,7 +718,38 @@ def build_starter(
         raise StarterError(f"{work} holds a build with another specification; use --force to start over")
     spec_file.write_text(json.dumps(spec.model_dump(mode="json"), indent=2) + "\n")
     with torch_threads(threads):
+        if spec.recipe == "joint":
+            return _build_joint(spec, work, weights_out, device=device, workers=workers, progress=progress)
         return _build(spec, work, weights_out, settings, threads, progress)
+
+
+def _build_joint(
+    spec: StarterSpec, work: Path, weights_out: Path, *, device: str, workers: int | None, progress: bool
+) -> StarterBuild:
+    from retriever_service.training.joint import read_log, train_joint
+
+    clock = time.perf_counter()
+    trained = train_joint(spec, work / "joint", device=device, workers=workers, resume=True, progress=progress)
+    seconds = {"joint": time.perf_counter() - clock}
+    log = read_log(work / "joint")
+    validation = next((r["validation"] for r in reversed(log) if "validation" in r), {})
+    info = {
+        "seconds": {k: round(v, 1) for k, v in seconds.items()},
+        "dialog_validation": validation,
+        "steps": next((r["step"] for r in reversed(log) if r.get("final")), None),
+        "torch": torch.__version__,
+        "device": device,
+    }
+    weights = export_trained(trained, weights_out, spec, info)
+    return StarterBuild(
+        work=work,
+        weights=weights,
+        contrastive_model=work / "joint",
+        dialog_model=work / "joint",
+        seconds=seconds,
+        contrastive_validation={},
+        dialog_validation=validation,
+    )
 
 
 def _build(
