@@ -207,14 +207,14 @@ class StarterSpec(BaseModel):
     def joint_recipe(cls, *, quick: bool = False) -> StarterSpec:
         """Starter v2: the 64 px ViT and MiniLM trained together on streamed world dialogs (CPU-sized).
 
-        The full recipe trains for 70 minutes on 2 CPU cores (the shipped weights); ``quick`` is the same
+        The full recipe trains for 65 minutes on 2 CPU cores (the shipped weights); ``quick`` is the same
         recipe cut to 18 minutes. Both follow a time budget: the learning rate decays with elapsed time.
         """
         from retriever_service.training.world_stream import StreamConfig
 
         stage = JointStage(
             steps=100_000,
-            time_budget_s=(18 if quick else 70) * 60,
+            time_budget_s=(18 if quick else 65) * 60,
             stream=StreamConfig(batch_size=48, hard_negatives=1, image_size=64, low_res=0.0),
             lr_vision=1e-3,
             lr_text=1e-4,

@@ -28,6 +28,8 @@ from chatir.world.perturb import IDK, consistent, perturb
 from chatir.world.render import render_scene
 from chatir.world.scene import Scene, sample_scene
 
+MAX_RANDOM_TRIES = 50
+"""A caption that fits most scenes ("a shape") rules out few: after this many draws take any scene."""
 SCENES_PER_SEED = 2**40
 """Scene indices are drawn from this range: in practice no training scene repeats."""
 
@@ -100,30 +102,35 @@ def sample_example(seed: int, config: StreamConfig, rng: random.Random) -> tuple
     if not free and rng.random() < config.reword_caption:
         caption_text = reword(caption_text, rng, rate=0.4)
     kept_caption: Caption | None = caption
-    if parts and rng.random() < config.round_alone:
-        k = rng.randrange(len(parts))
+    informative = [k for k, (_, answer) in enumerate(facts) if answer != IDK]
+    if informative and rng.random() < config.round_alone:
+        k = rng.choice(informative)
         text_parts = [parts[k]]
         facts = [facts[k]]
         kept_caption = None
-    elif parts and rng.random() < config.mask_caption:
+    elif informative and rng.random() < config.mask_caption:
         text_parts = parts
         kept_caption = None
     else:
         text_parts = [caption_text, *parts]
-    negatives = []
-    for _ in range(config.hard_negatives):
-        negative = None
-        for _try in range(8):
-            candidate = perturb(scene, rng)
-            if not consistent(candidate, kept_caption, facts):
-                negative = candidate
-                break
-        while negative is None:  # nothing near rules out: a random scene the dialog rules out
-            candidate = sample_scene(seed, rng.randrange(SCENES_PER_SEED))
-            if not consistent(candidate, kept_caption, facts):
-                negative = candidate
-        negatives.append(negative)
+    negatives = [_near_miss(seed, scene, kept_caption, facts, rng) for _ in range(config.hard_negatives)]
     return ", ".join(text_parts), scene, negatives
+
+
+def _near_miss(
+    seed: int, scene: Scene, caption: Caption | None, facts: list[tuple[str, str]], rng: random.Random
+) -> Scene:
+    """A one-change variant of ``scene`` that the dialog rules out; else a random scene it rules out; else
+    (a dialog that fits almost anything) any random scene."""
+    for _try in range(8):
+        candidate = perturb(scene, rng)
+        if not consistent(candidate, caption, facts):
+            return candidate
+    for _try in range(MAX_RANDOM_TRIES):
+        candidate = sample_scene(seed, rng.randrange(SCENES_PER_SEED))
+        if not consistent(candidate, caption, facts):
+            return candidate
+    return candidate
 
 
 def make_batch(seed: int, config: StreamConfig, rng: random.Random, tokenizer) -> WorldBatch:
