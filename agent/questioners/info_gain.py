@@ -8,6 +8,18 @@ the entropy of ``p(c)`` after hearing the answer is the mutual information
 
 The questioner picks the unasked question with the largest IG, and stops asking (returns ``None``) when the
 top candidate's prior already exceeds ``stop_threshold``.
+
+It asks about what is there and about what is still open. From the predicted answer distribution
+``P(a) = sum_c p(c) P(a|c)`` (the model's own reading of the candidates, no world-specific parsing, so the same
+rule serves real photos with the generic bank) a question is held back when
+
+- it is *settled*: one answer already has ``P(a) >= settled_threshold`` (e.g. the background colour after
+  "on a pink grid": every candidate has a pink background);
+- it asks about an object the candidates probably lack: its "absence" answers ("there is no circle",
+  "no animal") have ``P >= absent_threshold`` together. "Is there a circle?" stays askable; "what colour is
+  the circle?" waits until a circle is likely.
+
+Held-back questions are asked only when nothing else is left.
 """
 
 from __future__ import annotations
@@ -41,6 +53,12 @@ def mutual_information_segments(prior: np.ndarray, likelihood: np.ndarray, start
     return np.add.reduceat(terms.sum(axis=0), starts)
 
 
+def is_absence_answer(answer: str) -> bool:
+    """An answer saying the thing asked about is not there: "there is no circle", "no animal" (not "no")."""
+    text = answer.strip().lower()
+    return text.startswith("there is no ") or (text.startswith("no ") and len(text) > 3)
+
+
 def entropy(p: np.ndarray) -> float:
     nonzero = p[p > 0]
     return float(-(nonzero * np.log(nonzero)).sum())
@@ -59,6 +77,8 @@ class InfoGainQuestioner:
         top_n: int = 20,
         prior_temperature: float = 0.05,
         stop_threshold: float | None = 0.9,
+        settled_threshold: float = 0.85,
+        absent_threshold: float = 0.5,
     ) -> None:
         if top_n < 2:
             raise ValueError("top_n must be at least 2 (information gain needs candidates to tell apart)")
@@ -70,7 +90,12 @@ class InfoGainQuestioner:
         self.candidates_needed = top_n
         self.prior_temperature = prior_temperature
         self.stop_threshold = stop_threshold
+        self.settled_threshold = settled_threshold
+        self.absent_threshold = absent_threshold
         self._keys = [question_key(q.question) for q in self.bank]
+        self._absence = np.array(
+            [is_absence_answer(a) for q in self.bank for a in q.answers], dtype=np.float64
+        )
 
     @property
     def needs_vectors(self) -> bool:
@@ -101,12 +126,22 @@ class InfoGainQuestioner:
         matrix_of = getattr(self.scorer, "likelihood_matrix", None)
         if callable(matrix_of):  # vectorised: the whole bank at once (its text matrix is cached)
             likelihood, starts = matrix_of(dialog, self.bank.questions, pool)
-            gains = mutual_information_segments(prior, np.asarray(likelihood, np.float64), starts)[open_rows]
+            likelihood = np.asarray(likelihood, np.float64)
+            gains = mutual_information_segments(prior, likelihood, starts)[open_rows]
+            marginal = prior @ likelihood
+            top_answer = np.maximum.reduceat(marginal, starts)[open_rows]
+            absent = np.add.reduceat(marginal * self._absence, starts)[open_rows]
         else:
-            likelihoods = self.scorer.answer_likelihoods(dialog, available, pool)
-            gains = np.array([mutual_information(prior, np.asarray(lk, np.float64)) for lk in likelihoods])
+            likelihoods = [np.asarray(lk, np.float64) for lk in self.scorer.answer_likelihoods(dialog, available, pool)]
+            gains = np.array([mutual_information(prior, lk) for lk in likelihoods])
+            marginals = [prior @ lk for lk in likelihoods]
+            top_answer = np.array([m.max() for m in marginals])
+            absent = np.array(
+                [sum(p for p, a in zip(m, q.answers, strict=True) if is_absence_answer(a)) for m, q in zip(marginals, available, strict=True)]
+            )
         gains = np.maximum(gains, 0.0)  # rounding can dip a hair below zero
-        order = sorted(range(len(available)), key=lambda i: (-gains[i], i))  # ties: bank order
+        held_back = (top_answer >= self.settled_threshold) | (absent >= self.absent_threshold)
+        order = sorted(range(len(available)), key=lambda i: (bool(held_back[i]), -gains[i], i))  # ties: bank order
         return [(available[i], float(gains[i])) for i in order]
 
     def confident(self, candidates: Sequence[Hit]) -> bool:

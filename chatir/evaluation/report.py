@@ -128,7 +128,8 @@ def markdown_report(
         if meta.get(key) not in (None, "")
     ]
     lines += [f"- {key}: `{value}`" if key == "command" else f"- {key}: {value}" for key, value in facts]
-    return "\n".join([*lines, "", markdown_table(results), LEGEND, ""])
+    sections = [str(section) for section in meta.get("sections", [])]
+    return "\n".join([*lines, "", markdown_table(results), LEGEND, "", *sections])
 
 
 def plot(results: Sequence[SystemResult], path: Path, k: int = HEADLINE_K, title: str | None = None) -> None:

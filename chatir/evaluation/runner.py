@@ -97,6 +97,7 @@ def run_evaluation(options: EvalOptions, *, settings: Settings | None = None, mo
 
     return (
         markdown_table(results)
+        + "".join("\n" + section for section in meta.get("sections", []))
         + f"\nwall time {wall:.1f} s; wrote {files.json_path}, {files.csv_path}, {files.markdown_path}, "
         f"{files.plot_path}"
     )

@@ -132,6 +132,8 @@ def run_world(options, *, settings: Settings, model, cache_root: Path | None):
     )
     lookup = InMemorySearcher.from_ids(model, corpus_vectors, list(corpus.paths))  # image vectors by id
     answerer = WorldOracleAnswerer()
+    symbolic = _symbolic_retriever(corpus, progress=options.progress)
+    sections: list[str] = []
     out = Path(options.out)
     results: list[SystemResult] = []
     ranks: dict[str, np.ndarray] = {}
@@ -169,8 +171,11 @@ def run_world(options, *, settings: Settings, model, cache_root: Path | None):
             progress=options.progress,
         )
         write_chatir_dialogs(transcripts, out / "dialogs" / f"{_slug(kind)}.json")
-        results.append(result)
+        ceiling, ceiling_ranks, section = _ceiling(symbolic, corpus, transcripts, result, options.rounds)
+        results += [result, ceiling]
         ranks[_slug(kind)] = system_ranks
+        ranks[_slug(kind) + "-symbolic"] = ceiling_ranks
+        sections.append(section)
     meta = {
         "mode": "live",
         "title": "ChatIR protocol, live questioners on the world",
@@ -179,5 +184,54 @@ def run_world(options, *, settings: Settings, model, cache_root: Path | None):
         "n_dialogs": len(dialogs),
         "answerer": "world oracle",
         "bank": options.bank,
+        "sections": sections,
     }
     return results, ranks, meta
+
+
+def _symbolic_retriever(corpus: ImageCorpus, *, progress: bool):
+    from chatir.evaluation.symbolic import SymbolicRetriever
+    from chatir.world.generator import iter_manifest_json
+    from chatir.world.scene import Scene
+
+    by_path = {record["path"]: record["scene"] for record in iter_manifest_json(corpus.root)}
+    scenes = [Scene.model_validate(by_path[path]) for path in corpus.paths]
+    return SymbolicRetriever(scenes, seed=0)
+
+
+def _ceiling(symbolic, corpus: ImageCorpus, transcripts, learned: SystemResult, rounds: int):
+    """The symbolic ceiling on the same dialogs, the questions' quality, and a markdown section."""
+    from chatir.evaluation.symbolic import consistent_sizes, padded_ranks, question_quality, world_caption
+
+    targets = corpus.target_indices([t.img for t in transcripts])
+    evaluated = [
+        symbolic.evaluate(int(target), world_caption(t.img, t.dialog.caption), t.dialog)
+        for target, t in zip(targets, transcripts, strict=True)
+    ]
+    ceiling_ranks = padded_ranks(evaluated, rounds)
+    ceiling = SystemResult.from_ranks(
+        f"{learned.system} · symbolic ceiling", ceiling_ranks, mode="live", model_id="symbolic"
+    )
+    quality = question_quality(evaluated)
+    sizes = consistent_sizes(evaluated, rounds)
+    learned.details.update({f"questions_{k}": v for k, v in quality.items()})
+    hits, top = learned.hits[10], ceiling.hits[10]
+    ratio = ["–" if b == 0 else f"{a / b:.2f}" for a, b in zip(hits, top, strict=True)]
+    header = "| | " + " | ".join(str(r) for r in range(len(hits))) + " |"
+    section = "\n".join(
+        [
+            f"### {learned.system}: learned retriever vs the symbolic ceiling",
+            "",
+            header,
+            "|---|" + "---:|" * len(hits),
+            "| learned Hits@10 (%) | " + " | ".join(f"{v:.1f}" for v in hits) + " |",
+            "| symbolic Hits@10 (%) | " + " | ".join(f"{v:.1f}" for v in top) + " |",
+            "| learned / symbolic | " + " | ".join(ratio) + " |",
+            "| consistent images (median) | " + " | ".join(f"{v:,.0f}" for v in sizes) + " |",
+            "",
+            f"Questions asked: {quality['questions_asked']:,}; about absent objects {quality['absent_pct']:.1f} %, "
+            f"about settled facts {quality['settled_pct']:.1f} %, either {quality['absent_or_settled_pct']:.1f} %.",
+            "",
+        ]
+    )
+    return ceiling, ceiling_ranks, section
