@@ -63,7 +63,7 @@ def build_questioner(
         )
     else:
         scorer = ModelCandidateScorer(text_encoder, lookup, temperature=settings.info_gain_temperature)
-    info_gain = InfoGainQuestioner(scorer, bank)
+    info_gain = InfoGainQuestioner(scorer, bank, top_n=settings.info_gain_top_n)
     if kind == "info_gain":
         return info_gain
     from agent.questioners.llm import LLMQuestioner, build_chat_model, service_tool_factory

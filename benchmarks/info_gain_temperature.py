@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--split", default="test")
     parser.add_argument("--dialogs", type=int, default=300)
     parser.add_argument("--temperatures", default="0.05,0.1,0.2,0.5")
-    parser.add_argument("--top-n", type=int, default=20, help="candidates the questioner weighs")
+    parser.add_argument("--top-n", default="20", help="candidates the questioner weighs (comma list to sweep)")
     parser.add_argument("--model", default=None, help="default CHATIR_MODEL")
     parser.add_argument("--bank", default="world")
     args = parser.parse_args()
@@ -56,13 +56,14 @@ def main() -> None:
     bank = load_bank(args.bank)
     temperatures = [float(t) for t in args.temperatures.split(",")]
 
-    print(f"\n{source}: {len(corpus):,} images, {len(dialogs)} dialogs, top_n {args.top_n}\n")
+    top_ns = [int(n) for n in str(args.top_n).split(",")]
+    print(f"\n{source}: {len(corpus):,} images, {len(dialogs)} dialogs\n")
     header = " | ".join(f"r{r}" for r in REPORT_ROUNDS)
-    print(f"| T | Hits@10 (%) {header} | ATR {header} | s |")
-    print("|---|" + "---:|" * (2 * len(REPORT_ROUNDS) + 1))
-    for temperature in temperatures:
+    print(f"| T | top_n | Hits@10 (%) {header} | ATR {header} | s |")
+    print("|---|---:|" + "---:|" * (2 * len(REPORT_ROUNDS) + 1))
+    for temperature, top_n in [(t, n) for t in temperatures for n in top_ns]:
         scorer = ModelCandidateScorer(model, lookup, temperature=temperature)
-        questioner = InfoGainQuestioner(scorer, bank, top_n=args.top_n)
+        questioner = InfoGainQuestioner(scorer, bank, top_n=top_n)
         questioner.warm_up()
         started = time.perf_counter()
         _, ranks, _ = evaluate_live(
@@ -80,7 +81,7 @@ def main() -> None:
         atr = ranks.mean(axis=0)
         cells = [f"{hits[r]:.1f}" for r in REPORT_ROUNDS] + [f"{atr[r]:,.0f}" for r in REPORT_ROUNDS]
         print(
-            f"| {temperature} | " + " | ".join(cells) + f" | {time.perf_counter() - started:.0f} |",
+            f"| {temperature} | {top_n} | " + " | ".join(cells) + f" | {time.perf_counter() - started:.0f} |",
             flush=True,
         )
 

@@ -104,6 +104,12 @@ class Settings(BaseSettings):
         "is safer for a weak model (noisy sharp likelihoods overrate many-answer questions); 0.2 was best for "
         "the starter on a held-out tuning world (docs/evaluation.md).",
     )
+    info_gain_top_n: int = Field(
+        20,
+        ge=2,
+        validation_alias=_env("CHATIR_INFO_GAIN_TOP_N"),
+        description="Candidates the information-gain questioner weighs when it picks a question.",
+    )
     question_bank: str = Field(
         "generic",
         validation_alias=_env("CHATIR_QUESTION_BANK"),

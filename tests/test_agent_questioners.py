@@ -271,3 +271,63 @@ def test_vectorised_gains_equal_the_per_question_formula(toy):
     assert [q.question for q, _ in by_list] == [q.question for q, _ in by_matrix]
     assert np.allclose([g for _, g in by_list], [g for _, g in by_matrix])
     assert "How many shapes are there?" not in [q.question for q, _ in by_list]
+
+
+def test_info_gain_holds_back_settled_questions_and_questions_about_absent_things():
+    from agent.questioners.bank import QuestionBank
+    from agent.questioners.info_gain import is_absence_answer
+    from retriever_service.schemas import Hit
+
+    bank = QuestionBank.from_pairs(
+        "v2",
+        [
+            ("What colour is the background?", ("white", "black")),
+            ("What colour is the star?", ("red", "blue", "there is no star")),
+            ("Is there a star?", ("yes", "no")),
+            ("What shape is it?", ("circle", "square")),
+        ],
+    )
+
+    class ReadScorer:
+        """P(a | c) as the model would read four candidates: all on white, half circles, no star at all."""
+
+        def __init__(self, star: bool) -> None:
+            self.star = star
+
+        def answer_likelihoods(self, dialog, questions, candidates):
+            table = {
+                "What colour is the background?": [[0.95, 0.05]] * 4,
+                "What colour is the star?": [[0.45, 0.45, 0.1]] * 4 if self.star else [[0.05, 0.05, 0.9]] * 4,
+                "Is there a star?": [[0.6, 0.4], [0.4, 0.6], [0.6, 0.4], [0.4, 0.6]],
+                "What shape is it?": [[0.9, 0.1], [0.9, 0.1], [0.1, 0.9], [0.1, 0.9]],
+            }
+            return [np.array(table[q.question]) for q in questions]
+
+    hits = [Hit(id=f"c{i}", score=0.5, uri=f"file://c{i}", thumbnail_url=f"/t/c{i}") for i in range(4)]
+    dialog = Dialog(caption="something on white")
+    questioner = InfoGainQuestioner(ReadScorer(star=False), bank)
+    ranked = [q.question for q, _ in questioner.rank_questions(dialog, hits, [])]
+    assert ranked[:2] == ["What shape is it?", "Is there a star?"]
+    assert set(ranked[2:]) == {"What colour is the background?", "What colour is the star?"}  # held back
+    assert questioner.next_question(dialog, hits, ["What shape is it?", "Is there a star?"]) in set(ranked[2:])
+    # once a star is likely among the candidates, its colour is worth asking (here: the best question)
+    ranked = [q.question for q, _ in InfoGainQuestioner(ReadScorer(star=True), bank).rank_questions(dialog, hits, [])]
+    assert ranked.index("What colour is the star?") < ranked.index("What colour is the background?")
+    assert is_absence_answer("there is no star") and is_absence_answer("no animal")
+    assert not is_absence_answer("no") and not is_absence_answer("none")
+
+
+def test_the_llm_prompt_carries_the_candidates_reading(toy):
+    from agent.questioners.prompts import render_request
+
+    model, searcher = toy
+    questioner = info_gain(model, searcher)
+    dialog = Dialog(caption="a red circle on white")
+    hits = [h for h in searcher.search(dialog, k=20, scope=SearchScope()) if "red-circle-on-white" in h.id]
+    settled, absent = questioner.reading(dialog, hits)
+    asked = {q for q, _, _ in settled}
+    assert "What colour is the shape?" in asked and "What shape is it?" in asked
+    assert all(p >= questioner.settled_threshold for _, _, p in settled)
+    text = render_request(dialog, hits, [], (settled, absent))
+    assert "Already settled" in text and "What shape is it? -> circle" in text
+    assert "Already settled" not in render_request(dialog, hits, [])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -18,12 +20,13 @@ def test_shipped_starter_loads_and_dialog_rounds_move_the_ranking(tmp_path):
 
     settings = Settings(home=tmp_path, device="cpu")
     model = load_model("starter", settings=settings)
-    assert model.dim == 256
+    spec = json.loads((STARTER_WEIGHTS_DIR / "starter.json").read_text())["spec"]
+    assert model.dim == spec["projection_dim"]
     assert model.max_text_tokens == INFERENCE_MAX_TEXT_TOKENS  # trained at 128, reads whole 10-round dialogs
 
     scenes = [sample_scene(11, i) for i in range(64)]
     images = model.encode_images([render_scene(scene) for scene in scenes])
-    assert images.shape == (64, 256)
+    assert images.shape == (64, model.dim)
     np.testing.assert_allclose(np.linalg.norm(images, axis=1), 1.0, atol=1e-3)
 
     dialog = Dialog(caption="a shape", rounds=[Round(question="what colour is it?", answer="red")])

@@ -144,6 +144,34 @@ class InfoGainQuestioner:
         order = sorted(range(len(available)), key=lambda i: (bool(held_back[i]), -gains[i], i))  # ties: bank order
         return [(available[i], float(gains[i])) for i in order]
 
+    def reading(
+        self, dialog: Dialog, candidates: Sequence[Hit], *, limit: int = 8
+    ) -> tuple[list[tuple[str, str, float]], list[tuple[str, str, float]]]:
+        """What the candidates already agree on and what they probably lack, for the LLM questioner's prompt.
+
+        Returns (settled, absent): ``(question, answer, P(answer))`` for bank questions whose predicted answer
+        is settled, and for those whose "absence" answer is likely, most certain first, at most ``limit`` each.
+        """
+        pool = list(candidates[: self.top_n])
+        if len(pool) < 2:
+            return [], []
+        prior = self.prior(pool)
+        likelihoods = [
+            np.asarray(lk, np.float64) for lk in self.scorer.answer_likelihoods(dialog, self.bank.questions, pool)
+        ]
+        settled, absent = [], []
+        for question, likelihood in zip(self.bank.questions, likelihoods, strict=True):
+            marginal = prior @ likelihood
+            best = int(np.argmax(marginal))
+            answer = question.answers[best]
+            if is_absence_answer(answer) and marginal[best] >= self.absent_threshold:
+                absent.append((question.question, answer, float(marginal[best])))
+            elif marginal[best] >= self.settled_threshold:
+                settled.append((question.question, answer, float(marginal[best])))
+        by_certainty = lambda item: -item[2]  # noqa: E731
+        absent = list({a: (q, a, p) for q, a, p in sorted(absent, key=by_certainty, reverse=True)}.values())
+        return sorted(settled, key=by_certainty)[:limit], sorted(absent, key=by_certainty)[:limit]
+
     def confident(self, candidates: Sequence[Hit]) -> bool:
         if self.stop_threshold is None or not candidates:
             return False

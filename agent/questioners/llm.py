@@ -146,11 +146,24 @@ class LLMQuestioner:
             return None, history
         return extract_question(final.text), history
 
+    def _reading(self, dialog: Dialog, candidates: list[Hit]):
+        """The fallback questioner's reading of the candidates (settled answers, likely absent things), if any."""
+        reading = getattr(self.fallback, "reading", None)
+        if not callable(reading):
+            return None
+        try:
+            return reading(dialog, candidates)
+        except Exception as error:  # noqa: BLE001 - the reading is a hint; the question matters more
+            logger.info("no candidate reading for the LLM prompt (%s: %s)", type(error).__name__, error)
+            return None
+
     def next_question(self, dialog: Dialog, candidates: list[Hit], asked: list[str]) -> str | None:
         try:
             agent = self._agent()
             messages: list[BaseMessage] = [
-                HumanMessage(render_request(dialog, candidates[: self.candidates_shown], asked))
+                HumanMessage(
+                    render_request(dialog, candidates[: self.candidates_shown], asked, self._reading(dialog, candidates))
+                )
             ]
             question, history = self._ask(agent, messages)
             if question is None or is_repeat(question, asked):

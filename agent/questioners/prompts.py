@@ -82,12 +82,32 @@ def render_candidates(candidates: Sequence[Hit]) -> str:
     return "\n".join(lines) or "(no matches yet)"
 
 
-def render_request(dialog: Dialog, candidates: Sequence[Hit], asked: Sequence[str]) -> str:
+def render_reading(settled: Sequence[tuple[str, str, float]], absent: Sequence[tuple[str, str, float]]) -> str:
+    """The retriever's reading of the candidates: answers they agree on, things they probably lack."""
+    if not settled and not absent:
+        return ""
+    lines = ["What the image model reads in the top candidates (its estimate, not the person's words):"]
+    if settled:
+        lines.append("Already settled, all candidates agree (do not ask about these):")
+        lines += [f"- {_clip(q)} -> {_clip(a)} ({p:.0%})" for q, a, p in settled]
+    if absent:
+        lines.append("Probably not in the image (ask whether it is there before asking about its details):")
+        lines += [f"- {_clip(a)} ({p:.0%})" for _, a, p in absent]
+    return "\n".join(lines) + "\n\n"
+
+
+def render_request(
+    dialog: Dialog,
+    candidates: Sequence[Hit],
+    asked: Sequence[str],
+    reading: tuple[Sequence[tuple[str, str, float]], Sequence[tuple[str, str, float]]] | None = None,
+) -> str:
     asked_lines = "\n".join(f"- {_clip(q)}" for q in asked) or "- (none yet)"
     return (
         f"<dialog>\n{render_dialog(dialog)}\n</dialog>\n\n"
         f"Current top candidates, best first:\n<candidates>\n{render_candidates(candidates)}\n</candidates>\n\n"
-        f"Questions already asked (never ask these again):\n{asked_lines}\n\n"
+        + (render_reading(*reading) if reading else "")
+        + f"Questions already asked (never ask these again):\n{asked_lines}\n\n"
         "Ask the next question."
     )
 

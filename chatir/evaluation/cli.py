@@ -102,9 +102,9 @@ def register(app: typer.Typer) -> None:
 
         if world is None and not dialogs:
             raise typer.BadParameter("give --dialogs FILE (with --images ROOT) or --world ROOT")
-        if world is not None and dialogs:
-            raise typer.BadParameter("--world and --dialogs are separate modes: give one of them")
-        if dialogs and images is None:
+        if world is not None and len(dialogs) > 1:
+            raise typer.BadParameter("with --world, --dialogs names one file of targets and first descriptions")
+        if dialogs and images is None and world is None:
             raise typer.BadParameter(
                 "--dialogs needs --images ROOT (the folder the dialogs' 'img' paths are relative to)"
             )

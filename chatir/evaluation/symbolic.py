@@ -9,8 +9,9 @@ retriever it separates "the questions don't narrow it down" from "the retriever 
 :func:`question_quality` classifies every question a questioner asked:
 - *absent*: an attribute question about an object the target does not have ("what colour is the circle?" when
   there is no circle; the oracle answers "there is no circle");
-- *settled*: every corpus image that fits the dialog so far gives the same answer, so the answer cannot
-  change the ranking (e.g. "what colour is the background?" after "on a pink grid").
+- *settled*: at least two corpus images fit the dialog so far and all of them give the same answer, so the
+  answer cannot change the ranking (e.g. "what colour is the background?" after "on a pink grid"). Once only
+  the target fits, nothing is left to settle and questions are not counted as settled.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ class SymbolicRetriever:
             absent.append(isinstance(query, _ATTRIBUTE_QUERIES) and truth.startswith("there is no"))
             fits = score == facts
             answers = self.answers(round_.question)
-            settled.append(fits.any() and len(set(answers[fits].tolist())) == 1)
+            settled.append(int(fits.sum()) >= 2 and len(set(answers[fits].tolist())) == 1)
             if round_.answer != IDK:
                 score += answers == round_.answer
                 facts += 1

@@ -2,7 +2,9 @@
 
 ``ROOT`` is either a splits folder written by ``chatir world splits`` (``splits.json``; the corpus is the
 ``--split`` world, the targets and captions come from its dialog file) or a single world folder
-(``world.json``; targets are its first images, captions made by the world's caption generator).
+(``world.json``; targets are its first images, captions made by the world's caption generator). With
+``--dialogs FILE`` the targets and first descriptions come from that ChatIR-format file instead (e.g. people's
+own descriptions, ``benchmarks/data/free_descriptions_demo.json`` for the demo gallery).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 
 from chatir.dialog import Dialog
 from chatir.evaluation.data import EvaluationInputError, ImageCorpus, TargetDialog, load_chatir_dialogs
-from chatir.evaluation.embeddings import corpus_embeddings
+from chatir.evaluation.embeddings import corpus_embeddings, model_fingerprint, text_fingerprint
 from chatir.evaluation.live import evaluate_live, write_chatir_dialogs
 from chatir.evaluation.results import SystemResult
 from chatir.settings import Settings
@@ -122,6 +124,9 @@ def run_world(options, *, settings: Settings, model, cache_root: Path | None):
     from agent.search import InMemorySearcher
 
     corpus, dialogs, source = world_inputs(options.world, options.split, options.n_dialogs)
+    if options.dialogs:  # targets with first descriptions of one's own (their recorded rounds are ignored)
+        dialogs = load_chatir_dialogs(options.dialogs[0], limit=options.n_dialogs)
+        source = f"{options.dialogs[0]} (targets and descriptions) in {corpus.root}"
     corpus.target_indices([d.img for d in dialogs])  # every target must be in the corpus
     corpus_vectors = corpus_embeddings(
         model,
@@ -144,6 +149,7 @@ def run_world(options, *, settings: Settings, model, cache_root: Path | None):
             {
                 "model": str(model.model_id),
                 "dim": model.dim,
+                "towers": [model_fingerprint(model), text_fingerprint(model)],  # retrained weights, same id
                 "world": str(corpus.root),
                 "corpus": len(corpus),
                 "rounds": options.rounds,

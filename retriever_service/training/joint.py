@@ -26,7 +26,7 @@ import random
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -57,6 +57,11 @@ class JointStage(BaseModel):
     i2t_weight: float = Field(0.5, ge=0)
     attribute_weight: float = Field(0.5, ge=0)
     trained_text_layers: int = Field(4, ge=1, le=6)
+    init: Literal["scratch", "staged"] = Field(
+        "scratch",
+        description="start from random towers, or from the staged recipe's model (the first starter, which has "
+        "the same architecture): the vision tower it already trained learns the rest much faster on a CPU",
+    )
     grad_clip: float = Field(1.0, gt=0)
     val_images: int = Field(2000, ge=16)
     val_dialogs: int = Field(400, ge=8)
@@ -171,9 +176,14 @@ def train_joint(
     workers: int | None = None,
     resume: bool = False,
     text_base: Path | None = None,
+    init_weights: Path | None = None,
     progress: bool = True,
 ) -> Path:
-    """Train the starter ``spec`` (its ``joint`` stage) into ``out``; returns ``out/trained.safetensors``."""
+    """Train the starter ``spec`` (its ``joint`` stage) into ``out``; returns ``out/trained.safetensors``.
+
+    ``init_weights``: a shipped-weights file (``starter.safetensors``) of the same architecture to start from
+    (``init="staged"``); ignored when resuming from a checkpoint.
+    """
     from safetensors.torch import save_file
 
     from retriever_service.training.starter import new_starter_model, shipped_parameter_names
@@ -190,6 +200,15 @@ def train_joint(
     amp = torch_device.type == "cuda"
     torch.manual_seed(spec.seed)
     model = new_starter_model(spec, text_base=text_base)
+    if init_weights is not None and not (resume and (out / CHECKPOINT_FILE).is_file()):
+        from safetensors.torch import load_file
+
+        start = {name: value.float() for name, value in load_file(str(init_weights)).items()}
+        unknown = set(start) - set(model.model.state_dict())
+        if unknown:
+            raise ValueError(f"{init_weights} does not fit this architecture (e.g. {sorted(unknown)[:3]})")
+        model.model.load_state_dict(start, strict=False)
+        _say(progress, f"starting from {init_weights} ({len(start)} tensors)")
     model.model.to(torch_device)
     model.device = torch_device
     model.max_text_tokens = stage.stream.max_text_tokens
@@ -362,6 +381,7 @@ def main(
     text_base: Path | None = None,
     time_budget: float | None = None,
     steps: int | None = None,
+    init_weights: Path | None = None,
 ) -> None:
     """Train the joint starter into OUT (e.g. on a GPU machine without the project installed); then
     ``chatir starter build --work WORK`` with OUT = WORK/joint exports it."""
@@ -375,7 +395,9 @@ def main(
         spec.joint.steps = steps
     out.mkdir(parents=True, exist_ok=True)
     (out / "spec.json").write_text(json.dumps(spec.model_dump(mode="json"), indent=2) + "\n")
-    train_joint(spec, out, device=device, workers=workers, resume=True, text_base=text_base)
+    train_joint(
+        spec, out, device=device, workers=workers, resume=True, text_base=text_base, init_weights=init_weights
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,128 @@
+"""Starter v2's joint recipe at tiny size, end to end on CPU: stream -> train -> export -> assemble -> load.
+
+Also the pieces: batches hold fresh scenes whose near misses the dialog rules out, length-sorted text encoding
+equals plain encoding, and a finished run is not trained again.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from chatir.settings import Settings
+from chatir.world.perturb import consistent
+from retriever_service.training import starter
+from retriever_service.training.joint import TRAINED_FILE, encode_by_length, learning_rate_factor, read_log
+from retriever_service.training.starter import StarterSpec, build_starter
+from retriever_service.training.world_stream import StreamConfig, make_batch, sample_example
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("joint")
+    settings = Settings(home=root / "home")
+    try:
+        result = build_starter(
+            StarterSpec.joint_tiny(),
+            work=root / "work",
+            weights_out=root / "weights",
+            settings=settings,
+            progress=False,
+            workers=0,
+        )
+    finally:
+        torch.set_num_threads(threads)
+    return result, settings
+
+
+def test_joint_build_logs_trains_and_ships_a_loadable_model(built, monkeypatch):
+    from retriever_service.models import load_model
+
+    result, settings = built
+    log = read_log(result.work / "joint")
+    steps = [r for r in log if "loss_t2i" in r]
+    assert steps and all(np.isfinite(r["loss_t2i"]) for r in steps)
+    final = [r for r in log if r.get("final")]
+    assert len(final) == 1 and set(final[0]["validation"]) >= {"hits10_r0", "hits10_r10"}
+    manifest = json.loads((result.weights.parent / starter.MANIFEST_FILE).read_text())
+    assert manifest["spec"]["recipe"] == "joint"
+    assert manifest["build"]["dialog_validation"] == final[0]["validation"]
+
+    monkeypatch.setattr(starter, "STARTER_WEIGHTS_DIR", result.weights.parent)
+    model = load_model("starter", device="cpu", settings=settings)
+    assert model.dim == StarterSpec.joint_tiny().projection_dim
+    vectors = model.encode_texts(["a red star on blue", "is there a circle? no"])
+    assert vectors.shape == (2, model.dim) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-4)
+
+
+def test_a_finished_joint_stage_is_not_trained_again(built):
+    from retriever_service.training.joint import train_joint
+
+    result, _ = built
+    trained = result.work / "joint" / TRAINED_FILE
+    stamp = trained.stat().st_mtime_ns
+    assert train_joint(StarterSpec.joint_tiny(), result.work / "joint", device="cpu", workers=0, progress=False) == trained
+    assert trained.stat().st_mtime_ns == stamp
+
+
+def test_stream_examples_hold_near_misses_the_dialog_rules_out():
+    config = StreamConfig(batch_size=4, hard_negatives=2, image_size=32, low_res=0.0)
+    rng = random.Random(5)
+    for _ in range(60):
+        text, scene, negatives = sample_example(71, config, rng)
+        assert text and len(negatives) == 2
+        assert all(n != scene for n in negatives)
+
+
+def test_stream_batches_have_targets_first_and_ground_truth():
+    from transformers import AutoTokenizer
+
+    from retriever_service.training.starter import minilm_dir
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_dir(), local_files_only=True)
+    config = StreamConfig(batch_size=5, hard_negatives=1, image_size=32, low_res=0.0)
+    batch = make_batch(71, config, random.Random(0), tokenizer)
+    assert batch.images.shape == (10, 3, 32, 32) and batch.images.dtype == torch.uint8
+    assert batch.attributes.shape[0] == 10 and batch.tokens["input_ids"].shape[0] == 5
+    assert len(set(batch.texts)) == 5
+
+
+def test_length_sorted_text_encoding_equals_plain_encoding():
+    from retriever_service.training.world_stream import make_batch as batch_of
+
+    model = starter.new_starter_model(StarterSpec.joint_tiny())
+    batch = batch_of(71, StarterSpec.joint_tiny().joint.stream, random.Random(1), model.tokenizer)
+    tokens = {k: v for k, v in batch.tokens.items() if k in model.text_input_names}
+    with torch.no_grad():
+        assert torch.allclose(model.text_features(**tokens), encode_by_length(model, tokens, 3), atol=1e-5)
+
+
+def test_learning_rate_warms_up_then_follows_steps_or_time():
+    stage = StarterSpec.joint_tiny().joint.model_copy(update={"steps": 100, "warmup_steps": 10, "time_budget_s": 50})
+    assert learning_rate_factor(0, stage, 0) == pytest.approx(0.1)
+    assert learning_rate_factor(9, stage, 0) == pytest.approx(1.0)  # end of warm-up
+    assert learning_rate_factor(50, stage, 0) == pytest.approx(0.51)
+    assert learning_rate_factor(10, stage, 25) == pytest.approx(0.51)  # half the time budget: half-way
+    assert learning_rate_factor(99, stage, 50) == pytest.approx(0.02)
+
+
+def test_near_misses_in_batches_are_ruled_out_by_their_own_dialog():
+    from chatir.world.dialogs import make_dialog
+    from chatir.world.language import make_caption
+    from chatir.world.scene import sample_scene
+    from retriever_service.training.world_stream import _near_miss
+
+    for index in range(30):
+        scene = sample_scene(71, index)
+        rng = random.Random(index)
+        caption = make_caption(scene, rng)
+        dialog = make_dialog(scene, caption.text, rng, rounds=3)
+        facts = [(r.question, r.answer) for r in dialog.rounds]
+        near = _near_miss(71, scene, caption, facts, rng)
+        assert not consistent(near, caption, facts)
