@@ -20,7 +20,7 @@ from tools.scope import SearchScope
 
 HELP = (
     "Describe the image you are looking for, then answer my questions.\n"
-    "  <number>   pick that match (\"This one\")\n"
+    "  #3         pick match 3 (also \"pick 3\", \"the third one\"); a bare 3 is an answer\n"
     "  none       none of these: show other matches\n"
     "  restart    start over with a new description\n"
     "  quit       leave (or Ctrl-D)"
@@ -108,13 +108,9 @@ def run_chat(
             write(HELP)
             continue
         try:
-            if last is not None and text.isdigit() and last.hits and last.state != "found":
-                number = int(text)
-                if not 1 <= number <= len(last.hits):
-                    write(f"! pick a number between 1 and {len(last.hits)}")
-                    continue
-                last = engine.choose(conversation_id, last.hits[number - 1].id)
-            elif last is not None and command in REJECT:
+            # picks ("#3", "the third one") go through the engine's one intent rule, like every front-end's:
+            # a bare number answers the pending question ("how many shapes are there?" "3")
+            if last is not None and command in REJECT:
                 last = engine.reject_all(conversation_id)
             elif last is not None and command in RESTART:
                 last = engine.restart(conversation_id)

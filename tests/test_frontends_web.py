@@ -221,18 +221,18 @@ def scripted(lines: list[str]):
 def test_terminal_chat_scripted_conversation(stack):
     output: list[str] = []
     last = run_chat(stack.engine, stack.scope, read=scripted(
-        ["help", "there is a big yellow square", "no", "none", "9", "2", "quit"]
+        ["help", "there is a big yellow square", "no", "none", "2", "#9", "#2", "quit"]
     ), write=output.append, inline_images=False)
     text = "\n".join(output)
-    assert "none       none of these" in text  # help
+    assert "none       none of these" in text and "a bare 3 is an answer" in text  # help
     assert "Top matches after your description:" in text and "? " in text
     assert "Top matches after 1 answer:" in text
     assert "I won't show those 5 again" in text
-    assert "! pick a number between 1 and 5" in text
+    assert "! there are only 5 matches shown" in text
     assert last is not None and last.state == "found"
     assert f"Found it: {last.chosen.text}" in text and last.chosen.uri in text
     assert last.dialog.caption == "there is a big yellow square"
-    assert [r.answer for r in last.dialog.rounds] == ["no"]
+    assert [r.answer for r in last.dialog.rounds][:2] == ["no", "2"]  # the bare number was an answer
 
 
 def test_terminal_chat_restart_errors_and_end_of_input(stack):

@@ -126,3 +126,33 @@ def test_near_misses_in_batches_are_ruled_out_by_their_own_dialog():
         facts = [(r.question, r.answer) for r in dialog.rounds]
         near = _near_miss(71, scene, caption, facts, rng)
         assert not consistent(near, caption, facts)
+
+
+def test_joint_training_starts_from_given_weights_and_refuses_foreign_ones(built, tmp_path):
+    from safetensors.torch import save_file
+
+    from retriever_service.training.joint import train_joint
+
+    result, _ = built
+    start = result.work / "joint" / TRAINED_FILE
+    spec = StarterSpec.joint_tiny()
+    spec.joint.steps = 1
+    out = train_joint(spec, tmp_path / "again", device="cpu", workers=0, init_weights=start, progress=False)
+    assert out.is_file() and any(r.get("final") for r in read_log(tmp_path / "again"))
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"vision_model.no_such_layer.weight": torch.zeros(2)}, str(foreign))
+    with pytest.raises(ValueError, match="does not fit"):
+        train_joint(spec, tmp_path / "foreign", device="cpu", workers=0, init_weights=foreign, progress=False)
+
+
+def test_the_joint_recipe_starts_from_the_staged_recipe_of_the_same_architecture():
+    from retriever_service.training.starter import staged_base_spec
+
+    spec = StarterSpec.joint_recipe()
+    base = staged_base_spec(spec)
+    assert spec.joint.init == "staged" and base.recipe == "staged"
+    assert (base.vision, base.projection_dim, base.trained_text_layers) == (
+        spec.vision,
+        spec.projection_dim,
+        spec.trained_text_layers,
+    )

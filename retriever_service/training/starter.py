@@ -722,18 +722,50 @@ def build_starter(
     spec_file.write_text(json.dumps(spec.model_dump(mode="json"), indent=2) + "\n")
     with torch_threads(threads):
         if spec.recipe == "joint":
-            return _build_joint(spec, work, weights_out, device=device, workers=workers, progress=progress)
+            return _build_joint(
+                spec, work, weights_out, settings, device=device, threads=threads, workers=workers, progress=progress
+            )
         return _build(spec, work, weights_out, settings, threads, progress)
 
 
+def staged_base_spec(spec: StarterSpec) -> StarterSpec:
+    """The staged recipe whose model a joint build with ``init="staged"`` starts from (same architecture)."""
+    return StarterSpec(
+        vision=spec.vision,
+        text_layers=spec.text_layers,
+        projection_dim=spec.projection_dim,
+        world_seed=spec.world_seed,
+        seed=spec.seed,
+        dialog=DialogStage(trained_text_layers=spec.trained_text_layers),
+    )
+
+
 def _build_joint(
-    spec: StarterSpec, work: Path, weights_out: Path, *, device: str, workers: int | None, progress: bool
+    spec: StarterSpec,
+    work: Path,
+    weights_out: Path,
+    settings: Settings,
+    *,
+    device: str,
+    threads: int | None,
+    workers: int | None,
+    progress: bool,
 ) -> StarterBuild:
     from retriever_service.training.joint import read_log, train_joint
 
+    assert spec.joint is not None
+    seconds: dict[str, float] = {}
+    init_weights = None
+    if spec.joint.init == "staged":
+        clock = time.perf_counter()
+        base = _build(staged_base_spec(spec), work / "staged", work / "staged" / "weights", settings, threads, progress)
+        init_weights = base.weights
+        seconds["staged"] = time.perf_counter() - clock
     clock = time.perf_counter()
-    trained = train_joint(spec, work / "joint", device=device, workers=workers, resume=True, progress=progress)
-    seconds = {"joint": time.perf_counter() - clock}
+    trained = train_joint(
+        spec, work / "joint", device=device, workers=workers, resume=True, init_weights=init_weights, progress=progress
+    )
+    seconds["joint"] = time.perf_counter() - clock
     log = read_log(work / "joint")
     validation = next((r["validation"] for r in reversed(log) if "validation" in r), {})
     info = {
