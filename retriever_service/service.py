@@ -374,7 +374,7 @@ class RetrieverService:
             raise ServiceUnavailableError("The service is shutting down.")
         for position, raw in enumerate(request.paths):
             self._check_index_root(raw, position)
-            if not Path(raw).expanduser().exists():
+            if not Path(raw).expanduser().exists():  # usable: the root check resolved it
                 raise InvalidRequestError(
                     f"Path not found on the service's machine: {raw}", field=f"paths.{position}"
                 )
@@ -388,8 +388,14 @@ class RetrieverService:
     def _check_index_root(self, raw: str, position: int) -> None:
         """Paths sent over HTTP must lie in ``CHATIR_INDEX_ROOTS`` (or be this service's own uploads).
 
-        Checked on the resolved path, so ``..`` and symbolic links cannot step outside a root."""
-        path = Path(raw).expanduser().resolve()
+        Checked on the resolved path, so ``..`` and symbolic links cannot step outside a root. A path the
+        machine cannot use at all (a NUL byte, ``~nosuchuser``) is a bad request, never a server error."""
+        try:
+            path = Path(raw).expanduser().resolve()
+        except (ValueError, RuntimeError, OSError) as error:  # NUL byte; unknown user in "~user"; loops
+            raise InvalidRequestError(
+                f"paths.{position}: {raw!r} is not a usable path ({error})", field=f"paths.{position}"
+            ) from None
         roots = [self.uploads_dir, *self.settings.index_roots]
         if any(path.is_relative_to(Path(root).expanduser().resolve()) for root in roots):
             return
@@ -514,12 +520,24 @@ def _locations(record: Any) -> list[str]:
 
 
 def _first_local_file(record: Any) -> Path | None:
+    """The first location of ``record`` that still holds the indexed bytes.
+
+    A location is used only when it is a regular file, not a symbolic link, and its content still hashes to the
+    record's id: a file replaced after indexing (by other bytes, or by a link to ``/etc/passwd``) is never read
+    or served under the old id."""
+    from retriever_service.index.records import file_content_id
+
     for location in _locations(record):
         if "://" in location and not location.startswith("file://"):
             continue
         path = Path(location.removeprefix("file://"))
-        if path.is_file() and os.access(path, os.R_OK):
-            return path
+        if path.is_symlink() or not path.is_file() or not os.access(path, os.R_OK):
+            continue
+        try:
+            if file_content_id(path) == record.id:
+                return path
+        except OSError:
+            continue
     return None
 
 

@@ -485,3 +485,42 @@ def test_index_roots_read_from_the_environment(monkeypatch, tmp_path):
     assert settings.index_roots == [tmp_path / "a", Path("~/pictures").expanduser()]
     monkeypatch.delenv("CHATIR_INDEX_ROOTS")
     assert Settings().index_roots == []
+
+
+def test_links_out_of_an_indexed_folder_are_not_followed_and_replaced_files_are_not_served(
+    tiny_clip_dir, tmp_path
+):
+    """#13.1: a link inside a root to a file outside is skipped; a file replaced after indexing (here by a
+    link to a system file) is no longer served under its id; unusable paths are 400s, not 500s."""
+    from retriever_service.api import create_app
+    from retriever_service.service import RetrieverService
+
+    root, outside = tmp_path / "root", tmp_path / "elsewhere"
+    inside = _noise_image(root / "inside.png", seed=1, size=(40, 30))
+    secret = _noise_image(outside / "secret.png", seed=2, size=(40, 30))
+    (root / "link_file.png").symlink_to(secret)
+    settings = Settings(home=tmp_path / "home", model=str(tiny_clip_dir), device="cpu", index_roots=[root])
+    with RetrieverService.open(settings) as service:
+        client = TestClient(create_app(settings, service))
+        job = _wait_job(client, client.post("/v1/index", json={"paths": [str(root)]}).json()["id"])
+        assert job["state"] == "done"
+        assert any("outside the indexed folder" in s["reason"] for s in job["skipped"])
+        ids = _ids_by_path(service)
+        assert str(inside) in ids and not any("secret" in p or "link_file" in p for p in ids)
+
+        image_id = ids[str(inside)]
+        assert client.get(f"/v1/images/{image_id}").content == inside.read_bytes()
+        inside.unlink()
+        inside.symlink_to("/etc/passwd")
+        for path in (f"/v1/images/{image_id}", f"/v1/images/{image_id}/thumbnail?size=17"):
+            response = client.get(path)
+            assert response.status_code == 404, path
+            assert b"root:" not in response.content
+        inside.unlink()
+        inside.write_bytes(b"other bytes now")
+        assert client.get(f"/v1/images/{image_id}").status_code == 404
+
+        for bad in ("bad\x00path", "~nosuchuser-chatir/x.png"):
+            response = client.post("/v1/index", json={"paths": [bad]})
+            assert response.status_code in (400, 403, 422), (bad, response.status_code)
+            assert response.json()["error"]

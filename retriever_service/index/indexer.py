@@ -178,6 +178,11 @@ def _candidate(path: Path, root: Path, report: IndexReport) -> Iterator[_Candida
         return
     if not path.is_file():
         return  # sockets, fifos, broken links
+    if path.is_symlink() and not path.resolve().is_relative_to(root.resolve()):
+        report.skipped.append(
+            SkippedFile(path=str(path), reason="a link to a file outside the indexed folder (not followed)")
+        )
+        return
     yield _Candidate(path=path, key=str(path), root=root, size=stat.st_size, mtime=stat.st_mtime)
 
 
