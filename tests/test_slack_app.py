@@ -22,6 +22,7 @@ from agent.factory import build_engine
 from agent.questioners.baselines import RandomQuestioner
 from chatir.settings import Settings
 from frontends.slack.app import create_slack_app, http_app
+from frontends.slack.http_guard import signature_of
 from frontends.slack.blocks import NONE_OF_THESE, START_OVER, THIS_ONE
 from retriever_service.schemas import PUBLIC, IndexRequest
 from tests.fakes.slack_api import BOT_ID, BOT_TOKEN, BOT_USER_ID, TEAM_ID, SlackAPIServer
@@ -145,16 +146,55 @@ def test_url_verification_answers_the_challenge(settings):
 
 
 def test_unsigned_http_requests_get_401(settings):
-    client = TestClient(http_app(make_app(settings)))
+    client = TestClient(http_app(make_app(settings), signing_secret=SECRET))
     body = json.dumps({"type": "event_callback", "event": {"type": "app_mention", "text": "hi"}})
     assert client.post("/slack/events", content=body, headers={"content-type": "application/json"}).status_code == 401
     forged = {"content-type": "application/json", "x-slack-signature": "v0=deadbeef",
               "x-slack-request-timestamp": str(int(time.time()))}
     assert client.post("/slack/events", content=body, headers=forged).status_code == 401
-    stale = signed(body, "application/json")
-    headers = {k: v[0] for k, v in stale.items()}
-    headers["x-slack-request-timestamp"] = str(int(time.time()) - 3600)
-    assert client.post("/slack/events", content=body, headers=headers).status_code == 401
+    old = str(int(time.time()) - 3600)  # correctly signed, but an hour old: a replay outside the window
+    stale = {"content-type": "application/json", "x-slack-request-timestamp": old,
+             "x-slack-signature": SignatureVerifier(SECRET).generate_signature(timestamp=old, body=body)}
+    response = client.post("/slack/events", content=body, headers=stale)
+    assert response.status_code == 401 and "stale" in response.json()["error"]
+    odd = {"content-type": "application/json", "x-slack-request-timestamp": "soon", "x-slack-signature": "v0=1"}
+    assert client.post("/slack/events", content=body, headers=odd).status_code == 401  # was a 500
+
+
+def test_signed_but_unreadable_bodies_get_400(settings):
+    client = TestClient(http_app(make_app(settings), signing_secret=SECRET))
+    for raw, content_type in ((b"\xff\xfe not utf-8", "application/json"), (b"[1, 2]", "application/json"),
+                              (b"{not json", "application/json")):
+        timestamp = str(int(time.time()))
+        headers = {"content-type": content_type, "x-slack-request-timestamp": timestamp,
+                   "x-slack-signature": signature_of(SECRET, timestamp, raw)}
+        response = client.post("/slack/events", content=raw, headers=headers)
+        assert response.status_code == 400, (raw, response.status_code)
+
+
+def test_a_replayed_event_is_processed_once(settings, slack, tmp_path):
+    seen = tmp_path / "events.sqlite"
+    client = TestClient(http_app(make_app(settings), signing_secret=SECRET, seen_events=seen))
+    event = {"type": "app_mention", "user": "U1", "text": f"<@{BOT_USER_ID}> a bright red picture",
+             "ts": "1700000300.000100", "channel": "C_GENERAL", "event_ts": "1700000300.000100"}
+    body = json.dumps({"type": "event_callback", "team_id": TEAM_ID, "api_app_id": "A1", "event": event,
+                       "event_id": "EvREPLAY1", "event_time": int(time.time()),
+                       "authorizations": [{"team_id": TEAM_ID, "user_id": BOT_USER_ID, "is_bot": True}]})
+    statuses = []
+    for retry in range(3):
+        headers = {k: v[0] for k, v in signed(body, "application/json").items()}
+        if retry:
+            headers["x-slack-retry-num"] = str(retry)
+        response = client.post("/slack/events", content=body, headers=headers)
+        statuses.append((response.status_code, response.json().get("duplicate") if retry else None))
+    assert statuses == [(200, None), (200, "EvREPLAY1"), (200, "EvREPLAY1")]
+    turn_updates(slack, 1)
+    time.sleep(0.5)
+    assert len(slack.calls_to("chat.postMessage")) == 1  # one reply, not three
+    # durable: a restarted bot (new app, same file) still knows the event
+    again = TestClient(http_app(make_app(settings), signing_secret=SECRET, seen_events=seen))
+    headers = {k: v[0] for k, v in signed(body, "application/json").items()}
+    assert again.post("/slack/events", content=body, headers=headers).json().get("duplicate") == "EvREPLAY1"
 
 
 def test_mention_replies_in_thread_with_images_and_a_question(settings, slack, retriever):

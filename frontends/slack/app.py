@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from slack_bolt import App
@@ -62,17 +63,40 @@ def create_slack_app(
     return app
 
 
-def http_app(app: App):
-    """HTTP mode's ASGI app: Slack posts events, actions and commands to ``/slack/events``; bolt verifies
-    every request's signature (401 otherwise)."""
+def http_app(app: App, *, signing_secret: str | None, seen_events: Path | None = None):
+    """HTTP mode's ASGI app: Slack posts events, actions and commands to ``/slack/events``.
+
+    :mod:`frontends.slack.http_guard` checks each request first (signature and timestamp: 401; unreadable body:
+    400; an ``event_id`` already processed: 200 without processing it again), then bolt handles it.
+    ``signing_secret``: the app's (None only for a test app without verification); ``seen_events``: the
+    SQLite file of processed event ids (default: a temporary one for this process)."""
+    import tempfile
+
+    from fastapi.responses import JSONResponse
     from slack_bolt.adapter.fastapi import SlackRequestHandler
+    from frontends.slack.http_guard import SeenEvents, check_request, event_id_of
 
     handler = SlackRequestHandler(app)
     api = FastAPI(title="chatir-slack")
+    if seen_events is None:
+        seen_events = Path(tempfile.mkdtemp(prefix="chatir-slack-")) / "events.sqlite"
+    seen = SeenEvents(seen_events)
 
     @api.post("/slack/events")
     async def events(request: Request):
-        return await handler.handle(request)
+        body = await request.body()  # starlette keeps it: bolt reads the same bytes
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        refused = check_request(body, headers, signing_secret)
+        if refused is not None:
+            return JSONResponse({"error": refused[1]}, status_code=refused[0])
+        event_id = event_id_of(body, headers.get("content-type", ""))
+        if event_id is not None and not seen.first_time(event_id):
+            return JSONResponse({"ok": True, "duplicate": event_id})
+        try:
+            return await handler.handle(request)
+        except Exception as error:  # noqa: BLE001 - a body bolt cannot read is the sender's error
+            logging.getLogger(__name__).warning("unreadable Slack request: %s: %s", type(error).__name__, error)
+            return JSONResponse({"error": "malformed Slack request"}, status_code=400)
 
     @api.get("/healthz")
     async def healthz():
@@ -81,10 +105,15 @@ def http_app(app: App):
     return api
 
 
-def serve_http(app: App, host: str, port: int) -> None:
+def serve_http(app: App, settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
-    uvicorn.run(http_app(app), host=host, port=port)
+    secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
+    uvicorn.run(
+        http_app(app, signing_secret=secret, seen_events=settings.home / "slack" / "events.sqlite"),
+        host=host,
+        port=port,
+    )
 
 
 def serve_socket_mode(app: App, settings: Settings) -> None:

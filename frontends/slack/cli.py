@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
             raise ChatIRError("HTTP mode needs SLACK_SIGNING_SECRET (Basic Information > App Credentials).")
         bolt_app = create_slack_app(settings)
         if http:
-            serve_http(bolt_app, host, port)
+            serve_http(bolt_app, settings, host, port)
         else:
             serve_socket_mode(bolt_app, settings)
 
