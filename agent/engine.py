@@ -36,7 +36,7 @@ from pydantic import BaseModel, Field
 from agent.intents import classify
 from agent.questioners.base import Questioner, ScopeAware, is_repeat
 from agent.search import Searcher, as_scope
-from agent.state import MAX_ARCHIVED, ConversationState, ConversationStore, Status
+from agent.state import MAX_ARCHIVED, RECOVERED_NOTE, ConversationState, ConversationStore, Status
 from chatir.dialog import MAX_TEXT_CHARS, Dialog, Round
 from chatir.errors import ChatIRError
 from chatir.settings import Settings, get_settings
@@ -130,26 +130,34 @@ class ConversationEngine:
         """
         text = clean_text(text)
         with self._lock(conversation_id):
-            state = self.store.get(conversation_id)
-            intent = classify(text)
-            if state is None:
-                if intent.kind in ("restart", "reject_all", "pick"):
-                    state = ConversationState(conversation_id=conversation_id, scope=as_scope(scope))
-                    return self._result(state, "shown", "Describe the image you are looking for.")
-                return self._start(conversation_id, text, scope)
-            if intent.kind == "restart":
-                return self._restart(state)
-            if state.status == "awaiting_description":
-                return self._describe(state, text)
-            if intent.kind == "reject_all":
-                return self._reject_all(state)
-            if intent.kind == "pick":
-                return self._pick(state, intent.pick or 1)
-            if state.status == "found":  # a new message after a choice is a new search in the same scope
-                return self._describe(self._archived(state), text)
-            if intent.kind == "correction":
-                return self._correct(state, text)
-            return self._answer(state, text, dont_know=intent.kind == "dont_know")
+            result = self._handle(conversation_id, text, scope)
+            if self.store.take_recovered(conversation_id):
+                result = result.model_copy(
+                    update={"message": " ".join(filter(None, [RECOVERED_NOTE, result.message]))}
+                )
+            return result
+
+    def _handle(self, conversation_id: str, text: str, scope: ScopeLike) -> TurnResult:
+        state = self.store.get(conversation_id)
+        intent = classify(text)
+        if state is None:
+            if intent.kind in ("restart", "reject_all", "pick"):
+                state = ConversationState(conversation_id=conversation_id, scope=as_scope(scope))
+                return self._result(state, "shown", "Describe the image you are looking for.")
+            return self._start(conversation_id, text, scope)
+        if intent.kind == "restart":
+            return self._restart(state)
+        if state.status == "awaiting_description":
+            return self._describe(state, text)
+        if intent.kind == "reject_all":
+            return self._reject_all(state)
+        if intent.kind == "pick":
+            return self._pick(state, intent.pick or 1)
+        if state.status == "found":  # a new message after a choice is a new search in the same scope
+            return self._describe(self._archived(state), text)
+        if intent.kind == "correction":
+            return self._correct(state, text)
+        return self._answer(state, text, dont_know=intent.kind == "dont_know")
 
     def start(self, conversation_id: str, description: str, scope: ScopeLike = None) -> TurnResult:
         """Begin (or begin again) a search with the user's description, within ``scope`` (default: public)."""
@@ -192,8 +200,14 @@ class ConversationEngine:
             return self._reject_all(self._require(conversation_id))
 
     def restart(self, conversation_id: str) -> TurnResult:
-        """ "Start over": the search is archived; the next message is a new description (same scope)."""
+        """ "Start over": the search is archived; the next message is a new description (same scope).
+
+        Also the way out of a conversation whose saved state was damaged (it reads as a new one)."""
         with self._lock(conversation_id):
+            state = self.store.get(conversation_id)
+            if state is None and self.store.take_recovered(conversation_id):
+                fresh = ConversationState(conversation_id=conversation_id)
+                return self._result(fresh, "shown", f"{RECOVERED_NOTE} Describe the image you are looking for.")
             return self._restart(self._require(conversation_id))
 
     def get(self, conversation_id: str) -> ConversationState | None:

@@ -11,6 +11,8 @@ questioner does), and the dialog lives here.
 
 from __future__ import annotations
 
+import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -81,8 +83,19 @@ CREATE TABLE IF NOT EXISTS conversations (
     state TEXT NOT NULL,
     version INTEGER NOT NULL,
     updated_at TEXT NOT NULL
-)
+);
+CREATE TABLE IF NOT EXISTS quarantine (
+    id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    at TEXT NOT NULL
+);
 """
+RECOVERED_NOTE = (
+    "I could not read our earlier conversation (its saved state was damaged and has been set aside), "
+    "so this is a new search."
+)
+logger = logging.getLogger(__name__)
 
 
 class ConversationStore:
@@ -90,16 +103,43 @@ class ConversationStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self.quarantined_file: Path | None = None
+        """Where a damaged database file was moved (kept for inspection) when this store opened it."""
+        self._recovered: set[str] = set()
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._connection = sqlite3.connect(
-            str(path), check_same_thread=False, timeout=30.0, isolation_level=None
+        try:
+            self._connection = self._open(str(path))
+        except sqlite3.DatabaseError as error:  # not a database, truncated, malformed
+            self.quarantined_file = self._quarantine_file(error)
+            self._connection = self._open(str(path))
+
+    @staticmethod
+    def _open(path: str) -> sqlite3.Connection:
+        connection = sqlite3.connect(path, check_same_thread=False, timeout=30.0, isolation_level=None)
+        try:
+            if path != ":memory:":
+                connection.execute("PRAGMA journal_mode=WAL")
+                if connection.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+                    raise sqlite3.DatabaseError("quick_check failed")
+            connection.executescript(_SCHEMA)
+        except sqlite3.DatabaseError:
+            connection.close()
+            raise
+        return connection
+
+    def _quarantine_file(self, error: Exception) -> Path:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        target = self.path.with_name(f"{self.path.name}.damaged-{stamp}")
+        for suffix in ("", "-wal", "-shm"):
+            source = Path(str(self.path) + suffix)
+            if source.exists():
+                os.replace(source, Path(str(target) + suffix))
+        logger.warning(
+            "conversation state %s is damaged (%s); moved it to %s and started a new one", self.path, error, target
         )
-        with self._lock:
-            if str(path) != ":memory:":
-                self._connection.execute("PRAGMA journal_mode=WAL")
-            self._connection.execute(_SCHEMA)
+        return target
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -113,11 +153,39 @@ class ConversationStore:
             self._connection.execute("COMMIT")
 
     def get(self, conversation_id: str) -> ConversationState | None:
+        """The stored state, or None. A row that no longer parses is moved to the ``quarantine`` table (kept
+        for inspection) and reads as None, so the conversation can start again; :meth:`take_recovered` says so."""
         with self._lock:
             row = self._connection.execute(
                 "SELECT state FROM conversations WHERE id = ?", (conversation_id,)
             ).fetchone()
-        return ConversationState.model_validate_json(row[0]) if row else None
+        if not row:
+            return None
+        try:
+            return ConversationState.model_validate_json(row[0])
+        except ValueError as error:  # pydantic's ValidationError: truncated or edited JSON
+            with self._transaction() as db:
+                db.execute(
+                    "INSERT INTO quarantine (id, state, reason, at) VALUES (?, ?, ?, ?)",
+                    (conversation_id, row[0], str(error)[:2000], datetime.now(UTC).isoformat()),
+                )
+                db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
+            logger.warning("conversation %r had a damaged state; set aside in the quarantine table", conversation_id)
+            self._recovered.add(conversation_id)
+            return None
+
+    def take_recovered(self, conversation_id: str) -> bool:
+        """True (once) when this conversation's damaged state was set aside since it was last asked."""
+        with self._lock:
+            if conversation_id in self._recovered:
+                self._recovered.discard(conversation_id)
+                return True
+            return False
+
+    def quarantined(self) -> list[tuple[str, str]]:
+        """(conversation id, reason) of every state set aside."""
+        with self._lock:
+            return [(r[0], r[1]) for r in self._connection.execute("SELECT id, reason FROM quarantine ORDER BY at")]
 
     def save(self, state: ConversationState) -> ConversationState:
         """Write ``state`` if nobody else wrote since it was read; returns the stored copy (version + 1)."""

@@ -399,3 +399,33 @@ def test_a_service_filter_is_accepted_as_the_scope(engine, searcher):
         engine.handle("d", "a red star", {"allowed": None})
     with pytest.raises(InvalidMessageError, match="conversation id"):
         engine.handle("x" * 400, "a red star", TEAM)
+
+
+def test_a_damaged_conversation_is_set_aside_and_the_user_told_once(settings, searcher, model):
+    """#13.4: a truncated state row no longer breaks get/handle/restart; it is kept for inspection."""
+    import sqlite3
+
+    engine = make_engine(settings, searcher, model)
+    engine.handle("c-bad", "a red circle", TEAM)
+    with sqlite3.connect(settings.state_db) as db:
+        (state,) = db.execute("SELECT state FROM conversations WHERE id = 'c-bad'").fetchone()
+        db.execute("UPDATE conversations SET state = ? WHERE id = 'c-bad'", (state[: len(state) // 2],))
+    result = engine.handle("c-bad", "a blue square", TEAM)
+    assert result.message and "damaged" in result.message and result.dialog.caption == "a blue square"
+    assert engine.handle("c-bad", "no").message is None or "damaged" not in engine.get("c-bad").model_dump_json()
+    assert [cid for cid, _ in engine.store.quarantined()] == ["c-bad"]
+    # "start over" on a damaged conversation recovers it too
+    with sqlite3.connect(settings.state_db) as db:
+        db.execute("UPDATE conversations SET state = '{\"conversation' WHERE id = 'c-bad'")
+    restarted = engine.restart("c-bad")
+    assert "damaged" in restarted.message and restarted.state == "awaiting_description"
+
+
+def test_a_damaged_state_file_is_moved_aside_and_a_new_one_started(settings, searcher, model):
+    settings.state_db.parent.mkdir(parents=True, exist_ok=True)
+    settings.state_db.write_bytes(b"this is not a database" * 100)
+    store = ConversationStore(settings.state_db)
+    assert store.quarantined_file is not None and store.quarantined_file.read_bytes().startswith(b"this is not")
+    engine = ConversationEngine(searcher, InfoGainQuestioner(ModelCandidateScorer(model, searcher.inner), TOY_BANK),
+                                store, settings)
+    assert engine.handle("c-new", "a red circle", TEAM).hits
