@@ -466,6 +466,7 @@ class RetrieverService:
 
         try:
             report = self.run_index(request, progress=progress)
+            self._discard_rejected_uploads(report)
         except JobCancelledError as error:
             self._update(job_id, state="failed", error=str(error))
             return
@@ -475,6 +476,18 @@ class RetrieverService:
             self._update(job_id, state="failed", error=message)
             return
         self._update(job_id, state="done", **_job_fields(report))
+
+    def _discard_rejected_uploads(self, report: Any) -> None:
+        """Uploaded files the indexer rejected (not an image, unreadable) are deleted: nothing refers to them."""
+        uploads = self.uploads_dir.resolve()
+        for skipped in report.skipped:
+            path = Path(skipped.path)
+            try:
+                if path.is_file() and not path.is_symlink() and path.resolve().is_relative_to(uploads):
+                    path.unlink()
+                    _remove_empty_dirs(path.parent, stop=uploads)
+            except OSError as error:  # already gone, or not ours to delete: leave it
+                log.info("could not remove rejected upload %s: %s", path, error)
 
     def _update(self, job_id: str, **fields: Any) -> None:
         with self._jobs_lock:

@@ -524,3 +524,21 @@ def test_links_out_of_an_indexed_folder_are_not_followed_and_replaced_files_are_
             response = client.post("/v1/index", json={"paths": [bad]})
             assert response.status_code in (400, 403, 422), (bad, response.status_code)
             assert response.json()["error"]
+
+
+def test_rejected_uploads_do_not_stay_on_disk(tiny_clip_dir, tmp_path):
+    """#13.5: an upload the indexer rejects is deleted; an accepted one stays (it is the image's file)."""
+    from retriever_service.api import create_app
+    from retriever_service.service import RetrieverService
+
+    settings = Settings(home=tmp_path / "home", model=str(tiny_clip_dir), device="cpu")
+    good = _noise_image(tmp_path / "good.png", seed=5, size=(30, 30)).read_bytes()
+    with RetrieverService.open(settings) as service:
+        client = TestClient(create_app(settings, service))
+        response = client.post(
+            "/v1/index", files=[("files", ("notes.png", b"not an image at all")), ("files", ("good.png", good))]
+        )
+        job = _wait_job(client, response.json()["id"])
+        assert job["state"] == "done" and job["added"] == 1 and len(job["skipped"]) == 1
+        left = [p for p in service.uploads_dir.rglob("*") if p.is_file()]
+        assert [p.name for p in left] == ["good.png"]

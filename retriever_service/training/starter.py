@@ -206,7 +206,7 @@ class StarterSpec(BaseModel):
     @classmethod
     def joint_recipe(cls, *, quick: bool = False) -> StarterSpec:
         """Starter v2: the first starter's model (staged recipe, same architecture), then both towers trained
-        together on streamed world dialogs for 30 minutes on 2 CPU cores (``quick``: 18 minutes).
+        together on streamed world dialogs for 45 minutes on 2 CPU cores (``quick``: 18 minutes).
 
         The joint stage follows a time budget: the learning rate decays with elapsed time. (From scratch, the
         joint stage needs far more steps than a CPU gives in an hour: the vision tower stayed at the
@@ -216,7 +216,7 @@ class StarterSpec(BaseModel):
 
         stage = JointStage(
             steps=100_000,
-            time_budget_s=(18 if quick else 30) * 60,
+            time_budget_s=(18 if quick else 45) * 60,
             stream=StreamConfig(batch_size=48, hard_negatives=1, image_size=64, low_res=0.0),
             init="staged",
             lr_vision=3e-4,
