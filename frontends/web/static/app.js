@@ -91,7 +91,10 @@ function renderTurn(turn) {
     }
     if (turn.question) text(item, "p", turn.question, "question");
     else if (turn.state === "showing" || turn.state === "gave_up") text(item, "p", "Is it one of these? Pick it, or tell me more.", "question");
-    else if (turn.state === "awaiting_description") text(item, "p", "Describe the image you are looking for.", "question");
+    // the engine's note already asks for a description after "Start over": say it once
+    else if (turn.state === "awaiting_description" && !(turn.message || "").includes("Describe the image")) {
+      text(item, "p", "Describe the image you are looking for.", "question");
+    }
   });
   renderDialog(turn.dialog);
   renderRank(turn);
@@ -143,11 +146,15 @@ function renderRank(turn) {
   } else {
     setRank(turn.target_rank, turn.rank_limit, turn.round);
   }
-  if (turn.dialog && SEARCHING_ACTIONS.has(turn.action)) state.ranks.push([turn.round, turn.target_rank, turn.rank_limit]);
+  if (turn.dialog && SEARCHING_ACTIONS.has(turn.action)) state.ranks.push([turn.round, turn.target_rank, turn.rank_limit, turn.action]);
   const history = $("rank-history");
   history.replaceChildren();
-  for (const [round, rank, limit] of state.ranks) {
-    text(history, "li", `${round === 0 ? "description" : `after answer ${round}`}: ${rank ? `#${rank}` : `> #${limit}`}`);
+  for (const [round, rank, limit, action] of state.ranks) {
+    // each entry says what moved the rank: the description, an answer, "None of these" or a correction
+    const what = action === "rejected" ? `“None of these” (after answer ${round})`
+      : action === "corrected" ? `a correction (after answer ${round})`
+      : round === 0 ? "description" : `after answer ${round}`;
+    text(history, "li", `${what}: ${rank ? `#${rank}` : `> #${limit}`}`);
   }
 }
 
