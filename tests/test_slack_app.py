@@ -22,8 +22,8 @@ from agent.factory import build_engine
 from agent.questioners.baselines import RandomQuestioner
 from chatir.settings import Settings
 from frontends.slack.app import create_slack_app, http_app
-from frontends.slack.http_guard import signature_of
 from frontends.slack.blocks import NONE_OF_THESE, START_OVER, THIS_ONE
+from frontends.slack.http_guard import signature_of
 from retriever_service.schemas import PUBLIC, IndexRequest
 from tests.fakes.slack_api import BOT_ID, BOT_TOKEN, BOT_USER_ID, TEAM_ID, SlackAPIServer
 from tests.test_tools_support import live_server

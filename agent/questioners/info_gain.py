@@ -168,7 +168,7 @@ class InfoGainQuestioner:
                 absent.append((question.question, answer, float(marginal[best])))
             elif marginal[best] >= self.settled_threshold:
                 settled.append((question.question, answer, float(marginal[best])))
-        by_certainty = lambda item: -item[2]  # noqa: E731
+        by_certainty = lambda item: -item[2]
         absent = list({a: (q, a, p) for q, a, p in sorted(absent, key=by_certainty, reverse=True)}.values())
         return sorted(settled, key=by_certainty)[:limit], sorted(absent, key=by_certainty)[:limit]
 

@@ -128,7 +128,7 @@ def question_quality(dialogs: Sequence[SymbolicDialog]) -> dict[str, float]:
     settled = [s for d in dialogs for s in d.settled]
     either = [a or s for d in dialogs for a, s in zip(d.absent, d.settled, strict=True)]
     asked = len(either)
-    share = lambda values: round(100.0 * sum(values) / asked, 2) if asked else 0.0  # noqa: E731
+    share = lambda values: round(100.0 * sum(values) / asked, 2) if asked else 0.0
     return {
         "questions_asked": asked,
         "absent_pct": share(absent),

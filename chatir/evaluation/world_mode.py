@@ -235,8 +235,11 @@ def _ceiling(symbolic, corpus: ImageCorpus, transcripts, learned: SystemResult, 
             "| learned / symbolic | " + " | ".join(ratio) + " |",
             "| consistent images (median) | " + " | ".join(f"{v:,.0f}" for v in sizes) + " |",
             "",
-            f"Questions asked: {quality['questions_asked']:,}; about absent objects {quality['absent_pct']:.1f} %, "
-            f"about settled facts {quality['settled_pct']:.1f} %, either {quality['absent_or_settled_pct']:.1f} %.",
+            (
+                f"Questions asked: {quality['questions_asked']:,}; about absent objects "
+                f"{quality['absent_pct']:.1f} %, about settled facts {quality['settled_pct']:.1f} %, "
+                f"either {quality['absent_or_settled_pct']:.1f} %."
+            ),
             "",
         ]
     )

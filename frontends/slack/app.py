@@ -74,6 +74,7 @@ def http_app(app: App, *, signing_secret: str | None, seen_events: Path | None =
 
     from fastapi.responses import JSONResponse
     from slack_bolt.adapter.fastapi import SlackRequestHandler
+
     from frontends.slack.http_guard import SeenEvents, check_request, event_id_of
 
     handler = SlackRequestHandler(app)

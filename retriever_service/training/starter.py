@@ -35,15 +35,14 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from chatir.errors import ChatIRError, ModelNotAvailableError
+from chatir.world.attributes import scene_attributes
 from retriever_service.training.config import LoopConfig, TrainConfig
 from retriever_service.training.joint import JointStage
 from retriever_service.training.masking import MaskingConfig
 from retriever_service.training.trainer import torch_threads
-from chatir.world.attributes import scene_attributes  # noqa: F401  (re-exported: the attribute head's targets)
 
 if TYPE_CHECKING:
     from chatir.settings import Settings
-    from chatir.world.scene import Scene
     from retriever_service.models import RetrievalModel
 
 STARTER_WEIGHTS_DIR = Path(__file__).resolve().parent / "starter_weights"
@@ -267,7 +266,12 @@ def new_starter_model(
     package's, e.g. on a training machine without the package.
     """
     from safetensors.torch import load_file
-    from transformers import AutoTokenizer, BertConfig, VisionTextDualEncoderConfig, VisionTextDualEncoderModel
+    from transformers import (
+        AutoTokenizer,
+        BertConfig,
+        VisionTextDualEncoderConfig,
+        VisionTextDualEncoderModel,
+    )
 
     try:  # transformers >= 5.2 names the PIL-backed processor apart; older 5.x has only one
         from transformers import CLIPImageProcessorPil
