@@ -37,7 +37,7 @@ from agent.intents import classify
 from agent.questioners.base import Questioner, ScopeAware, is_repeat
 from agent.search import Searcher, as_scope
 from agent.state import MAX_ARCHIVED, RECOVERED_NOTE, ConversationState, ConversationStore, Status
-from chatir.dialog import MAX_TEXT_CHARS, Dialog, Round
+from chatir.dialog import MAX_TEXT_CHARS, Dialog, Round, is_blank
 from chatir.errors import ChatIRError
 from chatir.settings import Settings, get_settings
 from retriever_service.schemas import Hit, SearchFilter
@@ -91,7 +91,7 @@ def clean_text(text: str, *, what: str = "message") -> str:
     if not isinstance(text, str):
         raise InvalidMessageError(f"the {what} must be text")
     cleaned = text.replace("\x00", "").strip()
-    if not cleaned:
+    if is_blank(cleaned):
         raise InvalidMessageError(f"the {what} is empty: please type something (nothing was recorded)")
     if len(cleaned) > MAX_TEXT_CHARS:
         raise InvalidMessageError(

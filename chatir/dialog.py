@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 from pydantic import BaseModel, Field, field_validator
 
 MAX_TEXT_CHARS = 2000
@@ -28,7 +30,7 @@ class Dialog(BaseModel):
     @field_validator("caption")
     @classmethod
     def _caption_not_blank(cls, value: str) -> str:
-        if not value.strip():
+        if is_blank(value):
             raise ValueError("the caption must not be blank")
         return value
 
@@ -62,3 +64,11 @@ def _split_round(entry: str) -> Round:
     if not mark:
         return Round(question=entry.strip(), answer="")
     return Round(question=(question + mark).strip(), answer=answer.strip())
+
+
+_INVISIBLE = {"Cc", "Cf", "Zs", "Zl", "Zp"}
+
+
+def is_blank(text: str) -> bool:
+    """True when ``text`` shows nothing: only spaces, control characters (NUL...) or zero-width characters."""
+    return all(unicodedata.category(character) in _INVISIBLE for character in text)

@@ -5,7 +5,7 @@ Light on purpose (pydantic only): the tool client in :mod:`tools` imports these 
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool, StrictInt
 
 from chatir.dialog import Dialog
 
@@ -28,10 +28,10 @@ class SearchFilter(BaseModel):
 
 class SearchRequest(BaseModel):
     dialog: Dialog
-    k: int = Field(10, ge=1, le=100)
+    k: StrictInt = Field(10, ge=1, le=100)
     filter: SearchFilter | None = None
     exclude_ids: list[str] = Field(default_factory=list, max_length=10_000)
-    with_vectors: bool = Field(
+    with_vectors: StrictBool = Field(
         False, description="Also return each hit's image embedding (the information-gain questioner needs them)."
     )
 

@@ -542,3 +542,16 @@ def test_rejected_uploads_do_not_stay_on_disk(tiny_clip_dir, tmp_path):
         assert job["state"] == "done" and job["added"] == 1 and len(job["skipped"]) == 1
         left = [p for p in service.uploads_dir.rglob("*") if p.is_file()]
         assert [p.name for p in left] == ["good.png"]
+
+
+def test_search_types_are_strict_and_invisible_captions_are_blank(indexed):
+    """#13.8: k must be a number and with_vectors a boolean (no "5" or 0); a caption of NUL or zero-width
+    characters is as blank as "   "."""
+    client = indexed["client"]
+    dialog = {"caption": "a picture"}
+    assert client.post("/v1/search", json={"dialog": dialog, "k": 3}).status_code == 200
+    for bad in ({"k": "5"}, {"k": True}, {"with_vectors": 0}, {"with_vectors": "yes"}):
+        assert client.post("/v1/search", json={"dialog": dialog, **bad}).status_code == 422, bad
+    for blank in ("   ", "\x00\x00", "\u200b\u200d", "\u00a0\t"):
+        response = client.post("/v1/search", json={"dialog": {"caption": blank}})
+        assert response.status_code == 422 and "blank" in response.text, repr(blank)
