@@ -75,7 +75,7 @@ def chat(
 
         typer.echo(f"no retriever service answers at {settings.service_url}; starting the demo's here", err=True)
         with demo_stack(settings) as stack:
-            _run(stack.engine, scope, stack.local.settings, previews)
+            _run(stack.engine, scope, stack.local.settings, previews, demo_gallery=True)
     else:
         from agent.factory import build_engine, build_questioner
         from frontends.serving import local_retriever
@@ -111,12 +111,19 @@ def _chat_with_running_service(settings, health: dict, scope, *, demo_gallery: b
         model = load_model(settings.model, device=settings.device, settings=settings)
         encoder = PersistentTextEncoder(model, bank_cache_path(settings))
         questioner = build_questioner(settings, "info_gain", text_encoder=encoder)
-    _run(build_engine(settings, questioner=questioner), scope, settings, previews)
+    _run(build_engine(settings, questioner=questioner), scope, settings, previews, demo_gallery=demo_gallery)
 
 
-def _run(engine, scope, settings, previews: bool | None) -> None:
+def _run(engine, scope, settings, previews: bool | None, *, demo_gallery: bool = False) -> None:
     from frontends.terminal import run_chat
     from tools.client import RetrieverClient
 
+    about, examples = None, ()
+    if demo_gallery:  # say what the sample gallery holds: a newcomer should not ask it for a dog
+        from frontends.demo import GALLERY_ABOUT, GALLERY_EXAMPLES
+
+        about, examples = GALLERY_ABOUT, GALLERY_EXAMPLES
     with RetrieverClient.from_settings(settings) as client:
-        run_chat(engine, scope, thumbnail=client.thumbnail, inline_images=previews)
+        run_chat(
+            engine, scope, thumbnail=client.thumbnail, inline_images=previews, about=about, examples=examples
+        )

@@ -36,6 +36,16 @@ if TYPE_CHECKING:
 DEMO_WORLD_SEED = 2024
 """Seed of the demo gallery: not one of the starter's training or validation worlds."""
 DEFAULT_GALLERY_SIZE = 5000
+GALLERY_ABOUT = (
+    "The sample gallery holds 5,000 pictures of coloured shapes (circles, squares, stars, hearts, crosses, rings, "
+    "triangles, diamonds; plain, striped, dotted or checked) on plain, tiled or gradient backgrounds. It has no "
+    "photos: to search your own pictures, index a folder (chatir index DIR) and run chatir chat."
+)
+GALLERY_EXAMPLES = (
+    "a big red star on a blue background",
+    "two green rings and a dotted heart on a tiled floor",
+    "a small striped triangle in the top left, dark picture",
+)
 DEFAULT_WEB_PORT = 8700
 GALLERY_IMAGE_SIZE = 64
 """The world's native size, the one the starter model was trained on."""
@@ -207,7 +217,15 @@ class DemoStack:
         from tools.client import RetrieverClient
 
         client = RetrieverClient.from_settings(self.local.settings)
-        return create_web_app(self.engine, client, scope=self.scope, pick_target=self.targets, title="ChatIR demo")
+        return create_web_app(
+            self.engine,
+            client,
+            scope=self.scope,
+            pick_target=self.targets,
+            title="ChatIR demo",
+            about=GALLERY_ABOUT,
+            examples=GALLERY_EXAMPLES,
+        )
 
 
 @contextmanager

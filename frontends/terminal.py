@@ -12,7 +12,7 @@ import base64
 import os
 import sys
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from agent.engine import ConversationEngine, TurnResult
 from chatir.errors import ChatIRError
@@ -81,6 +81,8 @@ def run_chat(
     thumbnail: Callable[[str], bytes] | None = None,
     inline_images: bool | None = None,
     conversation_id: str | None = None,
+    about: str | None = None,
+    examples: Sequence[str] = (),
 ) -> TurnResult | None:
     """The read-eval-print loop; returns the last turn. ``read`` raising EOFError ends it (Ctrl-D).
 
@@ -91,6 +93,10 @@ def run_chat(
     if inline_images is None:
         inline_images = supports_inline_images() and sys.stdout.isatty()
     previews = thumbnail if inline_images else None
+    if about:
+        write(about)
+    if examples:
+        write("For example: " + "; ".join(f'"{e}"' for e in examples))
     write("Describe the image you are looking for ('help' for commands, 'quit' to leave).")
     last: TurnResult | None = None
     while True:

@@ -112,7 +112,7 @@ def test_chat_command_talks_to_the_running_service(cli, tiny_clip_dir, tmp_path,
             monkeypatch.setenv(name, value)
         get_settings.cache_clear()
         try:
-            result = CliRunner().invoke(cli, ["chat", "--no-previews"], input="a red star\nyes\n1\nquit\n")
+            result = CliRunner().invoke(cli, ["chat", "--no-previews"], input="a red star\nyes\n#1\nquit\n")
             monkeypatch.setenv("CHATIR_HOME", str(tmp_path / "another-home"))
             get_settings.cache_clear()
             wrong = CliRunner().invoke(cli, ["chat", "--demo"], input="quit\n")

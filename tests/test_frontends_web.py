@@ -73,7 +73,9 @@ def test_page_static_files_and_info(web):
     for asset, kind in (("/static/app.js", "javascript"), ("/static/style.css", "text/css")):
         response = web.get(asset)
         assert response.status_code == 200 and kind in response.headers["content-type"]
-    assert web.get("/api/info").json() == {"title": "ChatIR demo", "demo_targets": True}
+    info = web.get("/api/info").json()
+    assert info["title"] == "ChatIR demo" and info["demo_targets"] is True
+    assert "coloured shapes" in info["about"] and len(info["examples"]) == 3  # the demo says what it holds
 
 
 def test_conversation_start_answer_reject_choose_restart(web, stack):
@@ -249,3 +251,18 @@ def test_terminal_previews_use_inline_images(stack):
         result = stack.engine.handle("cli:previews", "a white triangle", stack.scope)
         text = render(result, client.thumbnail)
     assert text.count("\033]1337;File=inline=1") == len(result.hits) == 5
+
+
+def test_the_page_and_the_terminal_say_what_the_demo_gallery_holds(stack):
+    from frontends.demo import GALLERY_ABOUT, GALLERY_EXAMPLES
+
+    app = create_web_app(stack.engine, RetrieverClient.from_settings(stack.local.settings), scope=stack.scope,
+                         about=GALLERY_ABOUT, examples=GALLERY_EXAMPLES)
+    info = TestClient(app).get("/api/info").json()
+    assert "coloured shapes" in info["about"] and info["examples"] == list(GALLERY_EXAMPLES)
+    assert TestClient(create_web_app(stack.engine, RetrieverClient.from_settings(stack.local.settings))).get(
+        "/api/info").json()["about"] is None  # own collections: nothing claimed
+    output: list[str] = []
+    run_chat(stack.engine, stack.scope, read=scripted(["quit"]), write=output.append, inline_images=False,
+             about=GALLERY_ABOUT, examples=GALLERY_EXAMPLES)
+    assert GALLERY_ABOUT in output[0] and GALLERY_EXAMPLES[0] in output[1]

@@ -18,7 +18,7 @@ import logging
 import re
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -85,6 +85,8 @@ def create_web_app(
     scope: SearchScope | None = None,
     pick_target: TargetPicker | None = None,
     title: str = "ChatIR",
+    about: str | None = None,
+    examples: Sequence[str] = (),
 ) -> FastAPI:
     """The web chat. ``scope`` bounds every search of this app (default: public images only).
 
@@ -163,7 +165,7 @@ def create_web_app(
 
     @app.get("/api/info", response_model=AppInfo)
     async def info() -> AppInfo:
-        return AppInfo(title=title, demo_targets=pick_target is not None)
+        return AppInfo(title=title, demo_targets=pick_target is not None, about=about, examples=list(examples))
 
     # --- conversations -----------------------------------------------------------------------------
     @app.post("/api/conversations", response_model=ConversationCreated)

@@ -23,6 +23,8 @@ class ChooseIn(BaseModel):
 class AppInfo(BaseModel):
     title: str
     demo_targets: bool = Field(..., description="True when 'Show me a target' is available.")
+    about: str | None = Field(None, description="What the searched collection holds, in one or two sentences.")
+    examples: list[str] = Field(default_factory=list, description="Example descriptions that suit it.")
 
 
 class ConversationCreated(BaseModel):

@@ -233,6 +233,15 @@ $("show-target").addEventListener("click", async () => {
   try {
     const info = await api("/api/info");
     state.demoTargets = info.demo_targets;
+    if (info.about) {
+      // say what the collection holds, with descriptions that suit it (a newcomer should not ask for a dog)
+      $("about").textContent = info.about;
+      $("about").hidden = false;
+      if (info.examples.length) $("message").placeholder = `e.g. ${info.examples[0]}`;
+      const list = $("examples");
+      for (const example of info.examples) text(list, "li", example);
+      list.hidden = !info.examples.length;
+    }
     $("target-box").hidden = !info.demo_targets;
     const saved = sessionStorage.getItem("chatir.cid");
     if (saved) {
