@@ -35,6 +35,7 @@ from pydantic import BaseModel, Field
 
 from agent.intents import classify
 from agent.questioners.base import Questioner, ScopeAware, is_repeat
+from agent.rerank import AnswerReranker
 from agent.search import Searcher, as_scope
 from agent.state import MAX_ARCHIVED, RECOVERED_NOTE, ConversationState, ConversationStore, Status
 from chatir.dialog import MAX_TEXT_CHARS, Dialog, Round, is_blank
@@ -114,10 +115,13 @@ class ConversationEngine:
         questioner: Questioner,
         store: ConversationStore | None = None,
         settings: Settings | None = None,
+        reranker: AnswerReranker | None = None,
     ) -> None:
         self.settings = settings or get_settings()
         self.searcher = searcher
         self.questioner = questioner
+        self.reranker = reranker
+        """Re-ranks the top candidates by every answer read against its alternatives (:mod:`agent.rerank`)."""
         self.store = store or ConversationStore(self.settings.state_db)
         self._locks = [threading.Lock() for _ in range(64)]
 
@@ -341,12 +345,16 @@ class ConversationEngine:
         assert state.dialog is not None
         top_k = self.settings.top_k
         needed = max(top_k, getattr(self.questioner, "candidates_needed", 0))
-        candidates = self.searcher.search(
-            state.dialog,
-            k=needed,
-            scope=self._search_scope(state),
-            with_vectors=bool(getattr(self.questioner, "needs_vectors", False)),
-        )
+        vectors = bool(getattr(self.questioner, "needs_vectors", False))
+        if self.reranker is not None:
+            candidates = self.searcher.search(
+                state.dialog, k=max(needed, self.reranker.pool), scope=self._search_scope(state), with_vectors=True
+            )
+            candidates = self.reranker.rerank(state.dialog, candidates)[:needed]
+        else:
+            candidates = self.searcher.search(
+                state.dialog, k=needed, scope=self._search_scope(state), with_vectors=vectors
+            )
         state.shown = _strip_vectors(candidates[:top_k])
         seen = {h.id: h for h in state.seen}
         seen.update((h.id, h) for h in state.shown)

@@ -11,6 +11,7 @@ from agent.questioners.base import Questioner
 from agent.questioners.baselines import NoQuestioner, RandomQuestioner
 from agent.questioners.info_gain import InfoGainQuestioner
 from agent.questioners.scoring import ModelCandidateScorer, TextEncoder, VectorLookup
+from agent.rerank import AnswerReranker
 from agent.search import Searcher, ServiceSearcher, ThumbnailVectorLookup
 from agent.state import ConversationStore
 from chatir.settings import Settings
@@ -87,9 +88,28 @@ def build_engine(
         from tools.client import RetrieverClient
 
         searcher = ServiceSearcher(RetrieverClient.from_settings(settings))
+    questioner = questioner or build_questioner(settings)
     return ConversationEngine(
         searcher,
-        questioner or build_questioner(settings),
+        questioner,
         store or ConversationStore(settings.state_db),
         settings,
+        reranker=build_reranker(settings, questioner),
+    )
+
+
+def build_reranker(settings: Settings, questioner: Questioner | None) -> AnswerReranker | None:
+    """The answer re-ranker over the information-gain questioner's scorer and bank (None when off or when
+    no such questioner is there to lend them)."""
+    if settings.rerank_pool <= 0 or questioner is None:
+        return None
+    info_gain = questioner if isinstance(questioner, InfoGainQuestioner) else getattr(questioner, "fallback", None)
+    if not isinstance(info_gain, InfoGainQuestioner) or not isinstance(info_gain.scorer, ModelCandidateScorer):
+        return None
+    return AnswerReranker(
+        info_gain.scorer,
+        info_gain.bank,
+        pool=settings.rerank_pool,
+        weight=settings.rerank_weight,
+        dialog_temperature=info_gain.prior_temperature,
     )

@@ -29,7 +29,7 @@ from agent.questioners import InfoGainQuestioner, ModelCandidateScorer, load_ban
 from agent.search import InMemorySearcher
 from chatir.evaluation.embeddings import corpus_embeddings
 from chatir.evaluation.live import evaluate_live
-from chatir.evaluation.world_mode import WorldOracleAnswerer, world_inputs
+from chatir.evaluation.world_mode import WorldOracleAnswerer, eval_reranker, world_inputs
 from chatir.settings import get_settings
 
 REPORT_ROUNDS = (0, 1, 2, 3, 5, 10)
@@ -43,6 +43,8 @@ def main() -> None:
     parser.add_argument("--temperatures", default="0.05,0.1,0.2,0.5")
     parser.add_argument("--top-n", default="20", help="candidates the questioner weighs (comma list to sweep)")
     parser.add_argument("--model", default=None, help="default CHATIR_MODEL")
+    parser.add_argument("--rerank-weights", default="0,1", help="answer re-ranker weights to sweep (0: off)")
+    parser.add_argument("--rerank-pool", type=int, default=1000)
     parser.add_argument("--bank", default="world")
     args = parser.parse_args()
 
@@ -57,14 +59,19 @@ def main() -> None:
     temperatures = [float(t) for t in args.temperatures.split(",")]
 
     top_ns = [int(n) for n in str(args.top_n).split(",")]
+    weights = [float(w) for w in args.rerank_weights.split(",")]
     print(f"\n{source}: {len(corpus):,} images, {len(dialogs)} dialogs\n")
     header = " | ".join(f"r{r}" for r in REPORT_ROUNDS)
-    print(f"| T | top_n | Hits@10 (%) {header} | ATR {header} | s |")
-    print("|---|---:|" + "---:|" * (2 * len(REPORT_ROUNDS) + 1))
-    for temperature, top_n in [(t, n) for t in temperatures for n in top_ns]:
+    print(f"| T | top_n | rerank | Hits@10 (%) {header} | ATR {header} | s |")
+    print("|---|---:|---:|" + "---:|" * (2 * len(REPORT_ROUNDS) + 1))
+    for temperature, top_n, weight in [(t, n, w) for t in temperatures for n in top_ns for w in weights]:
         scorer = ModelCandidateScorer(model, lookup, temperature=temperature)
         questioner = InfoGainQuestioner(scorer, bank, top_n=top_n)
         questioner.warm_up()
+        tuned = settings.model_copy(
+            update={"info_gain_temperature": temperature, "rerank_weight": weight, "rerank_pool": args.rerank_pool if weight else 0}
+        )
+        reranker = eval_reranker(tuned, model, lookup, args.bank)
         started = time.perf_counter()
         _, ranks, _ = evaluate_live(
             model,
@@ -76,12 +83,13 @@ def main() -> None:
             name=f"T={temperature}",
             settings=settings,
             progress=False,
+            reranker=reranker,
         )
         hits = (np.minimum.accumulate(ranks, axis=1) <= 10).mean(axis=0) * 100  # ranks are 1-based
         atr = ranks.mean(axis=0)
         cells = [f"{hits[r]:.1f}" for r in REPORT_ROUNDS] + [f"{atr[r]:,.0f}" for r in REPORT_ROUNDS]
         print(
-            f"| {temperature} | {top_n} | " + " | ".join(cells) + f" | {time.perf_counter() - started:.0f} |",
+            f"| {temperature} | {top_n} | {weight} | " + " | ".join(cells) + f" | {time.perf_counter() - started:.0f} |",
             flush=True,
         )
 

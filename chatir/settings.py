@@ -110,6 +110,20 @@ class Settings(BaseSettings):
         validation_alias=_env("CHATIR_INFO_GAIN_TOP_N"),
         description="Candidates the information-gain questioner weighs when it picks a question.",
     )
+    rerank_pool: int = Field(
+        1000,
+        ge=0,
+        le=10_000,
+        validation_alias=_env("CHATIR_RERANK_POOL"),
+        description="Re-rank this many top candidates by every answer read against its question's other answers "
+        "(agent/rerank.py; needs the LLM-free questioner's bank); 0 turns it off.",
+    )
+    rerank_weight: float = Field(
+        1.0,
+        ge=0,
+        validation_alias=_env("CHATIR_RERANK_WEIGHT"),
+        description="Weight of the answers' log-likelihoods against the dialog encoder's score.",
+    )
     question_bank: str = Field(
         "generic",
         validation_alias=_env("CHATIR_QUESTION_BANK"),

@@ -102,7 +102,7 @@ def register(app: typer.Typer) -> None:
 
         if world is None and not dialogs:
             raise typer.BadParameter("give --dialogs FILE (with --images ROOT) or --world ROOT")
-        if world is not None and len(dialogs) > 1:
+        if world is not None and len(dialogs or []) > 1:
             raise typer.BadParameter("with --world, --dialogs names one file of targets and first descriptions")
         if dialogs and images is None and world is None:
             raise typer.BadParameter(

@@ -151,6 +151,7 @@ def evaluate_live(
     ties: TiePolicy = "index",
     block_size: int = BLOCK_SIZE,
     progress: bool = True,
+    reranker=None,
 ) -> tuple[SystemResult, np.ndarray, list[LiveDialog]]:
     """Run every dialog from its caption for ``rounds`` rounds; ranks ``(n, rounds+1)`` and the transcripts.
 
@@ -175,6 +176,7 @@ def evaluate_live(
         RecordingQuestioner(questioner, offered, current),
         ConversationStore(":memory:"),
         settings.model_copy(update={"max_rounds": rounds}),
+        reranker=reranker,
     )
     scope = SearchScope.unrestricted()
 
@@ -211,6 +213,7 @@ def evaluate_live(
                 offered=offered,
                 current=current,
                 bar=bar,
+                reranker=reranker,
             )
             for item in finished:
                 done[item.index] = item
@@ -259,6 +262,7 @@ def _run_block(
     offered,
     current,
     bar,
+    reranker=None,
 ) -> list[LiveDialog]:
     """Advance one block of dialogs in lockstep through rounds 0..R; returns their transcripts."""
     conversation = {i: f"eval-{i}" for i in block}
@@ -274,7 +278,7 @@ def _run_block(
         offered[conversation[i]] = []
         turn = engine.start(conversation[i], dialogs[i].dialog.caption, scope)
         state[i], pending[i] = turn.dialog, turn.question
-    ranks[:, 0] = _ranks_now(encoder, [state[i] for i in block], corpus_vectors, targets[block], ties)
+    ranks[:, 0] = _ranks_now(encoder, [state[i] for i in block], corpus_vectors, targets[block], ties, reranker)
 
     for r in range(1, rounds + 1):
         answers: dict[int, str] = {}
@@ -306,6 +310,7 @@ def _run_block(
                 corpus_vectors,
                 targets[[block[row] for row in changed]],
                 ties,
+                reranker,
             )
     return [
         LiveDialog(
@@ -320,9 +325,28 @@ def _run_block(
 
 
 def _ranks_now(
-    encoder: CachedDialogEncoder, dialogs: Sequence[Dialog], corpus_vectors, targets, ties
+    encoder: CachedDialogEncoder, dialogs: Sequence[Dialog], corpus_vectors, targets, ties, reranker=None
 ) -> np.ndarray:
-    return rank_of_targets(encoder.encode_dialogs(dialogs), corpus_vectors, targets, ties=ties)
+    """Targets' ranks by the dialog encoder, and with ``reranker`` as the engine shows them: a target in the
+    encoder's top ``pool`` is ranked inside that pool by the re-ranker's combined score (ties: corpus order)."""
+    queries = encoder.encode_dialogs(dialogs)
+    ranks = np.asarray(rank_of_targets(queries, corpus_vectors, targets, ties=ties)).copy()
+    if reranker is None:
+        return ranks
+    corpus = np.asarray(corpus_vectors, np.float32)
+    pool = min(reranker.pool, len(corpus))
+    for row, dialog in enumerate(dialogs):
+        if ranks[row] > pool or not reranker.answered_rounds(dialog):
+            continue
+        scores = corpus @ np.asarray(queries[row], np.float32)
+        top = np.argpartition(-scores, pool - 1)[:pool]
+        where = np.flatnonzero(top == targets[row])
+        if not len(where):  # tied at the pool's edge
+            continue
+        combined = reranker.scores(dialog, corpus[top], scores[top])
+        mine = combined[where[0]]
+        ranks[row] = 1 + int((combined > mine).sum()) + int(((combined == mine) & (top < targets[row])).sum())
+    return ranks
 
 
 def write_chatir_dialogs(transcripts: Sequence[LiveDialog], path: Path) -> None:

@@ -137,6 +137,7 @@ def run_world(options, *, settings: Settings, model, cache_root: Path | None):
     )
     lookup = InMemorySearcher.from_ids(model, corpus_vectors, list(corpus.paths))  # image vectors by id
     answerer = WorldOracleAnswerer()
+    reranker = eval_reranker(settings, model, lookup, options.bank)
     symbolic = _symbolic_retriever(corpus, progress=options.progress)
     sections: list[str] = []
     out = Path(options.out)
@@ -156,6 +157,7 @@ def run_world(options, *, settings: Settings, model, cache_root: Path | None):
                 "ties": options.ties,
                 "bank": options.bank,
                 "questioner": kind,
+                "rerank": [settings.rerank_pool, settings.rerank_weight, settings.info_gain_temperature],
                 "dialogs": source,
             },
             sort_keys=True,
@@ -175,6 +177,7 @@ def run_world(options, *, settings: Settings, model, cache_root: Path | None):
             ks=options.ks,
             ties=options.ties,
             progress=options.progress,
+            reranker=reranker,
         )
         write_chatir_dialogs(transcripts, out / "dialogs" / f"{_slug(kind)}.json")
         ceiling, ceiling_ranks, section = _ceiling(symbolic, corpus, transcripts, result, options.rounds)
@@ -190,6 +193,11 @@ def run_world(options, *, settings: Settings, model, cache_root: Path | None):
         "n_dialogs": len(dialogs),
         "answerer": "world oracle",
         "bank": options.bank,
+        "rerank": (
+            f"answers re-read over the top {settings.rerank_pool} (weight {settings.rerank_weight})"
+            if reranker is not None
+            else "off"
+        ),
         "sections": sections,
     }
     return results, ranks, meta
@@ -244,3 +252,16 @@ def _ceiling(symbolic, corpus: ImageCorpus, transcripts, learned: SystemResult, 
         ]
     )
     return ceiling, ceiling_ranks, section
+
+
+def eval_reranker(settings: Settings, model, lookup, bank: str):
+    """The answer re-ranker, part of the retriever for every questioner (same model, same bank); None when off."""
+    if settings.rerank_pool <= 0:
+        return None
+    from agent.questioners import ModelCandidateScorer, load_bank
+    from agent.rerank import AnswerReranker
+
+    scorer = ModelCandidateScorer(model, lookup, temperature=settings.info_gain_temperature)
+    return AnswerReranker(
+        scorer, load_bank(bank), pool=settings.rerank_pool, weight=settings.rerank_weight, dialog_temperature=0.05
+    )

@@ -1,0 +1,89 @@
+"""Reading the answers: re-rank the top candidates by how well each image fits every answer given so far.
+
+The dialog encoder embeds the whole dialog in one vector; with a small model, a ten-round dialog in one vector
+blurs what each answer said ("is there a circle? no" reads much like "a circle"). For rounds whose question
+has known alternative answers (a bank question), the same image-text model can score each answer *against
+its alternatives* -- ``P(a | image) = softmax over the question's answers of cos(image, text("q a")) / T`` --
+which is exactly how the information-gain questioner predicts answers. The candidates' score becomes
+
+    score(image) = cos(image, dialog) / T_dialog + weight * sum over answered rounds of log P(a_r | image)
+
+(a product of experts: the dialog encoder and one expert per answer). Only the top ``pool`` images by the
+dialog encoder are re-ranked (their embeddings come with the hits), so it works on any index. "I don't know"
+and rounds without a known question add nothing; an answer in the user's own words is scored among the
+question's answers plus itself. No world-specific parsing: the same code serves real photos with the generic
+bank. Returned hits carry ``score = T_dialog * combined``, so a softmax of ``score / T_dialog`` is the
+posterior the questioner should use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from agent.intents import classify
+from agent.questioners.bank import BankQuestion, QuestionBank
+from agent.questioners.base import question_key
+from agent.questioners.scoring import ModelCandidateScorer
+from chatir.dialog import Dialog, Round
+from retriever_service.schemas import Hit
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+class AnswerReranker:
+    """Product-of-experts re-ranking of a candidate pool (see the module doc)."""
+
+    def __init__(
+        self,
+        scorer: ModelCandidateScorer,
+        bank: QuestionBank,
+        *,
+        pool: int = 1000,
+        weight: float = 1.0,
+        dialog_temperature: float = 0.05,
+    ) -> None:
+        if pool < 1:
+            raise ValueError("pool must be at least 1")
+        self.scorer = scorer
+        self.pool = pool
+        self.weight = weight
+        self.dialog_temperature = dialog_temperature
+        self._questions: dict[str, BankQuestion] = {question_key(q.question): q for q in bank}
+
+    def answered_rounds(self, dialog: Dialog) -> list[tuple[BankQuestion, str]]:
+        """The rounds this reranker can read: a known question and an answer that says something."""
+        rounds = []
+        for round_ in dialog.rounds:
+            question = self._questions.get(question_key(round_.question)) if round_.question else None
+            if question is None or classify(round_.answer).kind == "dont_know":
+                continue
+            rounds.append((question, round_.answer.strip()))
+        return rounds
+
+    def scores(self, dialog: Dialog, image_vectors: np.ndarray, dialog_scores: np.ndarray) -> np.ndarray:
+        """Combined scores (in units of the dialog temperature) of candidates with these embeddings."""
+        combined = np.asarray(dialog_scores, np.float64) / self.dialog_temperature
+        vectors = np.asarray(image_vectors, np.float32)
+        for question, answer in self.answered_rounds(dialog):
+            answers = list(question.answers)
+            if answer not in answers:
+                answers.append(answer)  # the user's own words, scored among the listed answers
+            texts = [Round(question=question.question, answer=a).text() for a in answers]
+            logits = (vectors @ self.scorer.encode(texts).T).astype(np.float64) / self.scorer.temperature
+            combined += self.weight * _log_softmax(logits)[:, answers.index(answer)]
+        return combined
+
+    def rerank(self, dialog: Dialog, hits: Sequence[Hit]) -> list[Hit]:
+        """``hits`` (with vectors, best first by the dialog encoder) in the combined order."""
+        hits = list(hits)
+        if len(hits) < 2 or not self.answered_rounds(dialog):
+            return hits
+        vectors = self.scorer.candidate_vectors(hits)
+        combined = self.scores(dialog, vectors, np.array([h.score for h in hits]))
+        order = sorted(range(len(hits)), key=lambda i: (-combined[i], i))
+        return [hits[i].model_copy(update={"score": float(combined[i] * self.dialog_temperature)}) for i in order]
