@@ -29,4 +29,8 @@ fi
 
 echo "installing the project and its test tools ..."
 "${PIP[@]}" install -e ".[test]"
+if [ ! -x /usr/bin/chromium ]; then
+  echo "note: Chromium is not installed, so the web chat's browser test will be skipped;" \
+       "install it with: apt-get install chromium (.ci/run does)"
+fi
 echo "ready: . $VENV/bin/activate && chatir --help"

@@ -29,7 +29,13 @@ def demo(
     ] = 5000,
     no_browser: Annotated[bool, typer.Option("--no-browser", help="Do not open a browser window.")] = False,
 ) -> None:
-    """The whole experience offline: starter model, sample gallery, retriever service and web chat."""
+    """The whole experience offline: starter model, sample gallery, retriever service and web chat.
+
+    Everything it makes (the assembled starter, the gallery, its index, conversations) lives under CHATIR_HOME
+    (default ~/.cache/chatir). The web chat listens on --port (8700); the retriever service on the port of
+    CHATIR_SERVICE_URL (8600), or the next free one when that is taken. The gallery is coloured shapes, not
+    photos: to search your own images, `chatir index DIR` then `chatir chat`.
+    """
     from chatir.settings import get_settings
     from frontends.demo import run_demo
 
