@@ -62,7 +62,7 @@ def test_absent_and_settled_questions_are_flagged():
     assert result.absent == [False, True, False]
     assert result.settled[0] is False and result.settled[2] is True
     quality = question_quality([result])
-    assert quality["questions_asked"] == 3 and round(quality["absent_or_settled_pct"]) == 67
+    assert quality["asked"] == 3 and round(quality["absent_or_settled_pct"]) == 67
 
 
 def test_world_caption_is_none_for_free_text():

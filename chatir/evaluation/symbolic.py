@@ -130,7 +130,7 @@ def question_quality(dialogs: Sequence[SymbolicDialog]) -> dict[str, float]:
     asked = len(either)
     share = lambda values: round(100.0 * sum(values) / asked, 2) if asked else 0.0
     return {
-        "questions_asked": asked,
+        "asked": asked,
         "absent_pct": share(absent),
         "settled_pct": share(settled),
         "absent_or_settled_pct": share(either),

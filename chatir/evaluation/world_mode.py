@@ -244,7 +244,7 @@ def _ceiling(symbolic, corpus: ImageCorpus, transcripts, learned: SystemResult, 
             "| consistent images (median) | " + " | ".join(f"{v:,.0f}" for v in sizes) + " |",
             "",
             (
-                f"Questions asked: {quality['questions_asked']:,}; about absent objects "
+                f"Questions asked: {quality['asked']:,}; about absent objects "
                 f"{quality['absent_pct']:.1f} %, about settled facts {quality['settled_pct']:.1f} %, "
                 f"either {quality['absent_or_settled_pct']:.1f} %."
             ),
