@@ -28,8 +28,8 @@ from tools.scope import SearchScope
 if TYPE_CHECKING:
     from tools.client import RetrieverClient
 
-MAX_K = 100
-"""The service's largest ``k``."""
+MAX_K = 1000
+"""The service's largest ``k`` (the answer re-ranker reads a pool of this size at most)."""
 
 
 def as_scope(scope: SearchScope | SearchFilter | None) -> SearchScope:

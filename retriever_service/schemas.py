@@ -28,7 +28,7 @@ class SearchFilter(BaseModel):
 
 class SearchRequest(BaseModel):
     dialog: Dialog
-    k: StrictInt = Field(10, ge=1, le=100)
+    k: StrictInt = Field(10, ge=1, le=1000)
     filter: SearchFilter | None = None
     exclude_ids: list[str] = Field(default_factory=list, max_length=10_000)
     with_vectors: StrictBool = Field(
