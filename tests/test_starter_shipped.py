@@ -51,3 +51,25 @@ def test_an_older_assembly_is_redone(tmp_path):
 
     assert load_model("starter", settings=settings).max_text_tokens == INFERENCE_MAX_TEXT_TOKENS  # not the stale one
     assert json.loads(meta_file.read_text())["max_text_tokens"] == INFERENCE_MAX_TEXT_TOKENS
+
+
+@pytest.mark.skipif(not (STARTER_WEIGHTS_DIR / "starter.json").is_file(), reason="no shipped starter weights")
+def test_shipped_starter_reads_negative_answers_and_colour_binding(tmp_path):
+    """Starter v2's reading of this world, on held-out scenes: "no" is not "yes", and a red star is not a star
+    next to something red."""
+    from chatir.world.render import render_scene
+    from chatir.world.scene import sample_scene
+    from retriever_service.models import load_model
+
+    model = load_model("starter", settings=Settings(home=tmp_path, device="cpu"))
+    scenes = [sample_scene(12, i) for i in range(300)]
+    images = model.encode_images([render_scene(scene) for scene in scenes])
+    yes, no = model.encode_texts(["is there a star? yes", "is there a star? no"])
+    star = np.array([bool(scene.select(shape="star")) for scene in scenes])
+    margin = images @ yes - images @ no
+    assert margin[star].mean() > margin[~star].mean()
+
+    red_star = np.array([bool(scene.select(shape="star", colour="red")) for scene in scenes])
+    apart = np.array([bool(scene.select(shape="star")) and bool(scene.select(colour="red")) for scene in scenes])
+    query = model.encode_texts(["a red star"])[0]
+    assert (images @ query)[red_star].mean() > (images @ query)[apart & ~red_star].mean()
