@@ -178,6 +178,22 @@ class StarterSpec(BaseModel):
         return self.joint.trained_text_layers if self.recipe == "joint" and self.joint else self.dialog.trained_text_layers
 
     @classmethod
+    def tiny(cls) -> StarterSpec:
+        """A minutes-to-seconds version for tests: same recipe, tiny towers and worlds."""
+        return cls(
+            vision=VisionSpec(
+                hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2
+            ),
+            projection_dim=32,
+            max_text_tokens=48,
+            train_images=320,
+            val_images=100,
+            val_dialogs=40,
+            contrastive=ContrastiveStage(epochs=10, batch_size=32, lr=2e-3, lr_decay=0.9, caption_variants=2),
+            dialog=DialogStage(epochs=2, batch_size=32, random_negatives=128, trained_text_layers=1),
+        )
+
+    @classmethod
     def joint_tiny(cls) -> StarterSpec:
         """The joint recipe in seconds, for tests: tiny towers, a few small batches."""
         from retriever_service.training.world_stream import StreamConfig
