@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import random
 import sys
 import time
 from pathlib import Path
@@ -129,7 +128,7 @@ class _Validation:
 
     ROUNDS = (0, 1, 2, 3, 5, 10)
 
-    def __init__(self, world_seed: int, stage: JointStage, workers: int) -> None:
+    def __init__(self, world_seed: int, stage: JointStage) -> None:
         from chatir.world.dialogs import dialog_for, split_seed
         from chatir.world.render import render_scene
         from chatir.world.scene import sample_scene
@@ -254,7 +253,7 @@ def train_joint(
         persistent_workers=False,
     )
     _say(progress, f"building the validation set ({stage.val_images} images) ...")
-    validation = _Validation(spec.world_seed, stage, workers)
+    validation = _Validation(spec.world_seed, stage)
     dtype = torch.float32
     started = time.perf_counter()
     last_checkpoint = started
@@ -360,12 +359,6 @@ def _train_seed(spec) -> int:
 def _say(enabled: bool, message: str) -> None:
     if enabled:
         print(message, file=sys.stderr, flush=True)
-
-
-def set_seeds(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def read_log(out: Path) -> list[dict[str, Any]]:
