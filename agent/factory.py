@@ -101,15 +101,9 @@ def build_engine(
 def build_reranker(settings: Settings, questioner: Questioner | None) -> AnswerReranker | None:
     """The answer re-ranker over the information-gain questioner's scorer and bank (None when off or when
     no such questioner is there to lend them)."""
-    if settings.rerank_pool <= 0 or questioner is None:
-        return None
     info_gain = questioner if isinstance(questioner, InfoGainQuestioner) else getattr(questioner, "fallback", None)
     if not isinstance(info_gain, InfoGainQuestioner) or not isinstance(info_gain.scorer, ModelCandidateScorer):
         return None
-    return AnswerReranker(
-        info_gain.scorer,
-        info_gain.bank,
-        pool=settings.rerank_pool,
-        weight=settings.rerank_weight,
-        dialog_temperature=info_gain.prior_temperature,
+    return AnswerReranker.from_settings(
+        settings, info_gain.scorer, info_gain.bank, dialog_temperature=info_gain.prior_temperature
     )

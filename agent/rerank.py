@@ -27,6 +27,7 @@ from agent.questioners.bank import BankQuestion, QuestionBank
 from agent.questioners.base import question_key
 from agent.questioners.scoring import ModelCandidateScorer
 from chatir.dialog import Dialog, Round
+from chatir.settings import Settings
 from retriever_service.schemas import Hit
 
 
@@ -54,6 +55,17 @@ class AnswerReranker:
         self.weight = weight
         self.dialog_temperature = dialog_temperature
         self._questions: dict[str, BankQuestion] = {question_key(q.question): q for q in bank}
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, scorer: ModelCandidateScorer, bank: QuestionBank, *, dialog_temperature: float = 0.05
+    ) -> AnswerReranker | None:
+        """The re-ranker ``CHATIR_RERANK_POOL`` / ``CHATIR_RERANK_WEIGHT`` ask for (None when the pool is 0)."""
+        if settings.rerank_pool <= 0:
+            return None
+        return cls(
+            scorer, bank, pool=settings.rerank_pool, weight=settings.rerank_weight, dialog_temperature=dialog_temperature
+        )
 
     def answered_rounds(self, dialog: Dialog) -> list[tuple[BankQuestion, str]]:
         """The rounds this reranker can read: a known question and an answer that says something."""

@@ -256,12 +256,8 @@ def _ceiling(symbolic, corpus: ImageCorpus, transcripts, learned: SystemResult, 
 
 def eval_reranker(settings: Settings, model, lookup, bank: str):
     """The answer re-ranker, part of the retriever for every questioner (same model, same bank); None when off."""
-    if settings.rerank_pool <= 0:
-        return None
     from agent.questioners import ModelCandidateScorer, load_bank
     from agent.rerank import AnswerReranker
 
     scorer = ModelCandidateScorer(model, lookup, temperature=settings.info_gain_temperature)
-    return AnswerReranker(
-        scorer, load_bank(bank), pool=settings.rerank_pool, weight=settings.rerank_weight, dialog_temperature=0.05
-    )
+    return AnswerReranker.from_settings(settings, scorer, load_bank(bank))
