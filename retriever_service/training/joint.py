@@ -50,12 +50,22 @@ class JointStage(BaseModel):
     stream: StreamConfig = Field(default_factory=StreamConfig)
     lr_vision: float = Field(7e-4, gt=0, description="vision tower, projections, attribute head")
     lr_text: float = Field(1e-4, gt=0, description="trained MiniLM layers and pooler")
+    lr_projection: float | None = Field(
+        None, gt=0, description="both projections (None: lr_vision); the code objective needs large weights there"
+    )
     warmup_steps: int = Field(150, ge=0)
     weight_decay: float = Field(0.05, ge=0)
     temperature: float = Field(0.05, gt=0, description="initial InfoNCE temperature (learned)")
     i2t_weight: float = Field(0.5, ge=0)
     attribute_weight: float = Field(0.5, ge=0)
     trained_text_layers: int = Field(4, ge=1, le=6)
+    objective: Literal["contrastive", "code"] = Field(
+        "contrastive",
+        description="contrastive: InfoNCE between the towers (+ the attribute head); code: the embedding space "
+        "is the scene-attribute code (:func:`chatir.world.attributes.scene_attributes`): the image side regresses "
+        "the image's +/-1 code, the text side predicts each attribute's log-likelihood ratio given the dialog, so "
+        "a dot product ranks images by how well they fit everything said (see :func:`code_losses`)",
+    )
     init: Literal["scratch", "staged"] = Field(
         "scratch",
         description="start from random towers, or from the staged recipe's model (the first starter, which has "
@@ -90,11 +100,12 @@ def normalise_pixels(images: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return ((images.float() / 255.0 - mean) / std).to(dtype)
 
 
-def encode_by_length(model, tokens: dict[str, torch.Tensor], chunk: int) -> torch.Tensor:
+def encode_by_length(model, tokens: dict[str, torch.Tensor], chunk: int, *, normalise: bool = True) -> torch.Tensor:
     """Text features of a padded batch, encoded in length-sorted chunks trimmed to their own longest text.
 
     Dialogs of 0 to 10 rounds differ several-fold in length; padding all to the longest wastes most of the
-    compute. The result equals ``model.text_features(**tokens)`` row for row.
+    compute. The result equals ``model.text_features(**tokens)`` row for row (``normalise=False``: the
+    projected embeddings before L2 normalisation).
     """
     mask = tokens["attention_mask"]
     lengths = mask.sum(dim=1)
@@ -103,9 +114,39 @@ def encode_by_length(model, tokens: dict[str, torch.Tensor], chunk: int) -> torc
     for start in range(0, len(order), chunk):
         rows = order[start : start + chunk]
         width = int(lengths[rows].max())
-        pieces.append(model.text_features(**{k: v[rows, :width] for k, v in tokens.items()}))
+        chunk_tokens = {k: v[rows, :width] for k, v in tokens.items()}
+        pieces.append(model.text_features(**chunk_tokens) if normalise else model._text_embeddings(chunk_tokens))
     features = torch.cat(pieces)
     return features[torch.argsort(order)]
+
+
+def attribute_prior_logits(world_seed: int, n: int = 4000) -> torch.Tensor:
+    """log-odds of every scene attribute over ``n`` scenes of the world (clipped away from 0 and 1)."""
+    from chatir.world.attributes import scene_attributes
+    from chatir.world.scene import sample_scene
+
+    frequency = np.stack([scene_attributes(sample_scene(world_seed, i)) for i in range(n)]).mean(axis=0)
+    frequency = np.clip(frequency, 1.0 / n, 1.0 - 1.0 / n)
+    return torch.from_numpy(np.log(frequency / (1.0 - frequency))).float()
+
+
+def code_losses(
+    text: torch.Tensor, image: torch.Tensor, attributes: torch.Tensor, n_texts: int, prior_logits: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(text loss, image loss) of the attribute-code objective.
+
+    Image side: the projected image embedding regresses the scene's code, +1 for every attribute it has and -1
+    for every other (mean squared error), so every image embedding has about the same norm. Text side: the
+    projected text embedding plus the attributes' prior log-odds is read as the logits of the *target's*
+    attributes given the dialog (binary cross-entropy against the target's ground truth). Its optimum is the
+    posterior log-odds minus the prior log-odds: the log-likelihood ratio the dialog gives each attribute (about
+    0 for what it does not tell, large and signed for what it says or rules out). The dot product of the two is
+    then, up to a constant per dialog, the naive-Bayes log-likelihood of the dialog for that image: a cosine
+    search ranks images by how well they fit every answer.
+    """
+    loss_text = F.binary_cross_entropy_with_logits(text + prior_logits, attributes[:n_texts])
+    loss_image = F.mse_loss(image, attributes * 2.0 - 1.0)
+    return loss_text, loss_image
 
 
 def trainable_parameters(model, trained_text_layers: int) -> tuple[list, list]:
@@ -152,7 +193,7 @@ class _Validation:
         for start in range(0, len(self.images), 256):
             pixels = normalise_pixels(self.images[start : start + 256].to(device), dtype)
             image_vectors.append(model.image_features(pixels))
-        images = torch.cat(image_vectors)
+        images = F.normalize(torch.cat(image_vectors).float(), dim=-1)  # cosine, as the index searches
         result = {}
         for rounds in self.ROUNDS:
             texts = [", ".join(d.parts()[: 1 + rounds]) for d in self.dialogs]
@@ -203,24 +244,40 @@ def train_joint(
         from safetensors.torch import load_file
 
         start = {name: value.float() for name, value in load_file(str(init_weights)).items()}
-        unknown = set(start) - set(model.model.state_dict())
+        own = model.model.state_dict()
+        unknown = set(start) - set(own)
         if unknown:
             raise ValueError(f"{init_weights} does not fit this architecture (e.g. {sorted(unknown)[:3]})")
-        model.model.load_state_dict(start, strict=False)
-        _say(progress, f"starting from {init_weights} ({len(start)} tensors)")
+        # projections of another width (a new embedding space) start fresh; everything else carries over
+        reshaped = sorted(name for name, value in start.items() if value.shape != own[name].shape)
+        model.model.load_state_dict({n: v for n, v in start.items() if n not in reshaped}, strict=False)
+        _say(progress, f"starting from {init_weights} ({len(start) - len(reshaped)} tensors; new: {reshaped})")
     model.model.to(torch_device)
     model.device = torch_device
     model.max_text_tokens = stage.stream.max_text_tokens
     vision_params, text_params = trainable_parameters(model, stage.trained_text_layers)
+    projections = {id(p) for m in (model.model.visual_projection, model.model.text_projection) for p in m.parameters()}
+    projection_params = [p for p in vision_params if id(p) in projections]
     from chatir.world.attributes import scene_attributes
     from chatir.world.scene import sample_scene
 
     n_attributes = len(scene_attributes(sample_scene(0, 0)))
     attribute_head = torch.nn.Linear(model.model.config.vision_config.hidden_size, n_attributes).to(torch_device)
     log_scale = torch.nn.Parameter(torch.tensor(math.log(1 / stage.temperature), device=torch_device))
+    code = stage.objective == "code"
+    if code and model.model.config.projection_dim != n_attributes:
+        raise ValueError(
+            f"the code objective needs projection_dim = the number of scene attributes ({n_attributes}), "
+            f"not {model.model.config.projection_dim}"
+        )
+    prior_logits = attribute_prior_logits(_train_seed(spec)).to(torch_device) if code else None
     optimizer = torch.optim.AdamW(
         [
-            {"params": vision_params + list(attribute_head.parameters()), "lr": stage.lr_vision},
+            {
+                "params": [p for p in vision_params if id(p) not in projections] + list(attribute_head.parameters()),
+                "lr": stage.lr_vision,
+            },
+            {"params": projection_params, "lr": stage.lr_projection or stage.lr_vision},
             {"params": text_params, "lr": stage.lr_text},
             {"params": [log_scale], "lr": stage.lr_vision, "weight_decay": 0.0},
         ],
@@ -294,16 +351,22 @@ def train_joint(
         with torch.autocast(torch_device.type, dtype=torch.bfloat16, enabled=amp):
             vision_out = model.model.vision_model(pixel_values=pixels)
             pooled = vision_out.pooler_output
-            image = F.normalize(model.model.visual_projection(pooled).float(), dim=-1)
-            text = encode_by_length(model, tokens, stage.text_chunk)
-            attribute_logits = attribute_head(pooled).float()
+            image = model.model.visual_projection(pooled).float()  # before normalisation
+            text = encode_by_length(model, tokens, stage.text_chunk, normalise=not code).float()
+            attribute_logits = None if code else attribute_head(pooled).float()
         scale = log_scale.exp().clamp(max=100.0)
-        logits = scale * text @ image.T  # (B, B * (1 + negatives))
-        labels = torch.arange(n_texts, device=torch_device)
-        loss_t2i = F.cross_entropy(logits, labels)
-        loss_i2t = F.cross_entropy(logits[:, :n_texts].T, labels)
-        loss_attr = F.binary_cross_entropy_with_logits(attribute_logits, attributes)
-        loss = loss_t2i + stage.i2t_weight * loss_i2t + stage.attribute_weight * loss_attr
+        if code:
+            # the two names keep the log's columns: "t2i" is the text side's loss, "attr" the image side's
+            loss_t2i, loss_attr = code_losses(text, image, attributes, n_texts, prior_logits)
+            loss = loss_t2i + loss_attr
+        else:
+            text, image = F.normalize(text, dim=-1), F.normalize(image, dim=-1)
+            logits = scale * text @ image.T  # (B, B * (1 + negatives))
+            labels = torch.arange(n_texts, device=torch_device)
+            loss_t2i = F.cross_entropy(logits, labels)
+            loss_i2t = F.cross_entropy(logits[:, :n_texts].T, labels)
+            loss_attr = F.binary_cross_entropy_with_logits(attribute_logits, attributes)
+            loss = loss_t2i + stage.i2t_weight * loss_i2t + stage.attribute_weight * loss_attr
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vision_params + text_params, stage.grad_clip)
@@ -376,11 +439,16 @@ def main(
     steps: int | None = None,
     init_weights: Path | None = None,
 ) -> None:
-    """Train the joint starter into OUT (e.g. on a GPU machine without the project installed); then
+    """Train the joint starter (SIZE full, quick or tiny; code or code-tiny: the attribute-code recipe) into OUT (e.g. on a GPU machine without the project installed); then
     ``chatir starter build --work WORK`` with OUT = WORK/joint exports it."""
     from retriever_service.training.starter import StarterSpec
 
-    spec = StarterSpec.joint_tiny() if size == "tiny" else StarterSpec.joint_recipe(quick=size == "quick")
+    if size == "code":
+        spec = StarterSpec.code_recipe()
+    elif size == "code-tiny":
+        spec = StarterSpec.code_tiny()
+    else:
+        spec = StarterSpec.joint_tiny() if size == "tiny" else StarterSpec.joint_recipe(quick=size == "quick")
     assert spec.joint is not None
     if time_budget is not None:
         spec.joint.time_budget_s = time_budget

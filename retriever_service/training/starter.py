@@ -246,6 +246,47 @@ class StarterSpec(BaseModel):
         )
         return cls(recipe="joint", max_text_tokens=256, joint=stage)
 
+    @classmethod
+    def code_recipe(cls, *, minutes: float = 60, trained_text_layers: int = 6) -> StarterSpec:
+        """Starter v3: the embedding space is the scene-attribute code (``objective="code"``, see
+        :func:`retriever_service.training.joint.code_losses`); the vision tower starts from the staged recipe's
+        (or, with ``--init-weights``, a shipped starter's) and the text side learns to read what each dialog
+        says or rules out about every attribute. Both sides are supervised by the world's ground truth, which a
+        CPU learns in an hour where the contrastive recipe could not.
+        """
+        from chatir.world.attributes import attribute_names
+        from retriever_service.training.world_stream import StreamConfig
+
+        stage = JointStage(
+            steps=1_000_000,
+            time_budget_s=minutes * 60,
+            stream=StreamConfig(batch_size=48, hard_negatives=1, image_size=64, low_res=0.0),
+            init="staged",
+            objective="code",
+            lr_vision=3e-4,
+            lr_projection=3e-3,
+            lr_text=1.5e-4,
+            warmup_steps=30,
+            trained_text_layers=trained_text_layers,
+            val_images=2000,
+            val_dialogs=400,
+            val_every=300,
+            log_every=20,
+            checkpoint_every_s=180,
+        )
+        return cls(recipe="joint", max_text_tokens=256, projection_dim=len(attribute_names()), joint=stage)
+
+    @classmethod
+    def code_tiny(cls) -> StarterSpec:
+        """The code recipe in seconds, for tests."""
+        from chatir.world.attributes import attribute_names
+
+        spec = cls.joint_tiny()
+        assert spec.joint is not None
+        spec.joint.objective = "code"
+        spec.projection_dim = len(attribute_names())
+        return spec
+
 
 # ------------------------------------------------------------------------------------------------ model
 def minilm_dir() -> Path:
@@ -749,11 +790,13 @@ def build_starter(
 
 
 def staged_base_spec(spec: StarterSpec) -> StarterSpec:
-    """The staged recipe whose model a joint build with ``init="staged"`` starts from (same architecture)."""
+    """The staged recipe whose model a joint build with ``init="staged"`` starts from (same architecture; for the
+    code objective, whose embedding is the attribute code, the staged model keeps its own 256-d projections)."""
+    code = spec.joint is not None and spec.joint.objective == "code"
     return StarterSpec(
         vision=spec.vision,
         text_layers=spec.text_layers,
-        projection_dim=spec.projection_dim,
+        projection_dim=StarterSpec.model_fields["projection_dim"].default if code else spec.projection_dim,
         world_seed=spec.world_seed,
         seed=spec.seed,
         dialog=DialogStage(trained_text_layers=spec.trained_text_layers),
