@@ -410,8 +410,10 @@ class ConversationEngine:
     def _require(self, conversation_id: str) -> ConversationState:
         state = self.store.get(conversation_id)
         if state is None:
+            # said to the person: the key is internal ("web:…", "slack:T/C/ts") and stays in the log
+            logger.info("no conversation %r", conversation_id)
             raise ConversationNotFoundError(
-                f"there is no conversation {conversation_id!r}; start one with a description of the image"
+                "this conversation has not started (or was forgotten); start one with a description of the image"
             )
         return state
 

@@ -197,8 +197,7 @@ class ConversationStore:
             current = row[0] if row else 0
             if current != state.version:
                 raise ConcurrentUpdateError(
-                    f"conversation {state.conversation_id!r} was changed by another turn at the same time; "
-                    "please send your message again"
+                    "this conversation was changed by another turn at the same time; please send your message again"
                 )
             db.execute(
                 "INSERT INTO conversations (id, state, version, updated_at) VALUES (?, ?, ?, ?) "

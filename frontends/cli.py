@@ -73,9 +73,10 @@ def chat(
     else:
         scope = SearchScope(allowed=allow or SearchScope().allowed)
 
-    health = running_service(settings)
-    if health is not None:
-        _chat_with_running_service(settings, health, scope, demo_gallery=demo_gallery, previews=previews)
+    found = running_service(settings)
+    if found is not None:
+        settings = settings.model_copy(update={"service_url": found.url})
+        _chat_with_running_service(settings, found.health, scope, demo_gallery=demo_gallery, previews=previews)
     elif demo_gallery:
         from frontends.demo import demo_stack
 

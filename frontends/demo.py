@@ -264,7 +264,7 @@ def demo_stack(
 
     clock = time.perf_counter()
     say("[3/4] retriever service (loading the model, opening the index)")
-    with local_retriever(settings, port=service_port) as local:
+    with local_retriever(settings, port=service_port, command="demo") as local:
         say(f"      serving on {local.url} (collection {settings.collection!r})")
         timings["service"] = time.perf_counter() - clock
         clock = time.perf_counter()

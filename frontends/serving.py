@@ -108,12 +108,16 @@ class LocalRetriever:
 
 
 @contextmanager
-def local_retriever(settings: Settings, *, host: str = "127.0.0.1", port: int | None = None) -> Iterator[LocalRetriever]:
+def local_retriever(
+    settings: Settings, *, host: str = "127.0.0.1", port: int | None = None, command: str = "chat"
+) -> Iterator[LocalRetriever]:
     """Open the retriever service (model + store) and serve its HTTP API from this process.
 
     ``port``: the port to prefer (default ``settings.port``, so other ``chatir`` commands find the service
-    at the usual ``CHATIR_SERVICE_URL``); a free port is taken when it is busy.
+    at the usual ``CHATIR_SERVICE_URL``); a free port is taken when it is busy, and the run file
+    (:mod:`chatir.runfile`) tells other commands where it went.
     """
+    from chatir import runfile
     from retriever_service.api import create_app
     from retriever_service.service import RetrieverService
 
@@ -121,17 +125,44 @@ def local_retriever(settings: Settings, *, host: str = "127.0.0.1", port: int | 
     try:
         sock = bind_preferred(host, settings.port if port is None else port)
         with ThreadedServer(create_app(settings, service), sock, name="retriever") as server:
-            yield LocalRetriever(service, server.url, settings.model_copy(update={"service_url": server.url}))
+            runfile.announce(settings, server.url, command=command)
+            try:
+                yield LocalRetriever(service, server.url, settings.model_copy(update={"service_url": server.url}))
+            finally:
+                runfile.withdraw(settings)
     finally:
         service.close()
 
 
-def running_service(settings: Settings) -> dict[str, Any] | None:
-    """``/healthz`` of the service at ``settings.service_url``, or None when nothing answers there."""
+@dataclass
+class FoundService:
+    """A retriever service that answered: where, and its ``/healthz``."""
+
+    url: str
+    health: dict[str, Any]
+
+
+def running_service(settings: Settings) -> FoundService | None:
+    """The service at ``settings.service_url``; else the one that announced this store in its run file (a
+    demo whose service moved to another port); None when neither answers."""
+    from chatir import runfile
+
+    health = _health(settings.service_url)
+    if health is not None:
+        return FoundService(settings.service_url.rstrip("/"), health)
+    announced = runfile.holder(settings)
+    if announced is not None and announced.url != settings.service_url.rstrip("/"):
+        health = _health(announced.url)
+        if health is not None:
+            return FoundService(announced.url, health)
+    return None
+
+
+def _health(url: str) -> dict[str, Any] | None:
     import httpx
 
     try:
-        response = httpx.get(settings.service_url.rstrip("/") + "/healthz", timeout=PROBE_TIMEOUT_S)
+        response = httpx.get(url.rstrip("/") + "/healthz", timeout=PROBE_TIMEOUT_S)
     except httpx.HTTPError:
         return None
     if response.status_code != 200:

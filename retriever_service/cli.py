@@ -44,6 +44,7 @@ def serve(
 
     import uvicorn
 
+    from chatir import runfile
     from chatir.settings import get_settings
     from retriever_service.api import create_app
 
@@ -55,10 +56,24 @@ def serve(
     settings = get_settings()
     host = host or settings.host
     port = port or settings.port
+    failure: list[str] = []
+    server: uvicorn.Server | None = None
+
+    def stop_serving(reason: str) -> None:
+        # a service that cannot open its model or store would only answer 503: stop, and say why
+        failure.append(reason)
+        if server is not None:
+            server.should_exit = True
+
     typer.echo(
         f"serving model {settings.model} on http://{host}:{port} (readiness: /readyz, API docs: /docs)"
     )
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+    app = create_app(settings, announce_url=runfile.local_url(host, port), on_load_failure=stop_serving)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level))
+    server.run()
+    if failure:
+        typer.echo(f"error: the retriever service could not start: {failure[0]}", err=True)
+        raise typer.Exit(1)
 
 
 # --- search ----------------------------------------------------------------------------------------
@@ -80,7 +95,7 @@ def search(
     from chatir.settings import get_settings
     from retriever_service.schemas import SearchFilter, SearchRequest
 
-    settings = get_settings()
+    settings = _follow_run_file(get_settings())
     search_filter = None
     if allow or tag or source:
         search_filter = SearchFilter(allowed=allow or None, tags=tag or None, sources=source or None)
@@ -141,7 +156,7 @@ def index(
     from chatir.settings import get_settings
     from retriever_service.schemas import PUBLIC, IndexRequest
 
-    settings = get_settings()
+    settings = _follow_run_file(get_settings())
     missing = [str(p) for p in paths if not p.expanduser().exists()]
     if missing:
         raise ChatIRError(f"No such file or folder: {', '.join(missing)}")
@@ -166,6 +181,23 @@ def index(
         typer.echo(f"indexing into the {_store_label(settings)} with model {service.model_id}")
         report = service.run_index(request)
     _print_report(_local_report(report))
+
+
+def _follow_run_file(settings: Settings) -> Settings:
+    """``settings`` aimed at the service that announced this store (:mod:`chatir.runfile`) when nothing answers
+    at ``service_url`` (a demo or service that took another port because the usual one was busy)."""
+    import httpx
+
+    from chatir import runfile
+
+    announced = runfile.holder(settings)
+    if announced is None or announced.url == settings.service_url.rstrip("/"):
+        return settings
+    try:
+        httpx.get(settings.service_url.rstrip("/") + "/healthz", timeout=PROBE_TIMEOUT_S)
+        return settings  # something answers where it was told to look: that is what the user asked for
+    except httpx.HTTPError:
+        return settings.model_copy(update={"service_url": announced.url})
 
 
 def _service_holds_store(settings: Settings) -> bool:

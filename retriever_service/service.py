@@ -31,6 +31,7 @@ from retriever_service.schemas import (
     Hit,
     IndexJob,
     IndexRequest,
+    SearchFilter,
     SearchRequest,
     SearchResponse,
 )
@@ -43,6 +44,8 @@ log = logging.getLogger(__name__)
 
 THUMBNAIL_PATH = "/v1/images/{id}/thumbnail"
 """``thumbnail_url`` of a hit, relative to the service's base URL."""
+IMAGE_PATH = "/v1/images/{id}"
+"""The image itself, relative to the service's base URL (a hit's ``uri`` when no copy it may see has a path)."""
 
 UPLOAD_SOURCE = "upload"
 """Default ``source`` of files uploaded through ``POST /v1/index``."""
@@ -88,6 +91,22 @@ def store_description(settings: Settings) -> str:
     if settings.qdrant_url:
         return f"Qdrant server at {settings.qdrant_url}"
     return f"embedded store at {settings.qdrant_path}"
+
+
+def store_locked_message(settings: Settings) -> str:
+    """Who holds the store and what to do, from its run file when the holder wrote one."""
+    from chatir import runfile
+
+    held = runfile.holder(settings)
+    if held is None:
+        return (
+            f"The {store_description(settings)} is in use by another process (normally a running `chatir serve` "
+            "or `chatir demo`). Stop that process, or use its HTTP API (CHATIR_SERVICE_URL)."
+        )
+    return (
+        f"The {store_description(settings)} is in use by `chatir {held.command}` (pid {held.pid}), which serves "
+        f"it at {held.url}. Use that service (CHATIR_SERVICE_URL={held.url}), or stop it first."
+    )
 
 
 def store_fingerprint(settings: Settings) -> str:
@@ -172,11 +191,7 @@ class RetrieverService:
             raise
         except Exception as error:  # qdrant-client raises RuntimeError for a held lock
             if is_store_lock_error(error):
-                raise StoreLockedError(
-                    f"The {store_description(settings)} is in use by another process (normally a running "
-                    "`chatir serve`). Stop that process, or go through its HTTP API "
-                    f"({settings.service_url}/v1/...)."
-                ) from error
+                raise StoreLockedError(store_locked_message(settings)) from error
             raise ServiceUnavailableError(
                 f"Cannot open the {store_description(settings)}: {error}"
             ) from error
@@ -230,7 +245,7 @@ class RetrieverService:
             filter=request.filter,
             exclude_ids=list(request.exclude_ids),
         )
-        hits = [self._hit(record, score) for record, score in results]
+        hits = [self._hit(record, score, request.filter) for record, score in results]
         if request.with_vectors and hits:
             vectors = self._store_call(self._vectors, [hit.id for hit in hits])
             for hit in hits:
@@ -254,18 +269,25 @@ class RetrieverService:
         return {p.payload["id"]: [float(x) for x in p.vector] for p in points if p.payload}
 
     @staticmethod
-    def _hit(record: ImageRecord, score: float) -> Hit:
+    def _hit(record: ImageRecord, score: float, scope: SearchFilter | None = None) -> Hit:
+        """A hit as the caller may see it: the location, source, text and tags of a copy its ``scope`` shows (an
+        image posted in two channels never tells one channel's caller the other channel's path or message)."""
+        visible = record.visible_copy(scope)
+        if visible is None:  # found through a copy indexed before copies were kept: only what is not private
+            location, copy = IMAGE_PATH.format(id=record.id), None
+        else:
+            location, copy = visible
         return Hit(
             id=record.id,
             score=float(score),
-            uri=str(record.uri),
+            uri=str(location),
             thumbnail_url=THUMBNAIL_PATH.format(id=record.id),
             width=record.width,
             height=record.height,
             mime=record.mime,
-            source=record.source,
-            text=record.text,
-            tags=list(record.tags or []),
+            source=copy.source if copy else None,
+            text=copy.text if copy else None,
+            tags=list(copy.tags) if copy else [],
         )
 
     # --- images ----------------------------------------------------------------------------------
@@ -286,12 +308,12 @@ class RetrieverService:
         return record
 
     def image_file(self, image_id: str, allowed: list[str] | None = None) -> tuple[Path, str]:
-        """The original file of an image (first location still on disk) and its mime type."""
-        return self._image_file(self.visible_record(image_id, allowed))
+        """The original file of an image (first location still on disk that the caller may see) and its mime."""
+        return self._image_file(self.visible_record(image_id, allowed), allowed)
 
-    def _image_file(self, record: ImageRecord) -> tuple[Path, str]:
+    def _image_file(self, record: ImageRecord, allowed: list[str] | None = None) -> tuple[Path, str]:
         image_id = record.id
-        path = _first_local_file(record)
+        path = _first_local_file(record, _visible_locations(record, allowed))
         if path is None:
             raise NotFoundError(
                 f"Image {image_id!r} is indexed but none of its files is readable by the service "
@@ -307,7 +329,7 @@ class RetrieverService:
         cached = Path(self.settings.thumbnails_dir) / f"{record.id}_{size}.jpg"
         if cached.is_file():
             return cached
-        path, _ = self._image_file(record)
+        path, _ = self._image_file(record)  # the same bytes whichever copy: the thumbnail is shared
         try:
             _write_thumbnail(path, cached, size)
         except OSError as error:  # the file changed since it was indexed
@@ -532,15 +554,24 @@ def _locations(record: Any) -> list[str]:
     return seen
 
 
-def _first_local_file(record: Any) -> Path | None:
-    """The first location of ``record`` that still holds the indexed bytes.
+def _visible_locations(record: ImageRecord, allowed: list[str] | None) -> list[str]:
+    """The locations of ``record`` whose copy a caller with visibility groups ``allowed`` may see (all when
+    ``allowed`` is None: a trusted caller)."""
+    if allowed is None:
+        return _locations(record)
+    scope = SearchFilter(allowed=allowed)
+    return [loc for loc in _locations(record) if (c := record.copies.get(loc)) is not None and c.visible_to(scope)]
+
+
+def _first_local_file(record: Any, locations: list[str] | None = None) -> Path | None:
+    """The first location of ``record`` (or of ``locations``) that still holds the indexed bytes.
 
     A location is used only when it is a regular file, not a symbolic link, and its content still hashes to the
     record's id: a file replaced after indexing (by other bytes, or by a link to ``/etc/passwd``) is never read
     or served under the old id."""
     from retriever_service.index.records import file_content_id
 
-    for location in _locations(record):
+    for location in _locations(record) if locations is None else locations:
         if "://" in location and not location.startswith("file://"):
             continue
         path = Path(location.removeprefix("file://"))

@@ -287,3 +287,67 @@ def test_cli_module_imports_stay_light():
         cwd=Path(__file__).resolve().parents[1],
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_a_second_serve_on_a_held_store_exits_naming_the_holder_and_clients_follow_the_run_file(
+    tiny_clip_dir, photos, tmp_path
+):
+    """Real processes (issue #13, 8 / #14, 2): `chatir serve` A holds the store on some port; a second
+    `chatir serve` on the same store exits 1 naming A's URL, and `chatir search` configured with a dead
+    CHATIR_SERVICE_URL finds A through the run file instead of failing on the locked store."""
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {
+        **os.environ,
+        "CHATIR_HOME": str(tmp_path / "home"),
+        "CHATIR_MODEL": str(tiny_clip_dir),
+        "CHATIR_DEVICE": "cpu",
+        "CHATIR_SERVICE_URL": f"http://127.0.0.1:{_free_port()}",  # nobody listens there
+        "CHATIR_INDEX_ROOTS": str(photos["folder"]),
+    }
+    for name in ("CHATIR_API_KEY", "QDRANT_URL", "CHATIR_QDRANT_URL", "CHATIR_COLLECTION"):
+        env.pop(name, None)
+    chatir = [sys.executable, "-c", "from chatir.cli import main; main()"]
+    port_a = _free_port()
+    holder = subprocess.Popen(
+        [*chatir, "serve", "--port", str(port_a)], env=env, cwd=repo,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url_a = f"http://127.0.0.1:{port_a}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(url_a + "/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert holder.poll() is None and time.monotonic() < deadline, "the first service did not start"
+            time.sleep(0.3)
+        second = subprocess.run(
+            [*chatir, "serve", "--port", str(_free_port())], env=env, cwd=repo,
+            capture_output=True, text=True, timeout=120,
+        )
+        assert second.returncode == 1, second.stderr[-2000:]
+        assert "could not start" in second.stderr and url_a in second.stderr
+        assert f"pid {holder.pid}" in second.stderr
+
+        indexed = subprocess.run(
+            [*chatir, "index", str(photos["folder"]), "--allow", "C1"], env=env, cwd=repo,
+            capture_output=True, text=True, timeout=120,
+        )
+        assert indexed.returncode == 0, indexed.stderr[-2000:]
+        found = subprocess.run(
+            [*chatir, "search", QUERY, "-k", "2", "--json"], env=env, cwd=repo,
+            capture_output=True, text=True, timeout=120,
+        )
+        assert found.returncode == 0, found.stderr[-2000:]
+        assert f"via service at {url_a}" in found.stderr
+        assert len(json.loads(found.stdout)["hits"]) == 2
+    finally:
+        holder.terminate()
+        holder.wait(timeout=60)
+    assert not list((tmp_path / "home" / "run").glob("service-*.json"))  # withdrawn at a clean stop

@@ -151,7 +151,8 @@ def test_errors_are_json_with_clear_messages(web):
     unknown = "0" * 32
     for method, path in (("get", ""), ("post", "/reject"), ("post", "/restart")):
         response = getattr(web, method)(f"/api/conversations/{unknown}{path}")
-        assert response.status_code == 404 and "no conversation" in response.json()["error"]
+        assert response.status_code == 404 and "has not started" in response.json()["error"]
+        assert "web:" not in response.json()["error"] and unknown not in response.json()["error"]
     malformed = web.post("/api/conversations/not-an-id/messages", json={"text": "a red star"})
     assert malformed.status_code == 404 and "reload the page" in malformed.json()["error"]
 

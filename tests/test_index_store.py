@@ -286,3 +286,16 @@ def test_get_vectors(index, ladder):
     np.testing.assert_allclose(vectors[0], _unit(1.0, 0.3), atol=1e-5)
     with pytest.raises(KeyError, match="not in the index"):
         index.get_vectors([_id(0), _id(77)])
+
+
+def test_copies_keep_their_own_scope_and_forgetting_one_narrows_the_image(index, ladder):
+    index.add_location(_id(4), "/chan-b/copy.jpg", mtime=1.0, allowed=["CB"], tags=["b"], source="slack:CB", text="b's")
+    stored = index.get(_id(4))
+    assert stored.visible_copy(SearchFilter(allowed=["CB"]))[1].text == "b's"
+    primary_groups = [g for g in stored.allowed if g != "CB"]
+    assert stored.visible_copy(SearchFilter(allowed=primary_groups))[0] == stored.uri
+    assert stored.visible_copy(SearchFilter(allowed=["nobody"])) is None
+    # the B copy's file is gone: B no longer finds the image, and the primary's callers still do
+    index.remove_locations(_id(4), ["/chan-b/copy.jpg"])
+    assert _ids(index.search(_unit(1.0, 0.45), k=10, filter=SearchFilter(allowed=["CB"]))) == []
+    assert index.get(_id(4)).allowed == primary_groups

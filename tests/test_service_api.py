@@ -555,3 +555,50 @@ def test_search_types_are_strict_and_invisible_captions_are_blank(indexed):
     for blank in ("   ", "\x00\x00", "\u200b\u200d", "\u00a0\t"):
         response = client.post("/v1/search", json={"dialog": {"caption": blank}})
         assert response.status_code == 422 and "blank" in response.text, repr(blank)
+
+
+def test_duplicate_bytes_show_each_caller_only_its_own_copy(indexed, tmp_path):
+    """The same bytes posted in two channels: each channel's search shows its own copy's path, text and tags,
+    never the other's (issue #13, 6)."""
+    client = indexed["client"]
+    data = _noise_image(tmp_path / "x.png", seed=4242, size=(40, 40)).read_bytes()
+
+    def upload(name: str, group: str, text: str, tag: str) -> None:
+        response = client.post(
+            "/v1/index",
+            files=[("files", (name, data, "image/png"))],
+            data={"allowed": [group], "tags": [tag], "text": text},
+        )
+        assert response.status_code == 202, response.text
+        _wait_job(client, response.json()["id"])
+
+    upload("q3-roadmap.png", "C-private", "Q3 roadmap, do not share", "confidential")
+    upload("logo.png", "C-brand", "our logo", "brand")
+
+    def only_hit(group: str) -> dict:
+        hits = client.post(
+            "/v1/search", json={"dialog": {"caption": "anything"}, "filter": {"allowed": [group]}, "k": 50}
+        ).json()["hits"]
+        mine = [h for h in hits if h["text"] in ("our logo", "Q3 roadmap, do not share") or "roadmap" in h["uri"]]
+        assert len(mine) == 1, hits
+        return mine[0]
+
+    brand = only_hit("C-brand")
+    assert brand["text"] == "our logo" and brand["tags"] == ["brand"]
+    assert "roadmap" not in brand["uri"] and brand["uri"].endswith("logo.png")
+    private = only_hit("C-private")
+    assert private["id"] == brand["id"]
+    assert private["text"] == "Q3 roadmap, do not share" and private["tags"] == ["confidential"]
+    # the file a brand caller fetches is its own copy (same bytes, never the private path's)
+    fetched = client.get(f"/v1/images/{brand['id']}", params={"allowed": ["C-brand"]})
+    assert fetched.status_code == 200 and fetched.content == data
+    client.delete(f"/v1/images/{brand['id']}")
+
+
+def test_wrong_method_is_405_naming_every_method_of_the_path(indexed):
+    client = indexed["client"]
+    some_id = "0" * 32
+    answer = client.options(f"/v1/images/{some_id}")
+    assert answer.status_code == 405
+    assert answer.headers["allow"] == "GET, DELETE" and "GET, DELETE" in answer.json()["detail"]
+    assert client.put("/v1/search").headers["allow"] == "POST"

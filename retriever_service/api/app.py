@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -27,12 +27,19 @@ Dialog encoder and image index of ChatIR for Slack.
 """
 
 
-def create_app(settings: Settings | None = None, service: RetrieverService | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    service: RetrieverService | None = None,
+    *,
+    announce_url: str | None = None,
+    on_load_failure: Callable[[str], None] | None = None,
+) -> FastAPI:
     """The app. Without ``service`` it loads the model and opens the index in the background at start-up
     (``/readyz`` answers 503 until then) and closes them at shutdown; an injected service stays the
-    caller's to close."""
+    caller's to close. ``announce_url``: once loaded, write the store's run file (:mod:`chatir.runfile`) with
+    this URL; ``on_load_failure``: called with the reason when the model or the store cannot be opened."""
     settings = settings or (service.settings if service is not None else get_settings())
-    holder = ServiceHolder(settings, service)
+    holder = ServiceHolder(settings, service, announce_url=announce_url, on_load_failure=on_load_failure)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -75,7 +75,25 @@ async def _http_handler(request: Request, exc: StarletteHTTPException) -> JSONRe
         detail = detail or "the request body is larger than this endpoint accepts"
     if status == 404 and detail is None:
         detail = f"no route {request.method} {request.url.path}"
-    return error_response(status, reason, detail, headers=getattr(exc, "headers", None))
+    headers = dict(getattr(exc, "headers", None) or {})
+    if status == 405:  # Starlette names only the first matching route's methods (GET, not DELETE)
+        headers["Allow"] = ", ".join(_allowed_methods(request))
+        detail = detail or f"{request.url.path} accepts {headers['Allow']}"
+    return error_response(status, reason, detail, headers=headers or None)
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app fully serves at this path."""
+    from starlette.routing import Match
+
+    def served(method: str) -> bool:
+        scope = {**request.scope, "method": method}
+        return any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes)
+
+    return [method for method in _METHODS if served(method)]
 
 
 async def _chatir_handler(request: Request, exc: ChatIRError) -> JSONResponse:

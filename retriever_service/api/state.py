@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from fastapi import Request
 
+from chatir import runfile
 from chatir.errors import ServiceUnavailableError
 from chatir.settings import Settings
 from retriever_service.service import RetrieverService, ServiceStartingError
@@ -17,11 +19,20 @@ log = logging.getLogger(__name__)
 class ServiceHolder:
     """Owns the service when it loaded it; an injected service belongs to the caller (never closed here)."""
 
-    def __init__(self, settings: Settings, service: RetrieverService | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        service: RetrieverService | None = None,
+        *,
+        announce_url: str | None = None,
+        on_load_failure: Callable[[str], None] | None = None,
+    ) -> None:
         self.settings = settings
         self.service = service
         self.owned = service is None
         self.error: str | None = None
+        self.announce_url = announce_url
+        self.on_load_failure = on_load_failure
         self._lock = threading.Lock()
         self._closing = False
         self._thread: threading.Thread | None = None
@@ -40,12 +51,16 @@ class ServiceHolder:
         except Exception as error:  # noqa: BLE001 -- reported by /readyz and every /v1 call
             log.error("the retriever service could not start: %s", error)
             self.error = str(error)
+            if self.on_load_failure is not None:
+                self.on_load_failure(self.error)
             return
         with self._lock:
             if self._closing:
                 service.close()
                 return
             self.service = service
+            if self.announce_url is not None:  # other commands find it here, whatever CHATIR_SERVICE_URL says
+                runfile.announce(self.settings, self.announce_url, command="serve")
         log.info(
             "ready: model %s, %s", service.model_id, self.settings.qdrant_url or self.settings.qdrant_path
         )
@@ -69,6 +84,8 @@ class ServiceHolder:
             self._closing = True
             service = self.service
         if service is not None and self.owned:
+            if self.announce_url is not None:
+                runfile.withdraw(self.settings)
             service.close()
             self.service = None
 

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from retriever_service.index.records import ImageRecord, file_content_id, text_from_filename
+from retriever_service.index.records import Copy, ImageRecord, file_content_id, text_from_filename
 from retriever_service.schemas import PUBLIC
 
 log = logging.getLogger(__name__)
@@ -258,20 +258,15 @@ class _BatchWriter:
         if old is not None and old.id != image_id:  # the file at this path changed: forget the old content
             self.index.remove_locations(old.id, [candidate.key])
         if old is not None and old.id == image_id:  # touched, same bytes
-            self.index.add_location(
-                image_id, candidate.key, mtime=candidate.mtime, allowed=self.allowed, tags=self.tags
-            )
+            self._add_copy(image_id, candidate)
             self.report.unchanged += 1
         elif image_id in self._pending_by_id:  # a copy of an image in the batch being embedded
             record = self._pending_by_id[image_id]
-            if candidate.key not in record.locations:
-                record.locations.append(candidate.key)
             record.location_mtimes[candidate.key] = candidate.mtime
+            record.set_copy(candidate.key, self._copy(candidate))
             self.report.duplicates += 1
         elif image_id in self.known_ids:  # a copy of an image already stored
-            self.index.add_location(
-                image_id, candidate.key, mtime=candidate.mtime, allowed=self.allowed, tags=self.tags
-            )
+            self._add_copy(image_id, candidate)
             self.report.duplicates += 1
         elif prepared.reason is not None:
             self._skip(candidate, prepared.reason)
@@ -307,7 +302,24 @@ class _BatchWriter:
                     self._skip_path(location, f"the model cannot embed it: {type(error).__name__}: {error}")
         return kept, np.stack(vectors) if vectors else np.zeros((0, 0), dtype=np.float32)
 
+    def _copy(self, candidate: _Candidate) -> Copy:
+        """The visibility and metadata this run gives the file at ``candidate``."""
+        return Copy(
+            allowed=list(self.allowed),
+            source=self.source or str(candidate.root),
+            text=self.text if self.text is not None else text_from_filename(candidate.path),
+            tags=list(self.tags),
+            owner=self.owner,
+        )
+
+    def _add_copy(self, image_id: str, candidate: _Candidate) -> None:
+        copy = self._copy(candidate)
+        self.index.add_location(
+            image_id, candidate.key, mtime=candidate.mtime, **copy.model_dump()
+        )
+
     def _record(self, candidate: _Candidate, image_id: str, decoded: Any) -> ImageRecord:
+        copy = self._copy(candidate)
         return ImageRecord(
             id=image_id,
             uri=candidate.key,
@@ -315,11 +327,11 @@ class _BatchWriter:
             mime=decoded.mime,
             width=decoded.width,
             height=decoded.height,
-            source=self.source or str(candidate.root),
-            allowed=list(self.allowed),
-            owner=self.owner,
-            tags=list(self.tags),
-            text=self.text if self.text is not None else text_from_filename(candidate.path),
+            source=copy.source,
+            allowed=copy.allowed,
+            owner=copy.owner,
+            tags=copy.tags,
+            text=copy.text,
             file_size=candidate.size,
             file_mtime=candidate.mtime,
             location_mtimes={candidate.key: candidate.mtime},

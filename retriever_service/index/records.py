@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
-from retriever_service.schemas import PUBLIC
+from retriever_service.schemas import PUBLIC, SearchFilter
 
 ID_LENGTH = 32
 _ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
@@ -67,8 +67,34 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+class Copy(BaseModel):
+    """What one location of an image was indexed with: who may see it and what it says about the image.
+
+    The same bytes posted in two channels are one image with two copies; a caller is shown only the copies it
+    may see (:meth:`ImageRecord.visible_copy`), never the path, message text or tags of another channel's."""
+
+    allowed: list[str] = Field(default_factory=list)
+    source: str | None = None
+    text: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    owner: str | None = None
+
+    def visible_to(self, scope: SearchFilter | None) -> bool:
+        """Whether a caller searching with ``scope`` may see this copy (the filter's any-of semantics)."""
+        if scope is None:
+            return True
+        if scope.allowed is not None and not set(self.allowed) & set(scope.allowed):
+            return False
+        if scope.sources is not None and self.source not in scope.sources:
+            return False
+        return scope.tags is None or bool(set(self.tags) & set(scope.tags))
+
+
 class ImageRecord(BaseModel):
-    """One indexed image (the payload of its Qdrant point)."""
+    """One indexed image (the payload of its Qdrant point).
+
+    ``allowed`` and ``tags`` are the union over its copies (what a search filters on); ``copies`` keeps each
+    location's own metadata, and the top-level ``source``/``text``/``owner`` are the primary copy's."""
 
     id: str = Field(..., description="First 32 hex chars of the SHA-256 of the file bytes.")
     uri: str = Field(..., description="Path or URL of the primary copy.")
@@ -88,6 +114,11 @@ class ImageRecord(BaseModel):
         default_factory=dict,
         description="Modification time of each local file location (incremental indexing of duplicates).",
     )
+    copies: dict[str, Copy] = Field(
+        default_factory=dict,
+        description="Per location: the visibility and metadata it was indexed with. A location without an entry "
+        "(a record written before copies were kept) is shown to nobody but callers who may see the primary.",
+    )
 
     @field_validator("id")
     @classmethod
@@ -100,6 +131,45 @@ class ImageRecord(BaseModel):
     def model_post_init(self, context: Any, /) -> None:
         if self.uri not in self.locations:
             self.locations.insert(0, self.uri)
+        if self.uri not in self.copies:
+            self.copies[self.uri] = Copy(
+                allowed=list(self.allowed), source=self.source, text=self.text, tags=list(self.tags), owner=self.owner
+            )
+
+    def visible_copy(self, scope: SearchFilter | None) -> tuple[str, Copy] | None:
+        """The first location (primary first) a caller searching with ``scope`` may see, with its metadata."""
+        for location in self.locations:
+            copy = self.copies.get(location)
+            if copy is not None and copy.visible_to(scope):
+                return location, copy
+        return None
+
+    def set_copy(self, location: str, copy: Copy) -> None:
+        """Add or replace one location's metadata and refresh the unions the filters read."""
+        if location not in self.locations:
+            self.locations.append(location)
+        self.copies[location] = copy
+        self._refresh_unions()
+
+    def drop_copies(self, gone: set[str]) -> None:
+        """Forget locations (files gone); the primary moves to the first remaining one."""
+        self.locations = [loc for loc in self.locations if loc not in gone]
+        self.location_mtimes = {k: v for k, v in self.location_mtimes.items() if k not in gone}
+        self.copies = {k: v for k, v in self.copies.items() if k not in gone}
+        if self.uri in gone and self.locations:
+            self.uri = self.locations[0]
+            self.file_mtime = self.location_mtimes.get(self.uri)
+            primary = self.copies.get(self.uri)
+            if primary is not None:
+                self.source, self.text, self.owner = primary.source, primary.text, primary.owner
+        self._refresh_unions()
+
+    def _refresh_unions(self) -> None:
+        """``allowed``/``tags`` = union over the copies, when every location has its metadata (a record from
+        before copies were kept keeps its unions: they can only be narrowed once all copies are known)."""
+        if all(location in self.copies for location in self.locations):
+            self.allowed = list(dict.fromkeys(g for loc in self.locations for g in self.copies[loc].allowed))
+            self.tags = list(dict.fromkeys(t for loc in self.locations for t in self.copies[loc].tags))
 
     @property
     def point_id(self) -> str:
@@ -120,6 +190,7 @@ class ImageRecord(BaseModel):
 
 __all__ = [
     "FILTER_FIELDS",
+    "Copy",
     "ID_LENGTH",
     "ImageRecord",
     "content_id",

@@ -25,7 +25,7 @@ import numpy as np
 from chatir.errors import IndexMismatchError, ServiceUnavailableError
 from chatir.settings import Settings
 from retriever_service.index.filters import Scope
-from retriever_service.index.records import FILTER_FIELDS, ImageRecord, is_image_id, point_id
+from retriever_service.index.records import FILTER_FIELDS, Copy, ImageRecord, is_image_id, point_id
 from retriever_service.schemas import SearchFilter
 
 log = logging.getLogger(__name__)
@@ -310,26 +310,30 @@ class ImageIndex:
         mtime: float | None = None,
         allowed: Sequence[str] = (),
         tags: Sequence[str] = (),
+        source: str | None = None,
+        text: str | None = None,
+        owner: str | None = None,
     ) -> ImageRecord | None:
-        """Record another copy of an indexed image (an exact duplicate). Its ``allowed`` groups and ``tags``
-        are merged in: whoever may see one copy may find the image. None when the id is not indexed."""
+        """Record another copy of an indexed image (an exact duplicate) with its own visibility and metadata:
+        whoever may see one copy may find the image, and is shown only the copies it may see (a copy indexed
+        again replaces its metadata). None when the id is not indexed."""
         record = self.get(image_id)
         if record is None:
             return None
         updated = record.model_copy(deep=True)
-        if location not in updated.locations:
-            updated.locations.append(location)
         if mtime is not None:
             updated.location_mtimes[location] = float(mtime)
-        updated.allowed = list(dict.fromkeys([*updated.allowed, *allowed]))
-        updated.tags = list(dict.fromkeys([*updated.tags, *tags]))
+        copy = Copy(allowed=list(dict.fromkeys(allowed)), source=source, text=text, tags=list(dict.fromkeys(tags)), owner=owner)
+        if location == updated.uri:  # the primary: its fields are the record's own
+            updated.source, updated.text, updated.owner = source, text, owner
+        updated.set_copy(location, copy)
         if updated != record:
             self.update(updated)
         return updated
 
     def remove_locations(self, image_id: str, locations: Sequence[str]) -> ImageRecord | None:
-        """Forget copies of an image (files gone). The image is deleted with its last location; returns the
-        remaining record, or None when nothing is left."""
+        """Forget copies of an image (files gone), and the visibility they gave. The image is deleted with its
+        last location; returns the remaining record, or None when nothing is left."""
         record = self.get(image_id)
         if record is None:
             return None
@@ -341,11 +345,7 @@ class ImageIndex:
         if len(remaining) == len(record.locations):
             return record
         updated = record.model_copy(deep=True)
-        updated.locations = remaining
-        updated.location_mtimes = {k: v for k, v in record.location_mtimes.items() if k not in gone}
-        if updated.uri in gone:
-            updated.uri = remaining[0]
-            updated.file_mtime = updated.location_mtimes.get(updated.uri)
+        updated.drop_copies(gone)
         self.update(updated)
         return updated
 
