@@ -190,8 +190,8 @@ class ImageRecord(BaseModel):
 
 __all__ = [
     "FILTER_FIELDS",
-    "Copy",
     "ID_LENGTH",
+    "Copy",
     "ImageRecord",
     "content_id",
     "file_content_id",
