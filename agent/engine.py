@@ -55,8 +55,10 @@ ScopeLike = SearchScope | SearchFilter | None
 """What front-ends may pass as a scope (see :func:`as_scope`)."""
 
 Action = Literal[
-    "started", "answered", "corrected", "rejected", "chosen", "restarted", "shown"
+    "started", "answered", "corrected", "rejected", "chosen", "restarted", "shown", "more"
 ]  # fmt: skip
+MAX_SHOWN = 100
+"""Most matches one search shows ("more" pages through them; the service's largest k)."""
 
 
 class InvalidMessageError(ChatIRError):
@@ -80,6 +82,7 @@ class TurnResult(BaseModel):
     chosen: Hit | None = Field(None, description="The image the user picked (state 'found').")
     message: str | None = Field(None, description="A short note for the user about this turn.")
     excluded_count: int = Field(0, description="Images excluded with 'None of these' in this search.")
+    page_start: int = Field(0, description="Index in ``hits`` of the first match new in this turn (a 'more' page).")
     scope: SearchScope = Field(..., description="The conversation's scope (set at start, read-only).")
 
 
@@ -145,7 +148,7 @@ class ConversationEngine:
         state = self.store.get(conversation_id)
         intent = classify(text)
         if state is None:
-            if intent.kind in ("restart", "reject_all", "pick"):
+            if intent.kind in ("restart", "reject_all", "pick", "more"):
                 state = ConversationState(conversation_id=conversation_id, scope=as_scope(scope))
                 return self._result(state, "shown", "Describe the image you are looking for.")
             return self._start(conversation_id, text, scope)
@@ -153,6 +156,8 @@ class ConversationEngine:
             return self._restart(state)
         if state.status == "awaiting_description":
             return self._describe(state, text)
+        if intent.kind == "more" and state.status != "found":
+            return self._more(state, None)
         if intent.kind == "reject_all":
             return self._reject_all(state)
         if intent.kind == "pick":
@@ -214,6 +219,12 @@ class ConversationEngine:
                 return self._result(fresh, "shown", f"{RECOVERED_NOTE} Describe the image you are looking for.")
             return self._restart(self._require(conversation_id))
 
+    def more(self, conversation_id: str, count: int | None = None) -> TurnResult:
+        """ "More": the next ``count`` matches (default CHATIR_TOP_K) are added to those shown, in the same
+        ranking (no new question, no new round)."""
+        with self._lock(conversation_id):
+            return self._more(self._require(conversation_id), count)
+
     def get(self, conversation_id: str) -> ConversationState | None:
         return self.store.get(conversation_id)
 
@@ -240,6 +251,9 @@ class ConversationEngine:
 
     async def arestart(self, conversation_id: str) -> TurnResult:
         return await asyncio.to_thread(self.restart, conversation_id)
+
+    async def amore(self, conversation_id: str, count: int | None = None) -> TurnResult:
+        return await asyncio.to_thread(self.more, conversation_id, count)
 
     async def acurrent(self, conversation_id: str) -> TurnResult:
         return await asyncio.to_thread(self.current, conversation_id)
@@ -291,6 +305,29 @@ class ConversationEngine:
         state.chosen = None
         note = f"OK, I won't show those {len(state.shown)} again."
         return self._search_and_ask(state, "rejected", note, ask_new=state.pending_question is None)
+
+    def _more(self, state: ConversationState, count: int | None) -> TurnResult:
+        count = self.settings.top_k if count is None else count
+        if count < 1:
+            raise InvalidMessageError("ask for at least one more match")
+        if state.dialog is None or state.status == "found" or not state.shown:
+            raise InvalidMessageError("there are no matches to page through: describe the image first")
+        if len(state.shown) >= MAX_SHOWN:
+            raise InvalidMessageError(f"that's the first {MAX_SHOWN} matches; tell me more to narrow them")
+        wanted = min(MAX_SHOWN, len(state.shown) + count)
+        known = {h.id for h in state.shown}
+        extra = [h for h in _strip_vectors(self._ranked(state, wanted)) if h.id not in known]
+        extra = extra[: wanted - len(state.shown)]
+        if not extra:
+            raise InvalidMessageError("there are no more matches in the images you can see")
+        state = state.model_copy(deep=True)
+        state.shown = [*state.shown, *extra]
+        seen = {h.id: h for h in state.seen}
+        seen.update((h.id, h) for h in extra)
+        state.seen = list(seen.values())[-MAX_SEEN:]
+        saved = self.store.save(state)
+        result = self._result(saved, "more", f"Matches {len(known) + 1}-{len(saved.shown)}.")
+        return result.model_copy(update={"page_start": len(known)})
 
     def _pick(self, state: ConversationState, position: int) -> TurnResult:
         if not state.shown:
@@ -345,16 +382,7 @@ class ConversationEngine:
         assert state.dialog is not None
         top_k = self.settings.top_k
         needed = max(top_k, getattr(self.questioner, "candidates_needed", 0))
-        vectors = bool(getattr(self.questioner, "needs_vectors", False))
-        if self.reranker is not None:
-            candidates = self.searcher.search(
-                state.dialog, k=max(needed, self.reranker.pool), scope=self._search_scope(state), with_vectors=True
-            )
-            candidates = self.reranker.rerank(state.dialog, candidates)[:needed]
-        else:
-            candidates = self.searcher.search(
-                state.dialog, k=needed, scope=self._search_scope(state), with_vectors=vectors
-            )
+        candidates = self._ranked(state, needed)
         state.shown = _strip_vectors(candidates[:top_k])
         seen = {h.id: h for h in state.seen}
         seen.update((h.id, h) for h in state.shown)
@@ -380,6 +408,18 @@ class ConversationEngine:
                 note = note or 'I think it\'s one of these. If not, say "none of these" or tell me more.'
         saved = self.store.save(state)
         return self._result(saved, action, note)
+
+    def _ranked(self, state: ConversationState, k: int) -> list[Hit]:
+        """The best ``k`` images for the conversation's dialog in its scope (re-ranked by the answers when a
+        re-ranker is set; with vectors when the questioner needs them)."""
+        assert state.dialog is not None
+        if self.reranker is not None:
+            candidates = self.searcher.search(
+                state.dialog, k=max(k, self.reranker.pool), scope=self._search_scope(state), with_vectors=True
+            )
+            return self.reranker.rerank(state.dialog, candidates)[:k]
+        vectors = bool(getattr(self.questioner, "needs_vectors", False))
+        return self.searcher.search(state.dialog, k=k, scope=self._search_scope(state), with_vectors=vectors)
 
     def _next_question(self, state: ConversationState, candidates: list[Hit]) -> str | None:
         assert state.dialog is not None

@@ -1,5 +1,6 @@
 """What a user's chat message means: a command ("start over", "none of these", "it's the third one"), a
-correction ("actually it's blue"), "I don't know", or an ordinary answer/description.
+correction ("actually it's blue"), "more" (the next page of matches), "I don't know", or an ordinary
+answer/description.
 
 Only whole-message patterns are commands, so a real answer that merely contains such words ("the third one
 from the left is red") stays an answer. A bare number ("3") is an answer too: it may answer "how many ...?".
@@ -11,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-IntentKind = Literal["restart", "reject_all", "pick", "dont_know", "correction", "text"]
+IntentKind = Literal["restart", "reject_all", "more", "pick", "dont_know", "correction", "text"]
 
 _ORDINAL_WORDS = {
     "first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4,
@@ -33,6 +34,10 @@ _REJECT = re.compile(
     r"^(?:no[,.]?\s+)?(?:none\s+of\s+(?:these|those|them)(?:\s+(?:images|pictures|photos))?|"
     r"(?:it'?s\s+|it\s+is\s+)?not\s+(?:any\s+of\s+)?(?:these|those|them)|neither(?:\s+of\s+them)?|"
     r"none\s+(?:match|fit)|nope,?\s+none)$"
+)
+_MORE = re.compile(
+    r"^(?:(?:please\s+)?show\s+(?:me\s+)?)?(?:some\s+)?more(?:\s+(?:matches|results|images|pictures|photos|please))?$|"
+    r"^(?:next|next\s+page|see\s+more|show\s+(?:me\s+)?(?:the\s+)?next(?:\s+(?:ones|page))?)$"
 )
 _PICK = [
     # "it's the third one", "the 2nd image", "yes, the last one"
@@ -78,6 +83,8 @@ def classify(text: str) -> Intent:
         return Intent("restart", text)
     if _REJECT.match(norm):
         return Intent("reject_all", text)
+    if _MORE.match(norm):
+        return Intent("more", text)
     for pattern in _PICK:
         if match := pattern.match(norm):
             token = match.group("n")

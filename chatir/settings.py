@@ -90,7 +90,13 @@ class Settings(BaseSettings):
     llm_base_url: str | None = Field(None, validation_alias=_env("CHATIR_LLM_BASE_URL", "OPENAI_BASE_URL"))
     llm_api_key: SecretStr | None = Field(None, validation_alias=_env("CHATIR_LLM_API_KEY", "OPENAI_API_KEY"))
     max_rounds: int = Field(10, ge=1, le=50, validation_alias=_env("CHATIR_MAX_ROUNDS"))
-    top_k: int = Field(5, ge=1, le=50, validation_alias=_env("CHATIR_TOP_K"))
+    top_k: int = Field(
+        10,
+        ge=1,
+        le=50,
+        validation_alias=_env("CHATIR_TOP_K"),
+        description="Matches shown after every turn (\"more\" shows the next as many).",
+    )
     questioner: Literal["auto", "llm", "info_gain", "random", "none"] = Field(
         "auto",
         validation_alias=_env("CHATIR_QUESTIONER"),

@@ -1,7 +1,8 @@
 """``chatir chat``: the conversation in the terminal, over the same engine as Slack and the web chat.
 
-Type a description, then answer the questions. Commands: a number picks that match ("This one"),
-``none`` rejects the shown matches, ``restart`` starts over, ``help`` lists the commands, ``quit`` leaves
+Type a description, then answer the questions. Commands: ``#3`` picks that match ("This one"), ``more``
+shows the next matches, ``none`` rejects the shown matches, ``restart`` starts over, ``help`` lists the
+commands, ``quit`` leaves
 (so does Ctrl-D). Where the terminal shows images inline (iTerm2, WezTerm), small previews are printed;
 elsewhere the ids and paths of the matches are listed.
 """
@@ -21,6 +22,7 @@ from tools.scope import SearchScope
 HELP = (
     "Describe the image you are looking for, then answer my questions.\n"
     "  #3         pick match 3 (also \"pick 3\", \"the third one\"); a bare 3 is an answer\n"
+    "  more       the next matches\n"
     "  none       none of these: show other matches\n"
     "  restart    start over with a new description\n"
     "  quit       leave (or Ctrl-D)"
@@ -54,8 +56,8 @@ def render(result: TurnResult, thumbnail: Callable[[str], bytes] | None = None) 
         return "\n".join(lines)
     if result.hits:
         when = "your description" if result.round == 0 else f"{result.round} answer{'s' if result.round > 1 else ''}"
-        lines.append(f"Top matches after {when}:")
-        for rank, hit in enumerate(result.hits, start=1):
+        lines.append("More matches:" if result.page_start else f"Top matches after {when}:")
+        for rank, hit in enumerate(result.hits[result.page_start :], start=result.page_start + 1):
             preview = ""
             if thumbnail is not None:
                 try:
@@ -66,7 +68,7 @@ def render(result: TurnResult, thumbnail: Callable[[str], bytes] | None = None) 
     if result.question:
         lines.append(f"? {result.question}")
     elif result.state in ("showing", "gave_up"):
-        lines.append("Is it one of these? Type its number, 'none', or tell me more.")
+        lines.append("Is it one of these? Type #number, 'more', 'none', or tell me more.")
     elif result.state == "awaiting_description":
         lines.append("Describe the image you are looking for.")
     return "\n".join(lines)

@@ -163,6 +163,24 @@ def test_pick_by_position_and_by_button(engine):
         )
 
 
+def test_more_pages_through_the_same_ranking_and_picks_reach_the_new_page(engine, searcher):
+    first = engine.handle("m", "a green star", TEAM)
+    more = engine.handle("m", "show me more")
+    assert more.action == "more" and more.round == first.round and more.question == first.question
+    assert more.hits[:5] == first.hits and len({h.id for h in more.hits}) == 10 and more.message == "Matches 6-10."
+    # the next page continues the same ranking: nothing on it scores above the first page
+    assert max(h.score for h in more.hits[5:]) <= min(h.score for h in first.hits)
+    full = engine.more("m", 5).hits
+    assert full[:10] == more.hits and len({h.id for h in full}) == 15
+    picked = engine.handle("m", "#12")
+    assert picked.chosen.id == full[11].id  # numbers count across the pages
+    assert not {h.id for h in full} & SECRET_IDS
+    with pytest.raises(InvalidMessageError, match="describe the image first"):
+        engine.more("m")  # found: nothing to page through
+    with pytest.raises(InvalidMessageError, match="at least one"):
+        engine.handle("m2", "a red square", TEAM) and engine.more("m2", 0)
+
+
 def test_a_correction_is_a_round_of_its_own_and_the_question_is_asked_again(engine, searcher):
     first = engine.handle("c", "a red circle", TEAM)
     assert not any("blue" in h.id for h in first.hits)

@@ -2,7 +2,9 @@
 
 The visitor plays the user of the demo: "Show me a target", types the target's description, answers two
 questions through the page (answers from the world's oracle, i.e. the truth about the target), and the
-test checks that the images render, the dialog is shown and the target's rank is tracked. With the starter
+test checks that the images render, the dialog is shown and the target's rank is tracked; then pages with
+"More matches", opens the larger view, reloads (the view comes back), picks a match from the second page
+(the found view keeps its number and location) and starts a new hunt (the old one folds away). With the starter
 model (when its weights ship with the project) the rank must improve; with the tiny random model used
 otherwise a rank carries no meaning, so the test checks only that the page shows the service's rank.
 Screenshots (desktop and a 390 px phone) go to test-artifacts/.
@@ -133,13 +135,14 @@ def test_describe_answer_two_questions_and_watch_the_rank(browser_setup, chromiu
             assert dialog[0] == f"You: {description}"
             assert [item.strip() for item in dialog[1:]] == [f"{q} {a}" for q, a in zip(questions, answers)]
             assert len(page.locator("#rank-history li").all()) == 3
+            top_k = settings.top_k
             hits = page.locator("#log li.msg.bot").last.locator("figure.hit")
-            assert hits.count() == 5
+            assert hits.count() == top_k
             wait_images_loaded(page)
             widths = page.eval_on_selector_all(
                 "#log li.msg.bot:last-child img, #target-image", "imgs => imgs.map(img => img.naturalWidth)"
             )
-            assert len(widths) == 6 and all(width > 0 for width in widths), widths
+            assert len(widths) == top_k + 1 and all(width > 0 for width in widths), widths
             state = stack.engine.get("web:" + page.evaluate("sessionStorage.getItem('chatir.cid')"))
             assert [r.answer for r in state.dialog.rounds] == answers
             assert ranks == [service_rank(stack, state.dialog.model_copy(update={"rounds": state.dialog.rounds[:i]}),
@@ -164,4 +167,48 @@ def test_describe_answer_two_questions_and_watch_the_rank(browser_setup, chromiu
             send(page, "x" * 400, 3)  # one unbroken 400-character word must not widen the page either
             overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
             assert overflow <= 0, f"a long word makes the page {overflow} px wider than a phone screen"
+            page.set_viewport_size({"width": 1280, "height": 900})
+
+            # "More matches" adds the next page to the same grid, numbered on
+            current = page.locator("#log li.msg.bot").last
+            current.locator("button.more").click()
+            page.wait_for_function(f"document.querySelectorAll('#log .grid.current figure.hit').length == {2 * top_k}")
+            labels = current.locator(".rank-label").all_inner_texts()
+            assert labels == [f"#{n}" for n in range(1, 2 * top_k + 1)], labels
+            # a click on a match opens the larger view of the image
+            current.locator("figure.hit img").nth(top_k + 1).click()
+            page.wait_for_selector("#viewer[open]")
+            page.wait_for_function("document.getElementById('viewer-image').complete")
+            assert page.eval_on_selector("#viewer-image", "img => img.naturalWidth") > 0
+            assert page.inner_text("#viewer-title").startswith(f"#{top_k + 2} ")
+            page.click("#viewer-close")
+            page.wait_for_selector("#viewer:not([open])", state="attached")
+
+            # a reload restores the conversation view, the matches (both pages) and the rank history
+            before = page.locator("#log li.msg").count()
+            page.reload()
+            page.wait_for_selector("body[data-ready='1']")
+            assert page.locator("#log li.msg").count() == before
+            assert page.locator("#log .grid.current figure.hit").count() == 2 * top_k
+            assert page.locator("#dialog li").all_inner_texts()[0] == f"You: {description}"
+            assert len(page.locator("#rank-history li").all()) == 4
+            assert not page.is_hidden("#target-panel")
+
+            # picking #12 (on the second page): the found view keeps its number and says where it lives
+            chosen = page.locator("#log .grid.current figure.hit").nth(top_k + 1)
+            chosen_id = chosen.get_attribute("data-id")
+            chosen.locator("button.this-one").click()
+            page.wait_for_selector("li.msg.bot[data-state='found']")
+            found = page.locator("li.msg.bot[data-state='found']").last
+            assert found.locator(".rank-label").inner_text() == f"#{top_k + 2}"
+            assert found.locator("figure.hit").get_attribute("data-id") == chosen_id
+            assert "It lives at" in found.locator(".where").inner_text()
+
+            # a new hunt starts a new view: the earlier one folds away
+            page.fill("#message", description)
+            page.press("#message", "Enter")
+            page.wait_for_selector("#log > li.earlier details", timeout=60_000)
+            page.wait_for_selector("#log > li.msg.bot:not(.pending)", timeout=60_000)
+            assert page.locator("#log > li.msg").count() == 2  # the new description and its answer
+            assert not errors, errors
             page.close()

@@ -22,7 +22,7 @@ from agent.factory import build_engine
 from agent.questioners.baselines import RandomQuestioner
 from chatir.settings import Settings
 from frontends.slack.app import create_slack_app, http_app
-from frontends.slack.blocks import NONE_OF_THESE, START_OVER, THIS_ONE
+from frontends.slack.blocks import MORE, NONE_OF_THESE, START_OVER, THIS_ONE
 from frontends.slack.http_guard import signature_of
 from retriever_service.schemas import PUBLIC, IndexRequest
 from tests.fakes.slack_api import BOT_ID, BOT_TOKEN, BOT_USER_ID, TEAM_ID, SlackAPIServer
@@ -246,6 +246,19 @@ def test_none_of_these_excludes_the_shown_images(settings, slack):
                 message_ts=first.args["ts"], thread_ts="1700000300.000100")
     second = turn_updates(slack, 2)[1]
     assert rejected and not rejected & set(shown_ids(second))
+
+
+def test_more_shows_the_next_page_numbered_on(settings, slack):
+    app = make_app(settings.model_copy(update={"top_k": 3}))
+    mention(app, "a colourful picture", ts="1700000350.000100")
+    first = turn_updates(slack, 1)[0]
+    send_action(app, action_id=MORE, value="more", channel="C_GENERAL",
+                message_ts=first.args["ts"], thread_ts="1700000350.000100")
+    second = turn_updates(slack, 2)[1]
+    page = json.dumps(second.args["blocks"])
+    assert "More matches" in page and f"{THIS_ONE}_4" in page and f"{THIS_ONE}_1\"" not in page
+    assert len(shown_ids(first)) == 3 and shown_ids(second) and not set(shown_ids(first)) & set(shown_ids(second))
+    assert second.args["text"].startswith("Matches 4-")
 
 
 def test_this_one_posts_the_full_image_and_where_it_lives(settings, slack):

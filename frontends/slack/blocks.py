@@ -10,6 +10,7 @@ from retriever_service.schemas import Hit
 THIS_ONE = "chatir_this_one"
 NONE_OF_THESE = "chatir_none_of_these"
 START_OVER = "chatir_start_over"
+MORE = "chatir_more"
 MAX_TITLE = 150
 
 
@@ -26,16 +27,18 @@ def searching_blocks(text: str = "Searching…") -> list[dict[str, Any]]:
     return [{"type": "context", "elements": [{"type": "mrkdwn", "text": f":mag: {text}"}]}]
 
 
-def turn_blocks(result: TurnResult, slack_file_ids: dict[str, str]) -> list[dict[str, Any]]:
-    """The message of a turn. ``slack_file_ids`` maps hit ids to uploaded Slack files (thumbnails)."""
+def turn_blocks(result: TurnResult, slack_file_ids: dict[str, str], *, first_rank: int = 1) -> list[dict[str, Any]]:
+    """The message of a turn. ``slack_file_ids`` maps hit ids to uploaded Slack files (thumbnails);
+    ``first_rank``: the rank of ``result.hits[0]`` (a "more" page continues the numbering)."""
     blocks: list[dict[str, Any]] = []
     if result.message:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": result.message}})
     if result.state == "found" and result.chosen is not None:
         return blocks + found_blocks(result.chosen)
     if result.hits:
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*Top matches* (round {result.round}):"}})
-    for rank, hit in enumerate(result.hits, start=1):
+        heading = f"*Top matches* (round {result.round}):" if first_rank == 1 else "*More matches:*"
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": heading}})
+    for rank, hit in enumerate(result.hits, start=first_rank):
         file_id = slack_file_ids.get(hit.id)
         if file_id:
             blocks.append({"type": "image", "slack_file": {"id": file_id}, "alt_text": _label(hit, rank)[:2000],
@@ -54,6 +57,7 @@ def turn_blocks(result: TurnResult, slack_file_ids: dict[str, str]) -> list[dict
                                                    "reply with more detail."}})
     elements = []
     if result.hits:
+        elements.append({"type": "button", "text": _plain("More"), "action_id": MORE, "value": "more"})
         elements.append({"type": "button", "text": _plain("None of these"), "action_id": NONE_OF_THESE,
                          "value": "none"})
     elements.append({"type": "button", "text": _plain("Start over"), "action_id": START_OVER, "value": "restart"})

@@ -80,6 +80,9 @@ class SlackConversations:
     def none_of_these(self, client: WebClient, place: Place) -> None:
         self._turn(client, place, lambda: self.engine.reject_all(place.conversation_id))
 
+    def more(self, client: WebClient, place: Place) -> None:
+        self._turn(client, place, lambda: self.engine.more(place.conversation_id, self.top_k))
+
     def start_over(self, client: WebClient, place: Place) -> None:
         self._turn(client, place, lambda: self.engine.restart(place.conversation_id))
 
@@ -114,8 +117,10 @@ class SlackConversations:
         if result.state == "found" and result.chosen is not None:
             blocks = found_blocks(result.chosen)
         else:
-            shown = result.model_copy(update={"hits": result.hits[: self.top_k]})
+            # a "more" turn shows its new page (numbered on from the earlier ones), any other turn the top
+            start = result.page_start
+            shown = result.model_copy(update={"hits": result.hits[start : start + self.top_k]})
             file_ids = self.publisher.thumbnail_file_ids([h.id for h in shown.hits], allowed=result.scope.allowed)
-            blocks = turn_blocks(shown, file_ids)
+            blocks = turn_blocks(shown, file_ids, first_rank=start + 1)
         client.chat_update(channel=place.channel, ts=status_ts, text=fallback_text(result), blocks=blocks)
         return result

@@ -31,7 +31,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agent.engine import ConversationEngine, ConversationNotFoundError, TurnResult
 from chatir.errors import ChatIRError, ServiceUnavailableError
-from frontends.web.schemas import AppInfo, ChooseIn, ConversationCreated, MessageIn, TargetView, TurnView
+from frontends.web.schemas import (
+    AppInfo,
+    ChooseIn,
+    ConversationCreated,
+    MessageIn,
+    MoreIn,
+    TargetView,
+    TurnView,
+)
 from tools.client import RetrieverClient, RetrieverRequestError
 from tools.scope import SearchScope
 
@@ -183,6 +191,10 @@ def create_web_app(
     @app.post("/api/conversations/{cid}/choose", response_model=TurnView)
     async def choose(cid: str, body: ChooseIn) -> TurnView:
         return await view(cid, await engine.achoose(internal(cid), body.image_id))
+
+    @app.post("/api/conversations/{cid}/more", response_model=TurnView)
+    async def more(cid: str, body: MoreIn) -> TurnView:
+        return await view(cid, await engine.amore(internal(cid), body.count))
 
     @app.post("/api/conversations/{cid}/reject", response_model=TurnView)
     async def reject(cid: str) -> TurnView:

@@ -16,6 +16,10 @@ class MessageIn(BaseModel):
     text: str = Field(..., max_length=MAX_BODY_TEXT, description="A description, an answer or a command.")
 
 
+class MoreIn(BaseModel):
+    count: int | None = Field(None, ge=1, le=50, description="How many more (default: CHATIR_TOP_K).")
+
+
 class ChooseIn(BaseModel):
     image_id: str = Field(..., min_length=1, max_length=200)
 
@@ -37,8 +41,9 @@ class HitView(BaseModel):
     score: float
     thumbnail: str
     image: str
-    text: str | None = None
-    source: str | None = None
+    text: str | None = Field(None, description="What a person recognises: the file name or the message text.")
+    source: str | None = Field(None, description="Where it comes from: a folder, a Slack channel, a URL.")
+    location: str | None = Field(None, description="The file or URL of the copy the visitor may see.")
     is_target: bool = False
 
 
@@ -53,6 +58,7 @@ class TurnView(BaseModel):
     dialog: Dialog | None
     chosen: HitView | None = None
     excluded_count: int = 0
+    page_start: int = Field(0, description="Index in ``hits`` of the first match new in this turn ('more').")
     target_id: str | None = None
     target_rank: int | None = Field(None, description="Rank of the demo target (1 = best), None when > rank_limit.")
     rank_limit: int = 100
@@ -64,13 +70,15 @@ class TurnView(BaseModel):
         def view(hit: Hit) -> HitView:
             return HitView(id=hit.id, score=hit.score, thumbnail=f"/api/images/{hit.id}/thumbnail",
                            image=f"/api/images/{hit.id}", text=hit.text, source=hit.source,
+                           location=hit.uri if not hit.uri.startswith("/v1/") else None,
                            is_target=hit.id == target_id)
 
         chosen = view(result.chosen) if result.chosen else None
         return cls(
             conversation_id=conversation_id, state=result.state, action=result.action, round=result.round,
             question=result.question, message=result.message, hits=[view(h) for h in result.hits],
-            dialog=result.dialog, chosen=chosen, excluded_count=result.excluded_count, target_id=target_id,
+            dialog=result.dialog, chosen=chosen, excluded_count=result.excluded_count,
+            page_start=result.page_start, target_id=target_id,
             target_rank=target_rank, rank_limit=rank_limit,
             found_target=bool(chosen and target_id and chosen.id == target_id),
         )

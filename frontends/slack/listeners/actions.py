@@ -1,4 +1,4 @@
-"""Buttons: "This one", "None of these", "Start over"."""
+"""Buttons: "This one", "More", "None of these", "Start over"."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import re
 
 from slack_bolt import App
 
-from frontends.slack.blocks import NONE_OF_THESE, START_OVER, THIS_ONE
+from frontends.slack.blocks import MORE, NONE_OF_THESE, START_OVER, THIS_ONE
 from frontends.slack.conversation import Place, is_direct_message
 from frontends.slack.listeners.deps import SlackDeps, just_ack
 
@@ -31,6 +31,10 @@ def register(app: App, deps: SlackDeps) -> None:
     def start_over(body: dict, client) -> None:
         deps.conversations.start_over(client, _place(body))
 
+    def more(body: dict, client) -> None:
+        deps.conversations.more(client, _place(body))
+
     app.action(re.compile(f"^{THIS_ONE}_\\d+$"))(ack=just_ack, lazy=[this_one])
     app.action(NONE_OF_THESE)(ack=just_ack, lazy=[none_of_these])
     app.action(START_OVER)(ack=just_ack, lazy=[start_over])
+    app.action(MORE)(ack=just_ack, lazy=[more])

@@ -2,7 +2,9 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { cid: null, busy: false, last: null, demoTargets: false, ranks: [] };
+const state = { cid: null, busy: false, last: null, demoTargets: false, ranks: [], events: [] };
+const MAX_EVENTS = 60; // what a reload restores (the server keeps the dialog; the page keeps its view)
+const MAX_EARLIER = 5; // earlier searches kept (collapsed) above the current one
 const SEARCHING_ACTIONS = new Set(["started", "answered", "corrected", "rejected"]);
 
 class ApiError extends Error {
@@ -50,10 +52,12 @@ function hitCard(hit, rank, selectable) {
   const img = card.querySelector("img");
   img.src = hit.thumbnail;
   img.alt = hit.text ? `match ${rank}: ${hit.text}` : `match ${rank}`;
+  img.title = "Click for a larger view";
+  img.addEventListener("click", () => openViewer(hit, rank));
   card.querySelector(".rank-label").textContent = `#${rank}`;
   const name = card.querySelector(".name");
-  name.textContent = hit.text || hit.id.slice(0, 8);
-  name.title = hit.text || hit.id;
+  name.textContent = label(hit);
+  name.title = [hit.text, hit.source, hit.location].filter(Boolean).join(" · ") || hit.id;
   const button = card.querySelector(".this-one");
   if (selectable) {
     button.addEventListener("click", () => act(() => api(`/api/conversations/${state.cid}/choose`, { image_id: hit.id })));
@@ -63,17 +67,55 @@ function hitCard(hit, rank, selectable) {
   return card;
 }
 
-function grid(hits, selectable) {
+// what a person recognises: the file name or message text, else where it comes from; the id only as a last resort
+function label(hit) {
+  return hit.text || (hit.location ? hit.location.split("/").pop() : "") || hit.source || hit.id.slice(0, 8);
+}
+
+function grid(hits, selectable, firstRank = 1) {
   const node = document.createElement("div");
   node.className = "grid";
-  hits.forEach((hit, i) => node.appendChild(hitCard(hit, i + 1, selectable)));
+  hits.forEach((hit, i) => node.appendChild(hitCard(hit, firstRank + i, selectable)));
   return node;
 }
 
-function renderTurn(turn) {
+function openViewer(hit, rank) {
+  const viewer = $("viewer");
+  $("viewer-image").src = hit.image;
+  $("viewer-image").alt = label(hit);
+  $("viewer-title").textContent = `#${rank} ${label(hit)}`;
+  const where = [hit.source, hit.location].filter(Boolean);
+  $("viewer-where").textContent = where.length ? `From ${where.join(" — ")}` : "";
+  viewer.showModal();
+}
+
+function rankOf(imageId) {
+  const hits = state.last ? state.last.hits : [];
+  const index = hits.findIndex((hit) => hit.id === imageId);
+  return index >= 0 ? index + 1 : null;
+}
+
+function renderTurn(turn, { replay = false } = {}) {
+  const previous = state.last;
+  if (!replay) remember({ type: "turn", turn });
+  if (turn.action === "more" && previous) {
+    // the next page joins the matches already on screen, numbered on
+    const grids = document.querySelectorAll("#log .msg.bot .grid.current");
+    const current = grids[grids.length - 1];
+    state.last = turn;
+    if (current) {
+      turn.hits.slice(turn.page_start).forEach((hit, i) => current.appendChild(hitCard(hit, turn.page_start + i + 1, true)));
+      updateButtons();
+      return;
+    }
+  }
+  if (turn.action === "started" && previous && previous.dialog) collapseEarlier();
+  const chosenRank = turn.chosen ? rankOf(turn.chosen.id) : null;
   state.last = turn;
   // only the newest matches can be picked
   document.querySelectorAll("#log .this-one").forEach((button) => { button.disabled = true; });
+  document.querySelectorAll("#log .grid.current").forEach((node) => node.classList.remove("current"));
+  document.querySelectorAll("#log .more").forEach((button) => button.remove());
   addMessage("bot", (item) => {
     item.dataset.round = String(turn.round);
     item.dataset.state = turn.state;
@@ -81,13 +123,20 @@ function renderTurn(turn) {
     if (turn.state === "found" && turn.chosen) {
       const found = text(item, "p", turn.found_target ? "Found it — that's the target!" : "Found it.", "found");
       if (turn.found_target) found.classList.add("target-found");
-      item.appendChild(grid([turn.chosen], false));
+      item.appendChild(grid([turn.chosen], false, chosenRank || 1));
+      const where = [turn.chosen.source, turn.chosen.location].filter(Boolean);
+      if (where.length) text(item, "p", `It lives at ${where.join(" — ")}`, "where");
       text(item, "p", "Describe another image to search again.", "hint");
       return;
     }
     if (turn.hits.length) {
       text(item, "p", turn.round ? `Top matches after ${turn.round} answer${turn.round === 1 ? "" : "s"}:` : "Top matches for your description:", "label");
-      item.appendChild(grid(turn.hits, true));
+      const matches = grid(turn.hits, true);
+      matches.classList.add("current");
+      item.appendChild(matches);
+      const more = text(item, "button", "More matches", "more");
+      more.type = "button";
+      more.addEventListener("click", () => act(() => api(`/api/conversations/${state.cid}/more`, {})));
     }
     if (turn.question) text(item, "p", turn.question, "question");
     else if (turn.state === "showing" || turn.state === "gave_up") text(item, "p", "Is it one of these? Pick it, or tell me more.", "question");
@@ -97,8 +146,36 @@ function renderTurn(turn) {
     }
   });
   renderDialog(turn.dialog);
-  renderRank(turn);
+  renderRank(turn, { replay });
   updateButtons();
+}
+
+// a new search starts a new view: the earlier one folds away (reachable, not in the way)
+function collapseEarlier() {
+  const log = $("log");
+  const items = [...log.children].filter((node) => !node.classList.contains("earlier"));
+  // the new description (and the "Searching…" line) belong to the new search
+  while (items.length && /\b(user|pending)\b/.test(items[items.length - 1].className)) items.pop();
+  if (!items.length) return;
+  const holder = document.createElement("li");
+  holder.className = "earlier";
+  const details = document.createElement("details");
+  text(details, "summary", `Earlier search (${items.length} messages)`);
+  const list = document.createElement("ol");
+  items.forEach((node) => list.appendChild(node));
+  details.appendChild(list);
+  holder.appendChild(details);
+  log.insertBefore(holder, log.querySelector(":scope > li:not(.earlier)"));
+  const earlier = log.querySelectorAll(".earlier");
+  for (let i = 0; i < earlier.length - MAX_EARLIER; i++) earlier[i].remove();
+}
+
+function remember(event) {
+  state.events.push(event);
+  if (state.events.length > MAX_EVENTS) state.events.splice(0, state.events.length - MAX_EVENTS);
+  try {
+    sessionStorage.setItem("chatir.events", JSON.stringify(state.events));
+  } catch (error) { /* storage full or disabled: the page still works, a reload shows less */ }
 }
 
 function renderDialog(dialog) {
@@ -136,8 +213,12 @@ function setRank(rank, limit, round) {
   label.textContent = rank ? `Target rank: #${rank}` : `Target rank: not in the top ${limit}`;
 }
 
-function renderRank(turn) {
-  if (!turn.target_id) return;
+function renderRank(turn, { replay = false } = {}) {
+  if (!turn.target_id) {
+    // the server no longer knows a target for this conversation (e.g. the demo restarted): don't pretend
+    if (!replay && !state.demoTargetPending) { $("target-panel").hidden = true; state.ranks = []; }
+    return;
+  }
   showTarget({ id: turn.target_id, image: `/api/images/${turn.target_id}` });
   if (turn.action === "started" || turn.action === "restarted") state.ranks = [];
   if (!turn.dialog) {
@@ -147,6 +228,7 @@ function renderRank(turn) {
     setRank(turn.target_rank, turn.rank_limit, turn.round);
   }
   if (turn.dialog && SEARCHING_ACTIONS.has(turn.action)) state.ranks.push([turn.round, turn.target_rank, turn.rank_limit, turn.action]);
+  sessionStorage.setItem("chatir.ranks", JSON.stringify(state.ranks));
   const history = $("rank-history");
   history.replaceChildren();
   for (const [round, rank, limit, action] of state.ranks) {
@@ -201,9 +283,13 @@ $("composer").addEventListener("submit", (event) => {
   if (!value || state.busy) return;
   input.value = "";
   addMessage("user", (item) => text(item, "p", value));
+  remember({ type: "user", text: value });
   act(() => api(`/api/conversations/${state.cid}/messages`, { text: value }), () => {
     if (!input.value) input.value = value; // nothing is lost: the text comes back to be sent again
   });
+});
+$("viewer").addEventListener("click", (event) => {
+  if (event.target === $("viewer")) $("viewer").close(); // a click on the backdrop closes it
 });
 $("none-of-these").addEventListener("click", () => act(() => api(`/api/conversations/${state.cid}/reject`, {})));
 $("start-over").addEventListener("click", () => act(() => api(`/api/conversations/${state.cid}/restart`, {})));
@@ -229,6 +315,36 @@ $("show-target").addEventListener("click", async () => {
   }
 });
 
+// a reload redraws the conversation from what this tab saw, then brings it up to date with the server's state
+async function restore(cid) {
+  let events = [];
+  try {
+    events = JSON.parse(sessionStorage.getItem("chatir.events") || "[]");
+  } catch (error) { events = []; }
+  let current = null;
+  try {
+    current = await api(`/api/conversations/${cid}`);
+  } catch (error) {
+    if (error.status !== 404) throw error; // 404: the conversation has not started yet
+  }
+  if (!current) return;
+  for (const event of events) {
+    if (event.type === "user") addMessage("user", (item) => text(item, "p", event.text));
+    else renderTurn(event.turn, { replay: true });
+  }
+  state.events = events;
+  try {
+    state.ranks = JSON.parse(sessionStorage.getItem("chatir.ranks") || "[]");
+  } catch (error) { state.ranks = []; }
+  const last = events.length ? events[events.length - 1].turn : null;
+  const same = last && last.round === current.round && last.state === current.state
+    && JSON.stringify(last.hits.map((h) => h.id)) === JSON.stringify(current.hits.map((h) => h.id));
+  if (!same) renderTurn(current, { replay: true });
+  else { state.last = current; renderDialog(current.dialog); }
+  renderRank({ ...current, action: "shown" });
+  updateButtons();
+}
+
 (async () => {
   try {
     const info = await api("/api/info");
@@ -246,11 +362,7 @@ $("show-target").addEventListener("click", async () => {
     const saved = sessionStorage.getItem("chatir.cid");
     if (saved) {
       state.cid = saved;
-      try {
-        renderTurn(await api(`/api/conversations/${saved}`));
-      } catch (error) {
-        if (error.status !== 404) throw error; // 404: the conversation has not started yet
-      }
+      await restore(saved);
     } else {
       await ensureConversation();
     }
