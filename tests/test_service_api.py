@@ -146,6 +146,7 @@ def test_search_with_vectors_returns_the_stored_image_embeddings(indexed):
         .json()
     )
     model = indexed["service"].model
+    assert len(body["hits"]) == 2 and all(len(hit["vector"]) == model.dim for hit in body["hits"])
     for hit in body["hits"]:
         direct = model.encode_images([load_image(hit["uri"]).image])[0]
         np.testing.assert_allclose(hit["vector"], direct, atol=1e-4)
