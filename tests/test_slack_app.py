@@ -371,6 +371,19 @@ def test_shared_image_is_indexed_for_its_channel(settings, slack, retriever):
                                          filter=SearchFilter(allowed=[PUBLIC]))).hits
     assert found[0].id not in {h.id for h in public}
 
+    # the bot's own uploads (thumbnails, "Here it is" originals) come back as file_shared: never indexed
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 10, 10)).save(buffer, "PNG")
+    own = slack.add_file("abc.jpg", buffer.getvalue(), channel="C_GENERAL", user=BOT_USER_ID)
+    infos_before = len(slack.calls_to("files.info"))
+    send_event(app, {"type": "file_shared", "file_id": own.id, "user_id": BOT_USER_ID, "channel_id": "C_GENERAL",
+                     "event_ts": "1700000901.000100"})
+    time.sleep(1.0)
+    assert len(slack.calls_to("files.info")) == infos_before  # not even looked up
+    hits = client.search(SearchRequest(dialog={"caption": "red"}, k=100,
+                                       filter=SearchFilter(allowed=["C_GENERAL"]))).hits
+    assert not [h for h in hits if h.source == f"slack:C_GENERAL/{own.id}"]
+
 
 def test_rate_limited_calls_are_retried_after_retry_after(settings, slack):
     app = make_app(settings)

@@ -141,3 +141,22 @@ async def test_mcp_client_calls_the_tool_on_the_real_service(real_service):
         result = await client.call_tool("search_images", {"caption": "a yellow chart", "k": 10})
     assert not result.is_error
     assert {groups[h["id"]] for h in result.structured_content["hits"]} == {"C-SECRET"}
+
+
+def test_the_offline_example_of_the_docs_runs_against_a_real_service(real_service, monkeypatch, capsys):
+    """docs/tools.md's "Offline, without an LLM" block, executed as written."""
+    import re
+
+    from tests.conftest import REPO_ROOT
+
+    url, groups = real_service
+    text = (REPO_ROOT / "docs" / "tools.md").read_text()
+    section = text.split("## Offline, without an LLM", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    monkeypatch.setenv("CHATIR_SERVICE_URL", url)
+    monkeypatch.setenv("CHATIR_API_KEY", "tools-key")
+    exec(compile(code, "docs/tools.md", "exec"), {"__name__": "docs_example"})
+    printed = capsys.readouterr().out.splitlines()
+    assert "image" in printed[0].lower()  # the tool's summary of what it found
+    ids = eval(printed[-1])  # noqa: S307 -- the list of ids the example printed
+    assert len(ids) == 3 and set(ids) <= set(groups)
