@@ -23,7 +23,7 @@ from chatir.evaluation.data import (
     load_chatir_dialogs,
 )
 from chatir.evaluation.embeddings import corpus_embeddings, text_embeddings
-from chatir.evaluation.harness import evaluate_fixed_dialogs
+from chatir.evaluation.harness import dialog_round_texts, evaluate_fixed_dialogs
 from chatir.settings import Settings, get_settings
 
 CHATIR_DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "chatir"
@@ -281,9 +281,18 @@ def test_bad_inputs_give_clear_errors(tmp_path, tiny_model):
             tiny_model, missing, corpus, name="x", rounds=0, corpus_vectors=np.zeros((40, 16))
         )
 
+    # a dialog shorter than the rounds asked keeps its last round (ChatIR's eval.py), and is counted
     short = [TargetDialog(img=paths[0], dialog=Dialog.from_chatir(["a dog", "is it big? yes"]))]
-    with pytest.raises(EvaluationInputError, match="fewer than 10 rounds"):
-        evaluate_fixed_dialogs(tiny_model, short, corpus, name="x", corpus_vectors=np.zeros((40, 16)))
+    result, ranks = evaluate_fixed_dialogs(tiny_model, short, corpus, name="x", corpus_vectors=np.zeros((40, 16)),
+                                           progress=False)  # fmt: skip
+    assert ranks.shape == (1, 11) and result.details["dialogs_shorter_than_rounds"] == 1
+    texts = dialog_round_texts(tiny_model, [short[0].dialog], 3)
+    assert texts[1] == texts[2] == texts[3] != texts[0]
+
+    nulls = tmp_path / "nulls.json"
+    nulls.write_text('[{"img": "a.png", "dialog": ["a dog", null]}]')
+    with pytest.raises(EvaluationInputError, match="entry 0: dialog part 1 is null, not a string"):
+        load_chatir_dialogs(nulls)
 
     broken = tmp_path / "broken.json"
     broken.write_text('[{"img": "a.png", "dialog": ')

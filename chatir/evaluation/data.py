@@ -59,8 +59,15 @@ def load_chatir_dialogs(path: Path, *, limit: int | None = None) -> list[TargetD
             raise EvaluationInputError(
                 f"{path}, entry {position}: expected an object with 'img' (a string) and 'dialog' (a list)"
             )
+        parts = entry["dialog"]
+        bad = next((i for i, part in enumerate(parts) if not isinstance(part, str)), None)
+        if bad is not None:  # str(None) would silently become the text "None"
+            raise EvaluationInputError(
+                f"{path}, entry {position}: dialog part {bad} is {json.dumps(parts[bad])}, not a string "
+                f"({'the caption' if bad == 0 else f'round {bad}'})"
+            )
         try:
-            dialog = Dialog.from_chatir([str(part) for part in entry["dialog"]])
+            dialog = Dialog.from_chatir(parts)
         except (ValueError, ValidationError) as error:
             raise EvaluationInputError(f"{path}, entry {position}: invalid dialog: {error}") from None
         dialogs.append(TargetDialog(img=normalise_relpath(entry["img"]), dialog=dialog))

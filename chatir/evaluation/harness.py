@@ -35,14 +35,11 @@ class EvaluationModel(Protocol):
 
 
 def dialog_round_texts(model: EvaluationModel, dialogs: Sequence[Dialog], rounds: int) -> list[str]:
-    """Round-major texts: all dialogs at round 0, then all at round 1, ... up to ``rounds``."""
-    short = [i for i, d in enumerate(dialogs) if len(d.rounds) < rounds]
-    if short:
-        raise EvaluationInputError(
-            f"{len(short)} dialogs have fewer than {rounds} rounds (e.g. dialog {short[0]} has "
-            f"{len(dialogs[short[0]].rounds)}); evaluate fewer rounds with --rounds"
-        )
-    return [model.dialog_text(d.upto(r)) for r in range(rounds + 1) for d in dialogs]
+    """Round-major texts: all dialogs at round 0, then all at round 1, ... up to ``rounds``.
+
+    A dialog shorter than ``rounds`` keeps its last round from there on, as ChatIR's eval.py does (its text
+    stops growing); :func:`evaluate_fixed_dialogs` reports how many there were."""
+    return [model.dialog_text(d.upto(min(r, len(d.rounds)))) for r in range(rounds + 1) for d in dialogs]
 
 
 def ranks_for_texts(
@@ -91,6 +88,7 @@ def evaluate_fixed_dialogs(
         timings["corpus_embeddings"] = time.perf_counter() - started
     started = time.perf_counter()
     texts = dialog_round_texts(model, [d.dialog for d in dialogs], rounds)
+    short = sum(len(d.dialog.rounds) < rounds for d in dialogs)
     timings["build_texts"] = time.perf_counter() - started
     flat_ranks, spent = ranks_for_texts(
         model,
@@ -117,6 +115,7 @@ def evaluate_fixed_dialogs(
             "n_texts": len(texts),
             "unique_texts": len(set(texts)),
             "ties": ties,
+            "dialogs_shorter_than_rounds": short,
         },
     )
     return result, ranks

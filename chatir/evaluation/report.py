@@ -128,6 +128,12 @@ def markdown_report(
         if meta.get(key) not in (None, "")
     ]
     lines += [f"- {key}: `{value}`" if key == "command" else f"- {key}: {value}" for key, value in facts]
+    short = [(r.system, r.details.get("dialogs_shorter_than_rounds")) for r in results if r.details]
+    lines += [
+        f"- {system}: {count} dialogs have fewer rounds than the table; their last round carries over (as in ChatIR)"
+        for system, count in short
+        if count
+    ]
     sections = [str(section) for section in meta.get("sections", [])]
     return "\n".join([*lines, "", markdown_table(results), LEGEND, "", *sections])
 
