@@ -37,12 +37,14 @@ def main() -> None:
 
     from chatir.dialog import Dialog
     from chatir.settings import Settings
+    from chatir.world.attributes import scene_attributes
     from chatir.world.dialogs import dialog_for
     from chatir.world.language import caption_for
     from chatir.world.render import render_scene
     from chatir.world.scene import sample_scene
+    from retriever_service.models.starter import new_starter_model
     from retriever_service.training.contrastive import ImageCaptionTask
-    from retriever_service.training.starter import StarterSpec, new_starter_model, scene_attributes
+    from retriever_service.training.starter import StarterSpec
 
     spec = StarterSpec()
     model = new_starter_model(spec, settings=Settings(home="/tmp/starter-speed"))

@@ -247,7 +247,7 @@ def demo_stack(
     clock = time.perf_counter()
 
     if settings.model == STARTER_MODEL:
-        from retriever_service.training.starter import ensure_starter_model
+        from retriever_service.models.starter import ensure_starter_model
 
         say("[1/4] starter model")
         ensure_starter_model(settings, progress=progress)

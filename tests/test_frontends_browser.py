@@ -40,7 +40,7 @@ STARTER_TARGET = 17
 
 
 def starter_shipped() -> bool:
-    from retriever_service.training.starter import MANIFEST_FILE, STARTER_WEIGHTS_DIR
+    from retriever_service.models.starter import MANIFEST_FILE, STARTER_WEIGHTS_DIR
 
     return (STARTER_WEIGHTS_DIR / MANIFEST_FILE).is_file()
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import time
-import types
 from pathlib import Path
 
 import numpy as np
@@ -348,9 +346,9 @@ def test_starter_resolves_to_the_starter_folder(tiny_clip_dir, tmp_path, monkeyp
             shutil.copytree(tiny_clip_dir, given.starter_dir)
         return given.starter_dir
 
-    fake = types.ModuleType("retriever_service.training.starter")
-    fake.ensure_starter_model = ensure_starter_model
-    monkeypatch.setitem(sys.modules, "retriever_service.training.starter", fake)
+    from retriever_service.models import starter
+
+    monkeypatch.setattr(starter, "ensure_starter_model", ensure_starter_model)
 
     model = load_model("starter", device="cpu", settings=settings)
     assert calls == [settings] and model.model_id == "starter" and model.dim == TINY_EMBED_DIM

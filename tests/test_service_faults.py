@@ -25,7 +25,7 @@ from tests.conftest import REPO_ROOT
 from tools.scope import SearchScope
 
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
-from load import run_load, started_service  # noqa: E402
+from load import run_load, started_service
 
 
 def _images(folder: Path, n: int, size: int = 48) -> list[Path]:
@@ -64,24 +64,23 @@ def _wait(client: httpx.Client, job_id: str, timeout_s: float = 120) -> dict:
 
 def test_a_service_killed_mid_index_resumes_and_loses_nothing(service_env, tmp_path):
     files = _images(tmp_path / "photos", 300, size=256)
-    with started_service(service_env) as (url, pid):
-        with httpx.Client(base_url=url, timeout=30) as client:
-            job = client.post("/v1/index", json={"paths": [str(tmp_path / "photos")]}).json()
-            deadline = time.monotonic() + 60
-            while client.get(f"/v1/index/jobs/{job['id']}").json().get("done", 0) < 4:
-                assert time.monotonic() < deadline, "the job made no progress"
-                time.sleep(0.05)
-            os.kill(pid, signal.SIGKILL)  # mid-batch: no clean shutdown, no chance to flush anything
-    with started_service(service_env) as (url, _pid):  # the same store opens again after a kill
-        with httpx.Client(base_url=url, timeout=30) as client:
-            count_after_kill = client.get("/readyz").json().get("images")
-            job = _wait(client, client.post("/v1/index", json={"paths": [str(tmp_path / "photos")]}).json()["id"])
-            assert job["state"] == "done", job
-            # what was stored before the kill is kept (unchanged), the rest is added: every file once
-            assert job["added"] + job["unchanged"] == len(files), job
-            assert job["added"] > 0, "the kill came after the job had finished: nothing was interrupted"
-            assert client.get("/readyz").json()["images"] == len(files)
-            assert count_after_kill is None or count_after_kill == job["unchanged"]
+    with started_service(service_env) as (url, pid), httpx.Client(base_url=url, timeout=30) as client:
+        job = client.post("/v1/index", json={"paths": [str(tmp_path / "photos")]}).json()
+        deadline = time.monotonic() + 60
+        while client.get(f"/v1/index/jobs/{job['id']}").json().get("done", 0) < 4:
+            assert time.monotonic() < deadline, "the job made no progress"
+            time.sleep(0.05)
+        os.kill(pid, signal.SIGKILL)  # mid-batch: no clean shutdown, no chance to flush anything
+    # the same store opens again after a kill
+    with started_service(service_env) as (url, _pid), httpx.Client(base_url=url, timeout=30) as client:
+        count_after_kill = client.get("/readyz").json().get("images")
+        job = _wait(client, client.post("/v1/index", json={"paths": [str(tmp_path / "photos")]}).json()["id"])
+        assert job["state"] == "done", job
+        # what was stored before the kill is kept (unchanged), the rest is added: every file once
+        assert job["added"] + job["unchanged"] == len(files), job
+        assert job["added"] > 0, "the kill came after the job had finished: nothing was interrupted"
+        assert client.get("/readyz").json()["images"] == len(files)
+        assert count_after_kill is None or count_after_kill == job["unchanged"]
 
 
 def test_a_service_killed_mid_chat_costs_the_user_nothing(service_env, tmp_path):

@@ -9,7 +9,7 @@ import pytest
 
 from chatir.dialog import Dialog, Round
 from chatir.settings import Settings
-from retriever_service.training.starter import INFERENCE_MAX_TEXT_TOKENS, STARTER_WEIGHTS_DIR
+from retriever_service.models.starter import INFERENCE_MAX_TEXT_TOKENS, STARTER_WEIGHTS_DIR
 
 
 @pytest.mark.skipif(not (STARTER_WEIGHTS_DIR / "starter.json").is_file(), reason="no shipped starter weights")
@@ -38,7 +38,7 @@ def test_shipped_starter_loads_and_dialog_rounds_move_the_ranking(tmp_path):
 def test_an_older_assembly_is_redone(tmp_path):
     import json
 
-    from retriever_service.training.starter import ensure_starter_model
+    from retriever_service.models.starter import ensure_starter_model
 
     settings = Settings(home=tmp_path, device="cpu")
     folder = ensure_starter_model(settings, progress=False)

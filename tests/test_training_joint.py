@@ -15,7 +15,7 @@ import torch
 
 from chatir.settings import Settings
 from chatir.world.perturb import consistent
-from retriever_service.training import starter
+from retriever_service.models import starter
 from retriever_service.training.joint import TRAINED_FILE, encode_by_length, learning_rate_factor, read_log
 from retriever_service.training.starter import StarterSpec, build_starter
 from retriever_service.training.world_stream import StreamConfig, make_batch, sample_example
@@ -83,7 +83,7 @@ def test_stream_examples_hold_near_misses_the_dialog_rules_out():
 def test_stream_batches_have_targets_first_and_ground_truth():
     from transformers import AutoTokenizer
 
-    from retriever_service.training.starter import minilm_dir
+    from retriever_service.models.starter import minilm_dir
 
     tokenizer = AutoTokenizer.from_pretrained(minilm_dir(), local_files_only=True)
     config = StreamConfig(batch_size=5, hard_negatives=1, image_size=32, low_res=0.0)

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from chatir.settings import Settings
-from retriever_service.training import starter
+from retriever_service.models import starter
 from retriever_service.training.starter import StarterSpec, build_starter
 
 

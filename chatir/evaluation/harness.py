@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from chatir.dialog import Dialog
-from chatir.evaluation.data import EvaluationInputError, ImageCorpus, TargetDialog
+from chatir.evaluation.data import ImageCorpus, TargetDialog
 from chatir.evaluation.embeddings import corpus_embeddings, text_embeddings
 from chatir.evaluation.metrics import TiePolicy, rank_of_targets
 from chatir.evaluation.results import DEFAULT_KS, SystemResult

@@ -118,7 +118,7 @@ def _starter_folder(settings: Settings) -> Path:
     """The assembled starter, re-assembled first when the shipped weights or the assembly changed (cheap check)."""
     folder = settings.starter_dir
     try:
-        from retriever_service.training.starter import ensure_starter_model
+        from retriever_service.models.starter import ensure_starter_model
     except ImportError as error:
         if (folder / "config.json").is_file():
             return folder

@@ -164,12 +164,8 @@ def starter_build(
 ) -> None:
     """Build the starter model from scratch (resumable); see docs/starter-model.md for both recipes."""
     from chatir.settings import get_settings
-    from retriever_service.training.starter import (
-        STARTER_WEIGHTS_DIR,
-        StarterSpec,
-        build_starter,
-        ensure_starter_model,
-    )
+    from retriever_service.models.starter import STARTER_WEIGHTS_DIR, ensure_starter_model
+    from retriever_service.training.starter import StarterSpec, build_starter
 
     settings = get_settings()
     if size not in ("full", "quick", "tiny"):

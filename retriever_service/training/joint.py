@@ -226,7 +226,7 @@ def train_joint(
     """
     from safetensors.torch import save_file
 
-    from retriever_service.training.starter import new_starter_model, shipped_parameter_names
+    from retriever_service.models.starter import new_starter_model, shipped_parameter_names
 
     stage: JointStage = spec.joint
     out = Path(out)
