@@ -32,7 +32,8 @@ HEX32 = re.compile(r"^[0-9a-f]{32}$")
 
 @pytest.fixture(scope="module")
 def stack(tiny_clip_dir, tmp_path_factory):
-    settings = frontend_settings(tiny_clip_dir, tmp_path_factory.mktemp("web-home"))
+    # 5 matches a turn (CHATIR_TOP_K=5): the small gallery leaves room for "none of these" and "more"
+    settings = frontend_settings(tiny_clip_dir, tmp_path_factory.mktemp("web-home"), top_k=5)
     with demo_stack(settings, gallery_size=GALLERY, service_port=0, bank=small_world_bank(), warm_up=False,
                     progress=False, say=lambda _: None) as ready:
         yield ready
