@@ -156,3 +156,35 @@ def test_the_joint_recipe_starts_from_the_staged_recipe_of_the_same_architecture
         spec.projection_dim,
         spec.trained_text_layers,
     )
+
+
+def test_code_losses_are_zero_only_for_the_exact_code_and_the_posterior():
+    from retriever_service.training.joint import code_losses
+
+    attributes = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    prior = torch.zeros(3)
+    perfect_image = attributes * 2 - 1
+    confident_text = (attributes[:1] * 2 - 1) * 30  # a dialog that tells all three attributes of target 0
+    loss_text, loss_image = code_losses(confident_text, perfect_image, attributes, 1, prior)
+    assert float(loss_image) == 0.0 and float(loss_text) < 1e-6
+    # a dialog that tells nothing costs exactly the prior's cross-entropy (log 2 per attribute at p = 0.5)
+    silent, _ = code_losses(torch.zeros(1, 3), perfect_image, attributes, 1, prior)
+    assert float(silent) == pytest.approx(float(np.log(2)), rel=1e-5)
+    # the dot product of a text "log-likelihood ratio" with the +/-1 codes ranks the image that fits first
+    assert (confident_text @ perfect_image.T).argmax() == 0
+
+
+def test_the_code_recipe_trains_a_model_whose_embedding_is_the_attribute_code(tmp_path):
+    from chatir.world.attributes import attribute_names
+    from retriever_service.training.joint import train_joint
+
+    spec = StarterSpec.code_tiny()
+    trained = train_joint(spec, tmp_path / "code", device="cpu", workers=0, progress=False)
+    log = read_log(tmp_path / "code")
+    assert all(np.isfinite(r["loss_t2i"]) and np.isfinite(r["loss_attr"]) for r in log if "loss_t2i" in r)
+    shapes = {name: tuple(t.shape) for name, t in
+              __import__("safetensors.torch", fromlist=["load_file"]).load_file(trained).items()}  # fmt: skip
+    assert shapes["visual_projection.weight"][0] == shapes["text_projection.weight"][0] == len(attribute_names())
+    with pytest.raises(ValueError, match="projection_dim"):
+        train_joint(spec.model_copy(update={"projection_dim": 32}), tmp_path / "bad", device="cpu", workers=0,
+                    progress=False)  # fmt: skip
