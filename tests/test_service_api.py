@@ -603,3 +603,10 @@ def test_wrong_method_is_405_naming_every_method_of_the_path(indexed):
     assert answer.status_code == 405
     assert answer.headers["allow"] == "GET, DELETE" and "GET, DELETE" in answer.json()["detail"]
     assert client.put("/v1/search").headers["allow"] == "POST"
+
+
+def test_unparseable_bodies_are_the_documented_422(indexed):
+    client = indexed["client"]
+    for body in (b'{"dialog": ', b"\xff\xfe", b"[" * 5000 + b"]" * 5000):
+        answer = client.post("/v1/search", content=body, headers={"content-type": "application/json"})
+        assert answer.status_code == 422 and answer.json()["error"].startswith("invalid request: body"), body[:20]

@@ -75,6 +75,14 @@ async def _http_handler(request: Request, exc: StarletteHTTPException) -> JSONRe
         detail = detail or "the request body is larger than this endpoint accepts"
     if status == 404 and detail is None:
         detail = f"no route {request.method} {request.url.path}"
+    if status == 400 and detail == "There was an error parsing the body":
+        # FastAPI's answer to a body it cannot parse at all (e.g. JSON nested thousands deep): the same 422 as
+        # every other unreadable body, documented in the schema, instead of an undocumented 400
+        return error_response(
+            422,
+            "invalid request: body: the request body cannot be parsed (malformed, or nested too deeply)",
+            [{"field": "body", "message": "cannot be parsed", "type": "json_invalid"}],
+        )
     headers = dict(getattr(exc, "headers", None) or {})
     if status == 405:  # Starlette names only the first matching route's methods (GET, not DELETE)
         headers["Allow"] = ", ".join(_allowed_methods(request))
