@@ -5,6 +5,7 @@ Imports stay light here (the engine, torch and uvicorn are imported inside the c
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -28,18 +29,24 @@ def demo(
         int, typer.Option(min=10, max=200_000, help="Images in the sample gallery of the procedural world.")
     ] = 5000,
     no_browser: Annotated[bool, typer.Option("--no-browser", help="Do not open a browser window.")] = False,
+    images: Annotated[
+        Path | None,
+        typer.Option("--images", help="Your own folder of images instead of the sample gallery (same model, same chat)."),
+    ] = None,
 ) -> None:
     """The whole experience offline: starter model, sample gallery, retriever service and web chat.
 
     Everything it makes (the assembled starter, the gallery, its index, conversations) lives under CHATIR_HOME
     (default ~/.cache/chatir). The web chat listens on --port (8700); the retriever service on the port of
     CHATIR_SERVICE_URL (8600), or the next free one when that is taken. The gallery is coloured shapes, not
-    photos: to search your own images, `chatir index DIR` then `chatir chat`.
+    photos: `chatir demo --images DIR` runs the same chat over your own folder (indexed into a collection of its
+    own), best with a real model in CHATIR_MODEL.
     """
     from chatir.settings import get_settings
     from frontends.demo import run_demo
 
-    run_demo(get_settings(), port=port, host=host, gallery_size=gallery_size, open_browser=not no_browser)
+    run_demo(get_settings(), port=port, host=host, gallery_size=gallery_size, open_browser=not no_browser,
+             images=images)
 
 
 def chat(

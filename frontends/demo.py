@@ -83,12 +83,25 @@ def demo_settings(settings: Settings) -> Settings:
     )
 
 
-def demo_scope() -> SearchScope:
-    """What the demo's conversations may search: the public demo gallery."""
+def own_images_settings(settings: Settings, folder: Path) -> Settings:
+    """``settings`` for ``chatir demo --images DIR``: a collection of that folder's own, everyday questions."""
+    key = hashlib.sha256(str(folder).encode()).hexdigest()[:8]
+    return settings.model_copy(
+        update={
+            "collection": f"{demo_collection(settings.model)}_own_{key}",
+            "question_bank": "generic",
+            "questioner": "info_gain",
+            "batch_size": max(settings.batch_size, DEMO_BATCH_SIZE),
+        }
+    )
+
+
+def demo_scope(source: str = DEMO_SOURCE) -> SearchScope:
+    """What the demo's conversations may search: the public demo gallery (or the folder given to --images)."""
     from retriever_service.schemas import PUBLIC
     from tools.scope import SearchScope
 
-    return SearchScope(allowed=[PUBLIC], sources=[DEMO_SOURCE])
+    return SearchScope(allowed=[PUBLIC], sources=[source])
 
 
 # --- the gallery -----------------------------------------------------------------------------------
@@ -158,13 +171,13 @@ class GalleryTargets:
         return file_content_id(self._random.choice(self.files))
 
 
-def index_gallery(local: LocalRetriever, folder: Path, *, progress: bool = True) -> Any:
+def index_gallery(local: LocalRetriever, folder: Path, *, progress: bool = True, source: str = DEMO_SOURCE) -> Any:
     """Index ``folder`` through the running service (incremental, prunes removed files); its report."""
     from tqdm import tqdm
 
     from retriever_service.schemas import PUBLIC, IndexRequest
 
-    request = IndexRequest(paths=[str(folder)], source=DEMO_SOURCE, allowed=[PUBLIC], prune=True)
+    request = IndexRequest(paths=[str(folder)], source=source, allowed=[PUBLIC], prune=True)
     with tqdm(desc="indexing the gallery", unit="img", disable=not progress) as bar:
 
         def tick(done: int, total: int) -> None:
@@ -211,6 +224,8 @@ class DemoStack:
     files: list[Path]
     index_report: Any = None
     timings: dict[str, float] = field(default_factory=dict)
+    about: str = GALLERY_ABOUT
+    examples: tuple[str, ...] = GALLERY_EXAMPLES
 
     def web_app(self) -> Any:
         from frontends.web.app import create_web_app
@@ -223,8 +238,8 @@ class DemoStack:
             scope=self.scope,
             pick_target=self.targets,
             title="ChatIR demo",
-            about=GALLERY_ABOUT,
-            examples=GALLERY_EXAMPLES,
+            about=self.about,
+            examples=self.examples,
         )
 
 
@@ -238,11 +253,19 @@ def demo_stack(
     warm_up: bool = True,
     progress: bool = True,
     say: Say = _stderr,
+    images: Path | None = None,
 ) -> Iterator[DemoStack]:
-    """Prepare everything the demo needs (steps 1-3 of the module docstring) and yield it, running."""
+    """Prepare everything the demo needs (steps 1-3 of the module docstring) and yield it, running.
+
+    ``images``: the user's own folder instead of the sample gallery (indexed with the same model into a
+    collection of its own; everyday questions instead of the world's)."""
     from frontends.serving import local_retriever
 
-    settings = demo_settings(settings)
+    if images is not None:
+        images = Path(images).expanduser().resolve()
+        if not images.is_dir():
+            raise ChatIRError(f"--images {images}: not a folder")
+    settings = demo_settings(settings) if images is None else own_images_settings(settings, images)
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -256,10 +279,27 @@ def demo_stack(
     timings["model"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    root = gallery_dir(settings)
-    say(f"[2/4] gallery: {gallery_size:,} images of the world (seed {DEMO_WORLD_SEED}) in {root}")
-    files, generated = ensure_gallery(root, gallery_size, progress=progress)
-    say("      generated" if generated else "      already there")
+    about, examples, source = GALLERY_ABOUT, GALLERY_EXAMPLES, DEMO_SOURCE
+    if images is None:
+        root = gallery_dir(settings)
+        say(f"[2/4] gallery: {gallery_size:,} images of the world (seed {DEMO_WORLD_SEED}) in {root}")
+        files, generated = ensure_gallery(root, gallery_size, progress=progress)
+        say("      generated" if generated else "      already there")
+        folder = root / "images"
+    else:
+        from chatir.evaluation.data import IMAGE_SUFFIXES
+
+        folder, source = images, f"folder:{images}"
+        files = sorted(p for p in images.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if not files:
+            raise ChatIRError(f"--images {images}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in it")
+        say(f"[2/4] your images: {len(files):,} files in {images}")
+        about = f"Your images: {len(files):,} files in {images}."
+        examples = ()
+        if settings.model == STARTER_MODEL:
+            about += (" The starter model only understands the sample world of coloured shapes; to search photos,"
+                      " set CHATIR_MODEL to a real image-text model (docs/deploy.md).")
+            say("      note: " + about.split(". ", 1)[1])
     timings["gallery"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -268,17 +308,19 @@ def demo_stack(
         say(f"      serving on {local.url} (collection {settings.collection!r})")
         timings["service"] = time.perf_counter() - clock
         clock = time.perf_counter()
-        report = index_gallery(local, root / "images", progress=progress)
+        report = index_gallery(local, folder, progress=progress, source=source)
         say(f"      index: {report.added} added, {report.unchanged} unchanged, {report.pruned} removed"
             + (f", {len(report.skipped)} skipped" if report.skipped else ""))
         timings["index"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
-        say("[4/4] conversation engine (LLM-free questioner, the world's question bank)")
+        which = "the world's question bank" if images is None else "everyday questions"
+        say(f"[4/4] conversation engine (LLM-free questioner, {which})")
         engine = build_demo_engine(local, bank=bank, warm_up=warm_up)
         timings["engine"] = time.perf_counter() - clock
-        yield DemoStack(local=local, engine=engine, targets=GalleryTargets(files), scope=demo_scope(),
-                        files=files, index_report=report, timings=timings)
+        scope = demo_scope(source)
+        yield DemoStack(local=local, engine=engine, targets=GalleryTargets(files), scope=scope, files=files,
+                        index_report=report, timings=timings, about=about, examples=examples)
 
 
 def can_open_browser() -> bool:
@@ -301,6 +343,7 @@ def run_demo(
     on_ready: Callable[[str], None] | None = None,
     stop: threading.Event | None = None,
     bank: QuestionBank | None = None,
+    images: Path | None = None,
 ) -> None:
     """``chatir demo``: prepare, then serve the web chat until Ctrl-C (or until ``stop`` is set).
 
@@ -314,7 +357,7 @@ def run_demo(
     web_socket = bind_socket(host, port)  # fail early when the port is taken
     try:
         with (
-            demo_stack(settings, gallery_size=gallery_size, bank=bank, say=say) as stack,
+            demo_stack(settings, gallery_size=gallery_size, bank=bank, say=say, images=images) as stack,
             ThreadedServer(stack.web_app(), web_socket, name="web-chat") as web,
         ):
             seconds = time.perf_counter() - started

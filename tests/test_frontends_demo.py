@@ -7,14 +7,16 @@ embed nothing; a smaller gallery removes the surplus images from the folder and 
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import httpx
 import pytest
 import typer
 from typer.testing import CliRunner
 
+from chatir.errors import ChatIRError
 from chatir.settings import get_settings
-from frontends.demo import DEMO_WORLD_SEED, demo_stack, ensure_gallery, gallery_dir, run_demo
+from frontends.demo import DEMO_WORLD_SEED, demo_settings, demo_stack, ensure_gallery, gallery_dir, run_demo
 from retriever_service.index.records import file_content_id
 from tests.frontend_support import frontend_settings, small_world_bank
 
@@ -159,3 +161,28 @@ def test_question_bank_embeddings_persist_between_runs(tiny_clip_dir, tmp_path):
     fresh = PersistentTextEncoder(other, tmp_path / "bank.npz")
     assert len(fresh) == 0  # made by another model: ignored
     assert (fresh.encode_texts(texts) == -vectors).all() and other.texts == 1 + 3
+
+
+def test_the_demo_runs_over_your_own_folder(tiny_clip_dir, tmp_path):
+    """`chatir demo --images DIR`: the same stack over the user's images, in a collection of its own."""
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "my photos"
+    (folder / "trip").mkdir(parents=True)
+    for i in range(6):
+        pixels = np.random.default_rng(i).integers(0, 256, size=(40, 40, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / "trip" / f"beach{i}.png")
+    (folder / "notes.txt").write_text("not an image")
+    settings = frontend_settings(tiny_clip_dir, tmp_path / "home")
+    with demo_stack(settings, service_port=0, bank=small_world_bank(4), warm_up=False, images=folder,
+                    **QUIET) as stack:
+        assert len(stack.files) == 6 and stack.index_report.added == 6
+        assert str(folder) in stack.about and stack.examples == ()
+        result = stack.engine.handle("own:1", "a photo from the beach", stack.scope)
+        assert result.hits and all(Path(h.uri).is_relative_to(folder) for h in result.hits)
+        assert stack.local.settings.collection != demo_settings(settings).collection
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ChatIRError, match="no image files"), \
+            demo_stack(settings, service_port=0, warm_up=False, images=tmp_path / "empty", **QUIET):
+        pass
