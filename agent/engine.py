@@ -40,8 +40,8 @@ from agent.search import Searcher, as_scope
 from agent.state import MAX_ARCHIVED, RECOVERED_NOTE, ConversationState, ConversationStore, Status
 from chatir.dialog import MAX_TEXT_CHARS, Dialog, Round, is_blank
 from chatir.errors import ChatIRError
+from chatir.schemas import Hit, SearchFilter
 from chatir.settings import Settings, get_settings
-from retriever_service.schemas import Hit, SearchFilter
 from tools.scope import SearchScope
 
 logger = logging.getLogger(__name__)
@@ -82,7 +82,9 @@ class TurnResult(BaseModel):
     chosen: Hit | None = Field(None, description="The image the user picked (state 'found').")
     message: str | None = Field(None, description="A short note for the user about this turn.")
     excluded_count: int = Field(0, description="Images excluded with 'None of these' in this search.")
-    page_start: int = Field(0, description="Index in ``hits`` of the first match new in this turn (a 'more' page).")
+    page_start: int = Field(
+        0, description="Index in ``hits`` of the first match new in this turn (a 'more' page)."
+    )
     scope: SearchScope = Field(..., description="The conversation's scope (set at start, read-only).")
 
 
@@ -216,7 +218,9 @@ class ConversationEngine:
             state = self.store.get(conversation_id)
             if state is None and self.store.take_recovered(conversation_id):
                 fresh = ConversationState(conversation_id=conversation_id)
-                return self._result(fresh, "shown", f"{RECOVERED_NOTE} Describe the image you are looking for.")
+                return self._result(
+                    fresh, "shown", f"{RECOVERED_NOTE} Describe the image you are looking for."
+                )
             return self._restart(self._require(conversation_id))
 
     def more(self, conversation_id: str, count: int | None = None) -> TurnResult:
@@ -260,9 +264,21 @@ class ConversationEngine:
 
     # --- turns ----------------------------------------------------------------------------------------
     def _start(self, conversation_id: str, description: str, scope: ScopeLike) -> TurnResult:
+        self._sync_model()
         previous = self.store.get(conversation_id)
         base = self._archived(previous) if previous else ConversationState(conversation_id=conversation_id)
         return self._describe(base.model_copy(update={"scope": as_scope(scope)}), description)
+
+    def _sync_model(self) -> None:
+        """Once per conversation: the questioner checks the model behind its cached text embeddings is
+        still the service's (a failure here is not the user's: the search right after reports it)."""
+        sync = getattr(self.questioner, "sync_model", None)
+        if not callable(sync):
+            return
+        try:
+            sync()
+        except ChatIRError as error:
+            logger.warning("could not check the service's model: %s", error)
 
     def _describe(self, state: ConversationState, description: str) -> TurnResult:
         state = state.model_copy(deep=True)
@@ -270,12 +286,13 @@ class ConversationEngine:
         return self._search_and_ask(state, "started", None, ask_new=True)
 
     def _answer(self, state: ConversationState, text: str, *, dont_know: bool = False) -> TurnResult:
-        assert state.dialog is not None
+        dialog = state.dialog
+        assert dialog is not None
         self._check_room(state)
         state = state.model_copy(deep=True)
         question = state.pending_question or ""
         state.dialog = Dialog(
-            caption=state.dialog.caption, rounds=[*state.dialog.rounds, Round(question=question, answer=text)]
+            caption=dialog.caption, rounds=[*dialog.rounds, Round(question=question, answer=text)]
         )
         state.pending_question = None
         note = None
@@ -286,11 +303,12 @@ class ConversationEngine:
         return self._search_and_ask(state, "answered", note, ask_new=True)
 
     def _correct(self, state: ConversationState, text: str) -> TurnResult:
-        assert state.dialog is not None
+        dialog = state.dialog
+        assert dialog is not None
         self._check_room(state)
         state = state.model_copy(deep=True)
         state.dialog = Dialog(
-            caption=state.dialog.caption, rounds=[*state.dialog.rounds, Round(question="", answer=text)]
+            caption=dialog.caption, rounds=[*dialog.rounds, Round(question="", answer=text)]
         )
         # the pending question (if any) was not answered: it stays pending and is asked again
         return self._search_and_ask(

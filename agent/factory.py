@@ -12,7 +12,7 @@ from agent.questioners.baselines import NoQuestioner, RandomQuestioner
 from agent.questioners.info_gain import InfoGainQuestioner
 from agent.questioners.scoring import ModelCandidateScorer, TextEncoder, VectorLookup
 from agent.rerank import AnswerReranker
-from agent.search import Searcher, ServiceSearcher, ThumbnailVectorLookup
+from agent.search import Searcher, ServiceSearcher, ServiceTextEncoder
 from agent.state import ConversationStore
 from chatir.settings import Settings
 
@@ -37,9 +37,8 @@ def build_questioner(
 
     ``auto`` is the LLM agent when ``CHATIR_LLM_MODEL`` is set, else the LLM-free information-gain
     questioner. The information-gain questioner embeds answer texts with ``text_encoder`` (default: the
-    retrieval model ``settings.model`` loaded in this process) and gets candidate image embeddings from
-    ``lookup`` or, without one, with the hits (``with_vectors``), embedding thumbnails from the service when
-    the hits come without them. The LLM agent falls back to it.
+    retriever service's own model, over HTTP) and gets candidate image embeddings from ``lookup`` or,
+    without one, with the hits (``with_vectors``). The LLM agent falls back to it.
     """
     kind = kind or settings.questioner
     if kind == "auto":
@@ -51,19 +50,10 @@ def build_questioner(
     if kind == "random":
         return RandomQuestioner(bank)
     if text_encoder is None:
-        from retriever_service.models import load_model
-
-        text_encoder = load_model(settings.model, device=settings.device, settings=settings)
-    if lookup is None and callable(getattr(text_encoder, "encode_images", None)):
-        # embeddings come with the hits when the service sends them; thumbnails fill the gap otherwise
         from tools.client import RetrieverClient
 
-        lookup = ThumbnailVectorLookup(RetrieverClient.from_settings(settings), text_encoder)  # type: ignore[arg-type]
-        scorer = ModelCandidateScorer(
-            text_encoder, lookup, request_vectors=True, temperature=settings.info_gain_temperature
-        )
-    else:
-        scorer = ModelCandidateScorer(text_encoder, lookup, temperature=settings.info_gain_temperature)
+        text_encoder = ServiceTextEncoder(RetrieverClient.from_settings(settings))
+    scorer = ModelCandidateScorer(text_encoder, lookup, temperature=settings.info_gain_temperature)
     info_gain = InfoGainQuestioner(scorer, bank, top_n=settings.info_gain_top_n)
     if kind == "info_gain":
         return info_gain
@@ -101,8 +91,12 @@ def build_engine(
 def build_reranker(settings: Settings, questioner: Questioner | None) -> AnswerReranker | None:
     """The answer re-ranker over the information-gain questioner's scorer and bank (None when off or when
     no such questioner is there to lend them)."""
-    info_gain = questioner if isinstance(questioner, InfoGainQuestioner) else getattr(questioner, "fallback", None)
-    if not isinstance(info_gain, InfoGainQuestioner) or not isinstance(info_gain.scorer, ModelCandidateScorer):
+    info_gain = (
+        questioner if isinstance(questioner, InfoGainQuestioner) else getattr(questioner, "fallback", None)
+    )
+    if not isinstance(info_gain, InfoGainQuestioner) or not isinstance(
+        info_gain.scorer, ModelCandidateScorer
+    ):
         return None
     return AnswerReranker.from_settings(
         settings, info_gain.scorer, info_gain.bank, dialog_temperature=info_gain.prior_temperature

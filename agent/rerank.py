@@ -27,8 +27,8 @@ from agent.questioners.bank import BankQuestion, QuestionBank
 from agent.questioners.base import question_key
 from agent.questioners.scoring import ModelCandidateScorer
 from chatir.dialog import Dialog, Round
+from chatir.schemas import Hit
 from chatir.settings import Settings
-from retriever_service.schemas import Hit
 
 
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -58,13 +58,22 @@ class AnswerReranker:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, scorer: ModelCandidateScorer, bank: QuestionBank, *, dialog_temperature: float = 0.05
+        cls,
+        settings: Settings,
+        scorer: ModelCandidateScorer,
+        bank: QuestionBank,
+        *,
+        dialog_temperature: float = 0.05,
     ) -> AnswerReranker | None:
         """The re-ranker ``CHATIR_RERANK_POOL`` / ``CHATIR_RERANK_WEIGHT`` ask for (None when the pool is 0)."""
         if settings.rerank_pool <= 0:
             return None
         return cls(
-            scorer, bank, pool=settings.rerank_pool, weight=settings.rerank_weight, dialog_temperature=dialog_temperature
+            scorer,
+            bank,
+            pool=settings.rerank_pool,
+            weight=settings.rerank_weight,
+            dialog_temperature=dialog_temperature,
         )
 
     def answered_rounds(self, dialog: Dialog) -> list[tuple[BankQuestion, str]]:
@@ -98,4 +107,6 @@ class AnswerReranker:
         vectors = self.scorer.candidate_vectors(hits)
         combined = self.scores(dialog, vectors, np.array([h.score for h in hits]))
         order = sorted(range(len(hits)), key=lambda i: (-combined[i], i))
-        return [hits[i].model_copy(update={"score": float(combined[i] * self.dialog_temperature)}) for i in order]
+        return [
+            hits[i].model_copy(update={"score": float(combined[i] * self.dialog_temperature)}) for i in order
+        ]

@@ -4,8 +4,8 @@
 - :class:`InMemorySearcher`: a corpus held as a matrix of image embeddings, for the evaluation harness and
   the benchmarks (no service, no Qdrant); it is also a :class:`~agent.questioners.scoring.VectorLookup`.
 
-:class:`ThumbnailVectorLookup` gives the information-gain questioner candidate image embeddings when the
-service does not send them with the hits: it embeds the thumbnails in this process (cached by image id).
+:class:`ServiceTextEncoder` gives the information-gain questioner the service's text embeddings (image
+embeddings come with the hits), so the agent holds no model of its own.
 
 The scope (a :class:`tools.scope.SearchScope`: visibility groups, sources, tags and excluded ids) always
 comes from the conversation's stored state, never from user text.
@@ -13,17 +13,14 @@ comes from the conversation's stored state, never from user text.
 
 from __future__ import annotations
 
-import io
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
 from chatir.dialog import Dialog
-from retriever_service.schemas import PUBLIC, Hit, SearchFilter, SearchRequest
-from tools.scope import SearchScope
+from chatir.schemas import PUBLIC, Hit, SearchFilter, SearchRequest
+from chatir.scope import SearchScope
 
 if TYPE_CHECKING:
     from tools.client import RetrieverClient
@@ -39,7 +36,7 @@ def as_scope(scope: SearchScope | SearchFilter | None) -> SearchScope:
     if isinstance(scope, SearchScope):
         return scope
     if isinstance(scope, SearchFilter):
-        return SearchScope(allowed=scope.allowed, sources=scope.sources, tags=scope.tags)
+        return SearchScope.from_filter(scope)
     raise TypeError(f"a scope must be a SearchScope (or a SearchFilter), not {type(scope).__name__}")
 
 
@@ -86,14 +83,6 @@ class ServiceSearcher:
 
 class DialogEncoder(Protocol):
     def encode_dialogs(self, dialogs: Sequence[Dialog]) -> np.ndarray: ...
-
-
-def _visible(item: Hit, allowed: Sequence[str], scope: SearchScope) -> bool:
-    if scope.allowed is not None and not set(scope.allowed) & set(allowed):
-        return False
-    if scope.sources is not None and item.source not in scope.sources:
-        return False
-    return not (scope.tags is not None and not set(scope.tags) & set(item.tags))
 
 
 class InMemorySearcher:
@@ -151,7 +140,11 @@ class InMemorySearcher:
                 mask[row] = False
         if scope.allowed is not None or scope.sources is not None or scope.tags is not None:
             mask &= np.fromiter(
-                (_visible(item, a, scope) for item, a in zip(self.items, self.allowed, strict=True)), bool
+                (
+                    scope.admits(allowed=groups, source=item.source, tags=item.tags)
+                    for item, groups in zip(self.items, self.allowed, strict=True)
+                ),
+                bool,
             )
         candidates = np.flatnonzero(mask)
         if len(candidates) == 0 or k <= 0:
@@ -170,37 +163,23 @@ class InMemorySearcher:
         ]
 
 
-class ImageEncoder(Protocol):
-    def encode_images(self, images: Sequence) -> np.ndarray: ...
+class ServiceTextEncoder:
+    """The retriever service's text side over HTTP (``POST /v1/encode/texts``): the questioners embed answers
+    with the very model that embedded the images, so the agent needs no model (and no torch) of its own."""
 
-
-class ThumbnailVectorLookup:
-    """Image embeddings of hits from their thumbnails (fetched from the service, embedded here, cached)."""
-
-    def __init__(self, client: RetrieverClient, model: ImageEncoder, *, cache_size: int = 5000) -> None:
+    def __init__(self, client: RetrieverClient) -> None:
         self.client = client
-        self.model = model
-        self.cache_size = cache_size
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()
+        self.model_id: str | None = None
+        """The service's model at the last encoding."""
 
-    def vectors(self, ids: Sequence[str]) -> np.ndarray:
-        from PIL import Image
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """(n, dim) float32 L2-normalised embeddings, in order."""
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        response = self.client.encode_texts(list(texts))
+        self.model_id = response.model
+        return np.asarray(response.vectors, dtype=np.float32)
 
-        with self._lock:
-            missing = [i for i in dict.fromkeys(ids) if i not in self._cache]
-        if missing:
-            images = []
-            for image_id in missing:
-                with Image.open(io.BytesIO(self.client.thumbnail(image_id))) as image:
-                    images.append(image.convert("RGB"))
-            encoded = np.asarray(self.model.encode_images(images), dtype=np.float32)
-            with self._lock:
-                self._cache.update(zip(missing, encoded, strict=True))
-        with self._lock:
-            rows = [self._cache[i] for i in ids]
-            for i in ids:
-                self._cache.move_to_end(i)
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
-        return np.stack(rows)
+    def current_model(self) -> str:
+        """The model the service runs now (``GET /readyz``)."""
+        return str(self.client.ready()["model"])

@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field
 
 from chatir.dialog import Dialog
 from chatir.errors import ChatIRError
-from retriever_service.schemas import Hit
+from chatir.schemas import Hit
 from tools.scope import SearchScope
 
 Status = Literal["awaiting_description", "asking", "showing", "found", "gave_up"]
@@ -137,7 +137,10 @@ class ConversationStore:
             if source.exists():
                 os.replace(source, Path(str(target) + suffix))
         logger.warning(
-            "conversation state %s is damaged (%s); moved it to %s and started a new one", self.path, error, target
+            "conversation state %s is damaged (%s); moved it to %s and started a new one",
+            self.path,
+            error,
+            target,
         )
         return target
 
@@ -170,7 +173,9 @@ class ConversationStore:
                     (conversation_id, row[0], str(error)[:2000], datetime.now(UTC).isoformat()),
                 )
                 db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
-            logger.warning("conversation %r had a damaged state; set aside in the quarantine table", conversation_id)
+            logger.warning(
+                "conversation %r had a damaged state; set aside in the quarantine table", conversation_id
+            )
             self._recovered.add(conversation_id)
             return None
 
@@ -185,7 +190,10 @@ class ConversationStore:
     def quarantined(self) -> list[tuple[str, str]]:
         """(conversation id, reason) of every state set aside."""
         with self._lock:
-            return [(r[0], r[1]) for r in self._connection.execute("SELECT id, reason FROM quarantine ORDER BY at")]
+            return [
+                (r[0], r[1])
+                for r in self._connection.execute("SELECT id, reason FROM quarantine ORDER BY at")
+            ]
 
     def save(self, state: ConversationState) -> ConversationState:
         """Write ``state`` if nobody else wrote since it was read; returns the stored copy (version + 1)."""

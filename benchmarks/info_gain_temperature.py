@@ -27,10 +27,10 @@ if str(REPO) not in sys.path:
 
 from agent.questioners import InfoGainQuestioner, ModelCandidateScorer, load_bank
 from agent.search import InMemorySearcher
-from chatir.evaluation.embeddings import corpus_embeddings
-from chatir.evaluation.live import evaluate_live
-from chatir.evaluation.world_mode import WorldOracleAnswerer, eval_reranker, world_inputs
 from chatir.settings import get_settings
+from evaluation.embeddings import corpus_embeddings
+from evaluation.live import evaluate_live
+from evaluation.world_mode import WorldOracleAnswerer, eval_reranker, world_inputs
 
 REPORT_ROUNDS = (0, 1, 2, 3, 5, 10)
 
@@ -41,7 +41,9 @@ def main() -> None:
     parser.add_argument("--split", default="test")
     parser.add_argument("--dialogs", type=int, default=300)
     parser.add_argument("--temperatures", default="0.05,0.1,0.2,0.5")
-    parser.add_argument("--top-n", default="20", help="candidates the questioner weighs (comma list to sweep)")
+    parser.add_argument(
+        "--top-n", default="20", help="candidates the questioner weighs (comma list to sweep)"
+    )
     parser.add_argument("--model", default=None, help="default CHATIR_MODEL")
     parser.add_argument("--rerank-weights", default="0,1", help="answer re-ranker weights to sweep (0: off)")
     parser.add_argument("--rerank-pool", type=int, default=1000)
@@ -69,7 +71,11 @@ def main() -> None:
         questioner = InfoGainQuestioner(scorer, bank, top_n=top_n)
         questioner.warm_up()
         tuned = settings.model_copy(
-            update={"info_gain_temperature": temperature, "rerank_weight": weight, "rerank_pool": args.rerank_pool if weight else 0}
+            update={
+                "info_gain_temperature": temperature,
+                "rerank_weight": weight,
+                "rerank_pool": args.rerank_pool if weight else 0,
+            }
         )
         reranker = eval_reranker(tuned, model, lookup, args.bank)
         started = time.perf_counter()
@@ -89,7 +95,9 @@ def main() -> None:
         atr = ranks.mean(axis=0)
         cells = [f"{hits[r]:.1f}" for r in REPORT_ROUNDS] + [f"{atr[r]:,.0f}" for r in REPORT_ROUNDS]
         print(
-            f"| {temperature} | {top_n} | {weight} | " + " | ".join(cells) + f" | {time.perf_counter() - started:.0f} |",
+            f"| {temperature} | {top_n} | {weight} | "
+            + " | ".join(cells)
+            + f" | {time.perf_counter() - started:.0f} |",
             flush=True,
         )
 

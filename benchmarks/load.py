@@ -57,7 +57,7 @@ def started_service(env: dict[str, str] | None = None, *, timeout_s: float = 300
     """``chatir serve`` in a child process on a free port; yields (url, pid)."""
     port = _free_port()
     process = subprocess.Popen(
-        [sys.executable, "-c", "from chatir.cli import main; main()", "serve", "--port", str(port),
+        [sys.executable, "-c", "from frontends.main import main; main()", "serve", "--port", str(port),
          "--log-level", "warning"],
         env={**os.environ, **(env or {})}, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
@@ -136,8 +136,12 @@ def run_load(url: str, *, conversations: int, searches: int, pid: int | None = N
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--url", help="a running service (default: start `chatir serve` with CHATIR_* from the env)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--url", help="a running service (default: start `chatir serve` with CHATIR_* from the env)"
+    )
     parser.add_argument("--pid", type=int, help="its process id, for the memory figures (with --url)")
     parser.add_argument("--conversations", type=int, default=100)
     parser.add_argument("--searches", type=int, default=5)

@@ -70,8 +70,8 @@ class RankingSearcher(InMemorySearcher):
 
 
 def gallery_vectors(model, seed: int, n: int, size: int, cache_dir: Path) -> np.ndarray:
-    from chatir.world.render import render_scene
-    from chatir.world.scene import sample_scene
+    from world.render import render_scene
+    from world.scene import sample_scene
 
     key = hashlib.sha256(f"{model.model_id}|{model.dim}|{seed}|{n}|{size}".encode()).hexdigest()[:16]
     path = cache_dir / f"vectors-{key}.npy"
@@ -101,10 +101,10 @@ def build_questioner(name: str, model, searcher, bank, args):
 
 
 def run(args: argparse.Namespace) -> int:
-    from chatir.world.language import caption_for
-    from chatir.world.oracle import Oracle
-    from chatir.world.scene import image_id, sample_scene
     from retriever_service.models import load_model
+    from world.language import caption_for
+    from world.oracle import Oracle
+    from world.scene import image_id, sample_scene
 
     settings = get_settings()
     started = time.perf_counter()
@@ -177,14 +177,21 @@ def run(args: argparse.Namespace) -> int:
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for name, row in table.items():
-        cells = [name, *[f"{row['atr'][r]:.1f}" for r in rounds], *[f"{row['hits10'][r]:.0f}" for r in rounds],
-                 f"{row['asked']:.1f}", f"{row['repeats']:.2f}", f"{row['idk']:.0f}", f"{row['ms_per_turn']:.0f}"]  # fmt: skip
+        cells = [
+            name,
+            *[f"{row['atr'][r]:.1f}" for r in rounds],
+            *[f"{row['hits10'][r]:.0f}" for r in rounds],
+            f"{row['asked']:.1f}",
+            f"{row['repeats']:.2f}",
+            f"{row['idk']:.0f}",
+            f"{row['ms_per_turn']:.0f}",
+        ]
         print("| " + " | ".join(cells) + " |")
     return 0
 
 
 def _item(image_id: str):
-    from retriever_service.schemas import Hit
+    from chatir.schemas import Hit
 
     return Hit(id=image_id, score=0.0, uri=image_id, thumbnail_url="")
 

@@ -42,9 +42,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from chatir.schemas import PUBLIC, SearchFilter
 from retriever_service.index import ImageIndex, ImageRecord, Scope
 from retriever_service.index.edge import EdgeMirror
-from retriever_service.schemas import PUBLIC, SearchFilter
 
 K = 10
 BLOCK = 20
@@ -297,7 +297,9 @@ def build_backends(
     closers: list = []
     n, dim = corpus.n, corpus.vectors.shape[1]
     slow_ok = n <= args.slow_max
-    rows_of = lambda hits: [int(record.id, 16) for record, _ in hits]
+
+    def rows_of(hits):
+        return [int(record.id, 16) for record, _ in hits]
 
     if "numpy" in names:
         numpy_index, seconds, _ = measure_build(lambda: NumpyExact(corpus))
@@ -454,7 +456,8 @@ def run_size(n: int, args: argparse.Namespace) -> list[str]:
 
 
 HEADER = (
-    "| images    | backend      | query   | p50 ms   | p95 ms   | cpu ms   | recall | n    | build s  | mem MB   | notes |\n"
+    "| images    | backend      | query   | p50 ms   | p95 ms   | cpu ms   | recall | n    | build s  "
+    "| mem MB   | notes |\n"
     "|----------:|--------------|---------|---------:|---------:|---------:|-------:|-----:|---------:|---------:|-------|"
 )
 

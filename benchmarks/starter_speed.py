@@ -37,14 +37,14 @@ def main() -> None:
 
     from chatir.dialog import Dialog
     from chatir.settings import Settings
-    from chatir.world.attributes import scene_attributes
-    from chatir.world.dialogs import dialog_for
-    from chatir.world.language import caption_for
-    from chatir.world.render import render_scene
-    from chatir.world.scene import sample_scene
     from retriever_service.models.starter import new_starter_model
-    from retriever_service.training.contrastive import ImageCaptionTask
-    from retriever_service.training.starter import StarterSpec
+    from training.contrastive import ImageCaptionTask
+    from training.starter import StarterSpec
+    from world.attributes import scene_attributes
+    from world.dialogs import dialog_for
+    from world.language import caption_for
+    from world.render import render_scene
+    from world.scene import sample_scene
 
     spec = StarterSpec()
     model = new_starter_model(spec, settings=Settings(home="/tmp/starter-speed"))
@@ -90,7 +90,7 @@ def main() -> None:
     image_rate = 64 * _timed(image_step, args.seconds)
 
     # 3. dialog step (batch 64, D_i with i uniform, top layers trained)
-    from retriever_service.training.dialog_task import freeze_all_but, text_parameters_by_name
+    from training.dialog_task import freeze_all_but, text_parameters_by_name
 
     trained = text_parameters_by_name(model, spec.dialog.trained_text_layers)
     freeze_all_but(model.model, trained)

@@ -34,6 +34,13 @@ def store_location(settings: Settings) -> str:
     return settings.qdrant_url or str(Path(settings.qdrant_path).expanduser().resolve())
 
 
+def store_fingerprint(settings: Settings) -> str:
+    """A short, non-revealing id of the store and collection (``/healthz``'s ``store_id``), so a CLI can
+    tell whether a service holds *its* store."""
+    key = f"{store_location(settings)}|{settings.collection}"
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
 def run_file(settings: Settings) -> Path:
     key = hashlib.sha256(store_location(settings).encode()).hexdigest()[:12]
     return Path(settings.home) / "run" / f"service-{key}.json"
@@ -43,7 +50,9 @@ def announce(settings: Settings, url: str, *, command: str) -> Path:
     """Record that this process serves ``settings``' store at ``url`` (atomically replaced)."""
     path = run_file(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
-    info = RunningService(url=url.rstrip("/"), pid=os.getpid(), store=store_location(settings), command=command)
+    info = RunningService(
+        url=url.rstrip("/"), pid=os.getpid(), store=store_location(settings), command=command
+    )
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     tmp.write_text(info.model_dump_json(indent=2) + "\n")
     os.replace(tmp, path)

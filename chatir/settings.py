@@ -62,12 +62,16 @@ class Settings(BaseSettings):
 
     # --- vector store ----------------------------------------------------------------------------
     qdrant_url: str | None = Field(None, validation_alias=_env("QDRANT_URL", "CHATIR_QDRANT_URL"))
-    qdrant_api_key: SecretStr | None = Field(None, validation_alias=_env("QDRANT_API_KEY", "CHATIR_QDRANT_API_KEY"))
+    qdrant_api_key: SecretStr | None = Field(
+        None, validation_alias=_env("QDRANT_API_KEY", "CHATIR_QDRANT_API_KEY")
+    )
     collection: str = Field("chatir_images", validation_alias=_env("CHATIR_COLLECTION"))
 
     # --- retriever microservice ------------------------------------------------------------------
     api_key: SecretStr | None = Field(
-        None, validation_alias=_env("CHATIR_API_KEY"), description="Bearer token required by the service when set."
+        None,
+        validation_alias=_env("CHATIR_API_KEY"),
+        description="Bearer token required by the service when set.",
     )
     host: str = Field("127.0.0.1", validation_alias=_env("CHATIR_HOST"))
     port: int = Field(8600, validation_alias=_env("CHATIR_PORT"))
@@ -85,7 +89,9 @@ class Settings(BaseSettings):
 
     # --- questioner LLM (any OpenAI-compatible server) ---------------------------------------------
     llm_model: str | None = Field(
-        None, validation_alias=_env("CHATIR_LLM_MODEL"), description="Chat model name; unset = LLM-free questioner."
+        None,
+        validation_alias=_env("CHATIR_LLM_MODEL"),
+        description="Chat model name; unset = LLM-free questioner.",
     )
     llm_base_url: str | None = Field(None, validation_alias=_env("CHATIR_LLM_BASE_URL", "OPENAI_BASE_URL"))
     llm_api_key: SecretStr | None = Field(None, validation_alias=_env("CHATIR_LLM_API_KEY", "OPENAI_API_KEY"))
@@ -95,7 +101,7 @@ class Settings(BaseSettings):
         ge=1,
         le=50,
         validation_alias=_env("CHATIR_TOP_K"),
-        description="Matches shown after every turn (\"more\" shows the next as many).",
+        description='Matches shown after every turn ("more" shows the next as many).',
     )
     questioner: Literal["auto", "llm", "info_gain", "random", "none"] = Field(
         "auto",

@@ -24,14 +24,19 @@ def register(app: typer.Typer) -> None:
 
 def demo(
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the web chat.")] = 8700,
-    host: Annotated[str, typer.Option(help="Interface of the web chat (default: this machine only).")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(help="Interface of the web chat (default: this machine only).")
+    ] = "127.0.0.1",
     gallery_size: Annotated[
         int, typer.Option(min=10, max=200_000, help="Images in the sample gallery of the procedural world.")
     ] = 5000,
     no_browser: Annotated[bool, typer.Option("--no-browser", help="Do not open a browser window.")] = False,
     images: Annotated[
         Path | None,
-        typer.Option("--images", help="Your own folder of images instead of the sample gallery (same model, same chat)."),
+        typer.Option(
+            "--images",
+            help="Your own folder of images instead of the sample gallery (same model, same chat).",
+        ),
     ] = None,
 ) -> None:
     """The whole experience offline: starter model, sample gallery, retriever service and web chat.
@@ -45,8 +50,14 @@ def demo(
     from chatir.settings import get_settings
     from frontends.demo import run_demo
 
-    run_demo(get_settings(), port=port, host=host, gallery_size=gallery_size, open_browser=not no_browser,
-             images=images)
+    run_demo(
+        get_settings(),
+        port=port,
+        host=host,
+        gallery_size=gallery_size,
+        open_browser=not no_browser,
+        images=images,
+    )
 
 
 def chat(
@@ -54,11 +65,13 @@ def chat(
         bool, typer.Option("--demo", help="Search the demo gallery of `chatir demo` (prepared when missing).")
     ] = False,
     allow: Annotated[
-        list[str] | None, typer.Option("--allow", help="Visibility group to search (repeatable; default: public).")
+        list[str] | None,
+        typer.Option("--allow", help="Visibility group to search (repeatable; default: public)."),
     ] = None,
     everything: Annotated[bool, typer.Option("--all", help="Search every image in the index.")] = False,
     previews: Annotated[
-        bool | None, typer.Option("--previews/--no-previews", help="Inline image previews (default: detected).")
+        bool | None,
+        typer.Option("--previews/--no-previews", help="Inline image previews (default: detected)."),
     ] = None,
 ) -> None:
     """Chat in the terminal: describe an image, answer questions, pick a match.
@@ -83,26 +96,31 @@ def chat(
     found = running_service(settings)
     if found is not None:
         settings = settings.model_copy(update={"service_url": found.url})
-        _chat_with_running_service(settings, found.health, scope, demo_gallery=demo_gallery, previews=previews)
+        _chat_with_running_service(
+            settings, found.health, scope, demo_gallery=demo_gallery, previews=previews
+        )
     elif demo_gallery:
         from frontends.demo import demo_stack
 
-        typer.echo(f"no retriever service answers at {settings.service_url}; starting the demo's here", err=True)
+        typer.echo(
+            f"no retriever service answers at {settings.service_url}; starting the demo's here", err=True
+        )
         with demo_stack(settings) as stack:
             _run(stack.engine, scope, stack.local.settings, previews, demo_gallery=True)
     else:
-        from agent.factory import build_engine, build_questioner
+        from agent.factory import build_engine
         from frontends.serving import local_retriever
 
         typer.echo(f"no retriever service answers at {settings.service_url}; starting one here", err=True)
         with local_retriever(settings) as local:
-            questioner = build_questioner(local.settings, text_encoder=local.service.model)
-            _run(build_engine(local.settings, questioner=questioner), scope, local.settings, previews)
+            _run(build_engine(local.settings), scope, local.settings, previews)
 
 
-def _chat_with_running_service(settings, health: dict, scope, *, demo_gallery: bool, previews: bool | None) -> None:
+def _chat_with_running_service(
+    settings, health: dict, scope, *, demo_gallery: bool, previews: bool | None
+) -> None:
     from agent.factory import build_engine
-    from retriever_service.service import store_fingerprint
+    from chatir.runfile import store_fingerprint
 
     if demo_gallery and health.get("store_id") != store_fingerprint(settings):
         raise ChatIRError(
@@ -114,17 +132,14 @@ def _chat_with_running_service(settings, health: dict, scope, *, demo_gallery: b
         from frontends.demo import demo_settings
 
         if health.get("store_id") == store_fingerprint(demo_settings(settings)):
-            typer.echo("it serves the demo gallery: `chatir chat --demo` asks the world's questions", err=True)
+            typer.echo(
+                "it serves the demo gallery: `chatir chat --demo` asks the world's questions", err=True
+            )
     questioner = None
     if demo_gallery:  # the demo's questioner, with the bank embeddings `chatir demo` saved
-        from agent.factory import build_questioner
-        from frontends.demo import bank_cache_path
-        from frontends.text_cache import PersistentTextEncoder
-        from retriever_service.models import load_model
+        from frontends.demo import demo_questioner
 
-        model = load_model(settings.model, device=settings.device, settings=settings)
-        encoder = PersistentTextEncoder(model, bank_cache_path(settings))
-        questioner = build_questioner(settings, "info_gain", text_encoder=encoder)
+        questioner = demo_questioner(settings)
     _run(build_engine(settings, questioner=questioner), scope, settings, previews, demo_gallery=demo_gallery)
 
 

@@ -30,6 +30,8 @@ from chatir.settings import STARTER_MODEL, Settings
 if TYPE_CHECKING:
     from agent.engine import ConversationEngine
     from agent.questioners.bank import QuestionBank
+    from agent.questioners.base import Questioner
+    from chatir.schemas import IndexJob
     from frontends.serving import LocalRetriever
     from tools.scope import SearchScope
 
@@ -98,7 +100,7 @@ def own_images_settings(settings: Settings, folder: Path) -> Settings:
 
 def demo_scope(source: str = DEMO_SOURCE) -> SearchScope:
     """What the demo's conversations may search: the public demo gallery (or the folder given to --images)."""
-    from retriever_service.schemas import PUBLIC
+    from chatir.schemas import PUBLIC
     from tools.scope import SearchScope
 
     return SearchScope(allowed=[PUBLIC], sources=[source])
@@ -111,7 +113,7 @@ def gallery_dir(settings: Settings) -> Path:
 
 def gallery_files(root: Path, n: int, seed: int = DEMO_WORLD_SEED) -> list[Path]:
     """The image files of a gallery of ``n`` images, in world order."""
-    from chatir.world.generator import image_relpath
+    from world.generator import image_relpath
 
     return [root / image_relpath(seed, index) for index in range(n)]
 
@@ -132,8 +134,8 @@ def ensure_gallery(
     """
     import shutil
 
-    from chatir.world.generator import WorldError, generate_world, read_world_info
-    from chatir.world.scene import SCENE_VERSION
+    from world.generator import WorldError, generate_world, read_world_info
+    from world.scene import SCENE_VERSION
 
     files = gallery_files(root, n, seed)
     try:
@@ -166,27 +168,37 @@ class GalleryTargets:
         self._random = random.Random(seed)
 
     def __call__(self) -> str:
-        from retriever_service.index.records import file_content_id
+        from chatir.ids import file_content_id
 
         return file_content_id(self._random.choice(self.files))
 
 
-def index_gallery(local: LocalRetriever, folder: Path, *, progress: bool = True, source: str = DEMO_SOURCE) -> Any:
-    """Index ``folder`` through the running service (incremental, prunes removed files); its report."""
+def index_gallery(
+    local: LocalRetriever, folder: Path, *, progress: bool = True, source: str = DEMO_SOURCE
+) -> IndexJob:
+    """Index ``folder`` through the running service's HTTP API (incremental, prunes removed files); the
+    finished job. The demo's service lists ``folder`` among its index roots (:func:`demo_stack`)."""
     from tqdm import tqdm
 
-    from retriever_service.schemas import PUBLIC, IndexRequest
+    from chatir.schemas import PUBLIC, IndexRequest
+    from tools.client import RetrieverClient
 
     request = IndexRequest(paths=[str(folder)], source=source, allowed=[PUBLIC], prune=True)
-    with tqdm(desc="indexing the gallery", unit="img", disable=not progress) as bar:
-
-        def tick(done: int, total: int) -> None:
-            if bar.total != total:
-                bar.total = total
+    with (
+        RetrieverClient.from_settings(local.settings) as client,
+        tqdm(desc="indexing the gallery", unit="img", disable=not progress) as bar,
+    ):
+        job = client.index(request)
+        while job.state not in ("done", "failed"):
+            time.sleep(0.2)
+            job = client.index_job(job.id)
+            if job.total:
+                bar.total = job.total
+                bar.n = job.done
                 bar.refresh()
-            bar.update(done - bar.n)
-
-        return local.service.run_index(request, progress=tick)
+    if job.state == "failed":
+        raise ChatIRError(f"indexing {folder} failed: {job.error}")
+    return job
 
 
 # --- the conversation engine -----------------------------------------------------------------------
@@ -195,16 +207,30 @@ def build_demo_engine(
 ) -> ConversationEngine:
     """The engine of the demo: searches through the service, the LLM-free questioner with the world's
     question bank (or ``bank``), sharing the service's loaded model (one copy in memory)."""
-    from agent.factory import build_engine, build_questioner
-    from frontends.text_cache import PersistentTextEncoder
+    from agent.factory import build_engine
 
-    settings = local.settings
-    encoder = PersistentTextEncoder(local.service.model, bank_cache_path(settings))
+    questioner = demo_questioner(local.settings, bank=bank, warm_up=warm_up)
+    return build_engine(local.settings, questioner=questioner)
+
+
+def demo_questioner(
+    settings: Settings, *, bank: QuestionBank | None = None, warm_up: bool = False
+) -> Questioner:
+    """The LLM-free questioner over the service at ``settings.service_url``: it embeds answers with the
+    service's model (``/v1/encode/texts``), the bank's embeddings kept on disk between runs."""
+    from agent.factory import build_questioner
+    from agent.search import ServiceTextEncoder
+    from frontends.text_cache import PersistentTextEncoder
+    from tools.client import RetrieverClient
+
+    encoder = PersistentTextEncoder(
+        ServiceTextEncoder(RetrieverClient.from_settings(settings)), bank_cache_path(settings)
+    )
     questioner = build_questioner(settings, "info_gain", text_encoder=encoder, bank=bank)
     if warm_up and callable(getattr(questioner, "warm_up", None)):
         questioner.warm_up()  # embed the question bank now (once: cached on disk), not in the first conversation
         encoder.save()
-    return build_engine(settings, questioner=questioner)
+    return questioner
 
 
 def bank_cache_path(settings: Settings) -> Path:
@@ -287,30 +313,39 @@ def demo_stack(
         say("      generated" if generated else "      already there")
         folder = root / "images"
     else:
-        from chatir.evaluation.data import IMAGE_SUFFIXES
+        from evaluation.data import IMAGE_SUFFIXES
 
         folder, source = images, f"folder:{images}"
         files = sorted(p for p in images.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         if not files:
-            raise ChatIRError(f"--images {images}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in it")
+            raise ChatIRError(
+                f"--images {images}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in it"
+            )
         say(f"[2/4] your images: {len(files):,} files in {images}")
         about = f"Your images: {len(files):,} files in {images}."
         examples = ()
         if settings.model == STARTER_MODEL:
-            about += (" The starter model only understands the sample world of coloured shapes; to search photos,"
-                      " set CHATIR_MODEL to a real image-text model (docs/deploy.md).")
+            about += (
+                " The starter model only understands the sample world of coloured shapes; to search photos,"
+                " set CHATIR_MODEL to a real image-text model (docs/deploy.md)."
+            )
             say("      note: " + about.split(". ", 1)[1])
     timings["gallery"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
     say("[3/4] retriever service (loading the model, opening the index)")
-    with local_retriever(settings, port=service_port, command="demo") as local:
+    served = settings.model_copy(
+        update={"index_roots": [*settings.index_roots, folder]}
+    )  # it indexes over HTTP
+    with local_retriever(served, port=service_port, command="demo") as local:
         say(f"      serving on {local.url} (collection {settings.collection!r})")
         timings["service"] = time.perf_counter() - clock
         clock = time.perf_counter()
         report = index_gallery(local, folder, progress=progress, source=source)
-        say(f"      index: {report.added} added, {report.unchanged} unchanged, {report.pruned} removed"
-            + (f", {len(report.skipped)} skipped" if report.skipped else ""))
+        say(
+            f"      index: {report.added} added, {report.unchanged} unchanged, {report.pruned} removed"
+            + (f", {len(report.skipped)} skipped" if report.skipped else "")
+        )
         timings["index"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
@@ -319,8 +354,17 @@ def demo_stack(
         engine = build_demo_engine(local, bank=bank, warm_up=warm_up)
         timings["engine"] = time.perf_counter() - clock
         scope = demo_scope(source)
-        yield DemoStack(local=local, engine=engine, targets=GalleryTargets(files), scope=scope, files=files,
-                        index_report=report, timings=timings, about=about, examples=examples)
+        yield DemoStack(
+            local=local,
+            engine=engine,
+            targets=GalleryTargets(files),
+            scope=scope,
+            files=files,
+            index_report=report,
+            timings=timings,
+            about=about,
+            examples=examples,
+        )
 
 
 def can_open_browser() -> bool:
@@ -364,7 +408,9 @@ def run_demo(
             steps = ", ".join(f"{name} {value:.1f} s" for name, value in stack.timings.items())
             say(f"\nReady in {seconds:.1f} s ({steps}).")
             (on_ready or _print_url)(web.url)
-            say(f"Retriever service: {stack.local.url} (`chatir chat --demo` in another terminal talks to it)")
+            say(
+                f"Retriever service: {stack.local.url} (`chatir chat --demo` in another terminal talks to it)"
+            )
             say("Press Ctrl-C to stop.")
             if open_browser and can_open_browser():
                 import webbrowser

@@ -40,7 +40,9 @@ def bind_socket(host: str, port: int) -> socket.socket:
     except OSError as error:
         sock.close()
         if error.errno == errno.EADDRINUSE:
-            raise PortInUseError(f"port {port} on {host} is already in use; choose another with --port") from None
+            raise PortInUseError(
+                f"port {port} on {host} is already in use; choose another with --port"
+            ) from None
         raise ChatIRError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
     sock.set_inheritable(True)
     return sock
@@ -63,14 +65,17 @@ def url_of(sock: socket.socket) -> str:
 class ThreadedServer:
     """An ASGI app under uvicorn in a daemon thread, on a socket bound beforehand (no port race)."""
 
-    def __init__(self, app: Any, sock: socket.socket, *, log_level: str = "warning", name: str = "web") -> None:
+    def __init__(
+        self, app: Any, sock: socket.socket, *, log_level: str = "warning", name: str = "web"
+    ) -> None:
         import uvicorn
 
         self.sock = sock
         self.url = url_of(sock)
         self.server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, lifespan="on"))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]},
-                                       name=f"uvicorn-{name}", daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [sock]}, name=f"uvicorn-{name}", daemon=True
+        )
 
     def start(self, timeout_s: float = 30.0) -> str:
         """Start serving; returns the base URL once the server accepts connections."""
@@ -127,7 +132,9 @@ def local_retriever(
         with ThreadedServer(create_app(settings, service), sock, name="retriever") as server:
             runfile.announce(settings, server.url, command=command)
             try:
-                yield LocalRetriever(service, server.url, settings.model_copy(update={"service_url": server.url}))
+                yield LocalRetriever(
+                    service, server.url, settings.model_copy(update={"service_url": server.url})
+                )
             finally:
                 runfile.withdraw(settings)
     finally:

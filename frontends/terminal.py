@@ -21,7 +21,7 @@ from tools.scope import SearchScope
 
 HELP = (
     "Describe the image you are looking for, then answer my questions.\n"
-    "  #3         pick match 3 (also \"pick 3\", \"the third one\"); a bare 3 is an answer\n"
+    '  #3         pick match 3 (also "pick 3", "the third one"); a bare 3 is an answer\n'
     "  more       the next matches\n"
     "  none       none of these: show other matches\n"
     "  restart    start over with a new description\n"
@@ -55,7 +55,11 @@ def render(result: TurnResult, thumbnail: Callable[[str], bytes] | None = None) 
         lines.append("Describe another image to search again, or quit.")
         return "\n".join(lines)
     if result.hits:
-        when = "your description" if result.round == 0 else f"{result.round} answer{'s' if result.round > 1 else ''}"
+        when = (
+            "your description"
+            if result.round == 0
+            else f"{result.round} answer{'s' if result.round > 1 else ''}"
+        )
         lines.append("More matches:" if result.page_start else f"Top matches after {when}:")
         for rank, hit in enumerate(result.hits[result.page_start :], start=result.page_start + 1):
             preview = ""
@@ -64,7 +68,9 @@ def render(result: TurnResult, thumbnail: Callable[[str], bytes] | None = None) 
                     preview = inline_image(thumbnail(hit.id)) + " "
                 except ChatIRError:
                     preview = ""
-            lines.append(f"  {rank}. {preview}{hit.text or hit.id}  [{hit.score:.3f}]  id {hit.id}  {hit.uri}")
+            lines.append(
+                f"  {rank}. {preview}{hit.text or hit.id}  [{hit.score:.3f}]  id {hit.id}  {hit.uri}"
+            )
     if result.question:
         lines.append(f"? {result.question}")
     elif result.state in ("showing", "gave_up"):

@@ -19,8 +19,8 @@ from chatir.errors import ChatIRError, ServiceUnavailableError
 if TYPE_CHECKING:
     import httpx
 
+    from chatir.schemas import IndexJob, IndexRequest, SearchRequest, SearchResponse
     from chatir.settings import Settings
-    from retriever_service.schemas import IndexJob, IndexRequest, SearchRequest, SearchResponse
 
 PROBE_TIMEOUT_S = 2.0
 """How long ``search``/``index`` wait for a service to answer before working locally."""
@@ -92,8 +92,8 @@ def search(
 ) -> None:
     """Search the index: through the running service, or the local store when no service answers."""
     from chatir.dialog import Dialog
+    from chatir.schemas import SearchFilter, SearchRequest
     from chatir.settings import get_settings
-    from retriever_service.schemas import SearchFilter, SearchRequest
 
     settings = _follow_run_file(get_settings())
     search_filter = None
@@ -123,7 +123,7 @@ def _search_via_service(settings: Settings, request: SearchRequest) -> SearchRes
     """The service's answer, or None when no service listens at ``settings.service_url``."""
     import httpx
 
-    from retriever_service.schemas import SearchResponse
+    from chatir.schemas import SearchResponse
 
     try:
         with _client(settings) as client:
@@ -153,8 +153,8 @@ def index(
     owner: Annotated[str | None, typer.Option(help="Owner to record.")] = None,
 ) -> None:
     """Index images: incremental, deduplicated; bad files are skipped and listed at the end."""
+    from chatir.schemas import PUBLIC, IndexRequest
     from chatir.settings import get_settings
-    from retriever_service.schemas import PUBLIC, IndexRequest
 
     settings = _follow_run_file(get_settings())
     missing = [str(p) for p in paths if not p.expanduser().exists()]
@@ -206,7 +206,7 @@ def _service_holds_store(settings: Settings) -> bool:
         return False  # a server store takes writers from several processes
     import httpx
 
-    from retriever_service.service import store_fingerprint
+    from chatir.runfile import store_fingerprint
 
     try:
         with _client(settings, timeout=PROBE_TIMEOUT_S) as client:
@@ -225,7 +225,7 @@ def _index_via_service(settings: Settings, request: IndexRequest) -> IndexJob:
     import httpx
     from tqdm import tqdm
 
-    from retriever_service.schemas import IndexJob
+    from chatir.schemas import IndexJob
 
     try:
         with _client(settings) as client:

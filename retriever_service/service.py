@@ -25,9 +25,10 @@ from typing import IO, TYPE_CHECKING, Any, Self
 
 from chatir.dialog import Dialog
 from chatir.errors import ChatIRError, ServiceUnavailableError
-from chatir.settings import Settings
-from retriever_service.schemas import (
+from chatir.schemas import (
     EncodeResponse,
+    EncodeTextsRequest,
+    EncodeTextsResponse,
     Hit,
     IndexJob,
     IndexRequest,
@@ -35,6 +36,7 @@ from retriever_service.schemas import (
     SearchRequest,
     SearchResponse,
 )
+from chatir.settings import Settings
 
 if TYPE_CHECKING:  # heavy imports stay out of module import time
     from retriever_service.index import ImageIndex, ImageRecord, IndexReport
@@ -107,13 +109,6 @@ def store_locked_message(settings: Settings) -> str:
         f"The {store_description(settings)} is in use by `chatir {held.command}` (pid {held.pid}), which serves "
         f"it at {held.url}. Use that service (CHATIR_SERVICE_URL={held.url}), or stop it first."
     )
-
-
-def store_fingerprint(settings: Settings) -> str:
-    """A short, non-revealing id of the store, so a CLI can tell whether a service holds *its* store."""
-    where = settings.qdrant_url or str(Path(settings.qdrant_path).expanduser().resolve())
-    key = f"{where}|{settings.collection}"
-    return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def is_store_lock_error(error: BaseException) -> bool:
@@ -234,6 +229,11 @@ class RetrieverService:
         vector = self.model.encode_texts([text])[0]
         return EncodeResponse(vector=[float(x) for x in vector], model=self.model_id, text=text)
 
+    def encode_texts(self, request: EncodeTextsRequest) -> EncodeTextsResponse:
+        """Plain texts' embeddings (L2-normalised), in order."""
+        vectors = self.model.encode_texts(request.texts)
+        return EncodeTextsResponse(vectors=vectors.tolist(), model=self.model_id)
+
     def search(self, request: SearchRequest) -> SearchResponse:
         """Top-k images for the dialog, filters and exclusions applied inside the vector query."""
         started = time.perf_counter()
@@ -335,7 +335,7 @@ class RetrieverService:
         except OSError as error:  # the file changed since it was indexed
             raise NotFoundError(
                 f"Image {record.id!r}: its file {path} is no longer a readable image ({error})."
-            )
+            ) from error
         return cached
 
     def delete(self, image_id: str) -> ImageRecord:
@@ -560,7 +560,9 @@ def _visible_locations(record: ImageRecord, allowed: list[str] | None) -> list[s
     if allowed is None:
         return _locations(record)
     scope = SearchFilter(allowed=allowed)
-    return [loc for loc in _locations(record) if (c := record.copies.get(loc)) is not None and c.visible_to(scope)]
+    return [
+        loc for loc in _locations(record) if (c := record.copies.get(loc)) is not None and c.visible_to(scope)
+    ]
 
 
 def _first_local_file(record: Any, locations: list[str] | None = None) -> Path | None:
@@ -658,5 +660,4 @@ __all__ = [
     "StoreLockedError",
     "is_store_lock_error",
     "store_description",
-    "store_fingerprint",
 ]

@@ -115,7 +115,7 @@ def _tiny_clip_tokenizer():
             vocab[char + suffix] = len(vocab)
     merges = []
     for word in ("the", "is", "a", "dog", "red", "yes", "no", "photo", "color", "what"):
-        pieces = list(word[:-1]) + [word[-1] + "</w>"]
+        pieces = [*word[:-1], word[-1] + "</w>"]
         while len(pieces) > 1:  # merge left to right: t h e</w> -> th e</w> -> the</w>
             pair = (pieces[0], pieces[1])
             if pair not in merges:

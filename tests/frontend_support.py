@@ -10,8 +10,15 @@ from chatir.settings import Settings
 def frontend_settings(model: str | Path, home: Path, **overrides) -> Settings:
     """Settings for a test: the given model on CPU, embedded store under ``home``, no LLM, no .env."""
     values = {
-        "model": str(model), "home": home, "device": "cpu", "qdrant_url": None, "api_key": None,
-        "llm_model": None, "llm_base_url": None, "llm_api_key": None, "service_timeout_s": 10.0,
+        "model": str(model),
+        "home": home,
+        "device": "cpu",
+        "qdrant_url": None,
+        "api_key": None,
+        "llm_model": None,
+        "llm_base_url": None,
+        "llm_api_key": None,
+        "service_timeout_s": 10.0,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)

@@ -17,8 +17,8 @@ from agent import (
 from agent.questioners import InfoGainQuestioner, ModelCandidateScorer, generic_bank, is_repeat
 from chatir.dialog import MAX_TEXT_CHARS, Dialog
 from chatir.errors import ServiceUnavailableError
+from chatir.schemas import PUBLIC
 from chatir.settings import Settings
-from retriever_service.schemas import PUBLIC
 from tests.test_agent_support import (
     GALLERY,
     TOY_BANK,
@@ -167,7 +167,11 @@ def test_more_pages_through_the_same_ranking_and_picks_reach_the_new_page(engine
     first = engine.handle("m", "a green star", TEAM)
     more = engine.handle("m", "show me more")
     assert more.action == "more" and more.round == first.round and more.question == first.question
-    assert more.hits[:5] == first.hits and len({h.id for h in more.hits}) == 10 and more.message == "Matches 6-10."
+    assert (
+        more.hits[:5] == first.hits
+        and len({h.id for h in more.hits}) == 10
+        and more.message == "Matches 6-10."
+    )
     # the next page continues the same ranking: nothing on it scores above the first page
     assert max(h.score for h in more.hits[5:]) <= min(h.score for h in first.hits)
     full = engine.more("m", 5).hits
@@ -369,43 +373,45 @@ async def test_async_variants(engine):
 
 
 # --- the product path: the retriever over HTTP ------------------------------------------------------------
-@pytest.mark.parametrize("service_sends_vectors", [True, False])
-def test_information_gain_over_the_service(settings, model, service_sends_vectors):
-    """Hits come over HTTP; image embeddings with them, or else from thumbnails embedded here (once)."""
+def test_information_gain_over_the_service(settings, model):
+    """Hits and their image embeddings come over HTTP, and so do the answers' text embeddings: the agent
+    holds no model. A service restarted with another model is noticed at the next conversation."""
     from agent import ServiceSearcher, build_engine, build_questioner
-    from agent.search import ThumbnailVectorLookup
+    from agent.search import ServiceTextEncoder
     from tests.test_agent_support import toy_service_transport
     from tools.client import RetrieverClient
 
-    requests, thumbnails = [], []
+    requests, texts, served = [], [], {"id": model.model_id}
     transport = toy_service_transport(
-        toy_searcher(model, allowed=ALLOWED),
-        requests,
-        send_vectors=service_sends_vectors,
-        thumbnails=thumbnails,
+        toy_searcher(model, allowed=ALLOWED), requests, texts=texts, model=served
     )
     client = RetrieverClient("http://retriever.test", transport=transport, retries=0)
     auto = settings.model_copy(update={"questioner": "auto", "llm_model": None})
-    questioner = build_questioner(auto, text_encoder=model, bank=TOY_BANK)
+    questioner = build_questioner(auto, bank=TOY_BANK)
     assert isinstance(questioner, InfoGainQuestioner) and questioner.needs_vectors
-    assert isinstance(questioner.scorer.lookup, ThumbnailVectorLookup)
-    questioner.scorer.lookup.client = client  # the lookup of build_questioner points at settings.service_url
+    assert isinstance(questioner.scorer.encoder, ServiceTextEncoder)
+    questioner.scorer.encoder.client = client  # build_questioner's client points at settings.service_url
     engine = build_engine(settings, searcher=ServiceSearcher(client), questioner=questioner)
 
     first = engine.handle("c", f"a {TARGET.colour} shape", TEAM)
     assert first.question == "What shape is it?"  # the information-gain choice among red shapes
     assert all(r.with_vectors and r.filter.allowed == TEAM.allowed for r in requests)
     assert all(h.vector is None for h in first.hits)  # vectors never reach front-ends or the state
+    embedded = len(texts)
+    assert embedded > 0 and len(set(texts)) == embedded  # each answer text embedded once
     second = engine.handle("c", toy_oracle(TARGET, first.question))
     assert second.question in ("What colour is the background?", "How many shapes are there?")
-    if service_sends_vectors:
-        assert thumbnails == []
-    else:
-        assert thumbnails and len(thumbnails) == len(set(thumbnails))  # each thumbnail embedded once
+    engine.handle("d", f"a {TARGET.colour} shape", TEAM)
+    assert len(texts) == embedded  # same model: the cached embeddings serve the next conversation
+
+    served["id"] = "another-model"  # the service came back with another model
+    engine.handle("e", f"a {TARGET.colour} shape", TEAM)
+    assert len(texts) > embedded  # the answers were embedded again, by the new model
+    assert questioner.scorer.encoder.model_id == "another-model"
 
 
 def test_a_service_filter_is_accepted_as_the_scope(engine, searcher):
-    from retriever_service.schemas import SearchFilter
+    from chatir.schemas import SearchFilter
 
     result = engine.handle("c", "a blue star", SearchFilter(allowed=["C-TEAM"], tags=["blue"]))
     assert result.scope == SearchScope(allowed=["C-TEAM"], tags=["blue"])
@@ -430,7 +436,9 @@ def test_a_damaged_conversation_is_set_aside_and_the_user_told_once(settings, se
         db.execute("UPDATE conversations SET state = ? WHERE id = 'c-bad'", (state[: len(state) // 2],))
     result = engine.handle("c-bad", "a blue square", TEAM)
     assert result.message and "damaged" in result.message and result.dialog.caption == "a blue square"
-    assert engine.handle("c-bad", "no").message is None or "damaged" not in engine.get("c-bad").model_dump_json()
+    assert (
+        engine.handle("c-bad", "no").message is None or "damaged" not in engine.get("c-bad").model_dump_json()
+    )
     assert [cid for cid, _ in engine.store.quarantined()] == ["c-bad"]
     # "start over" on a damaged conversation recovers it too
     with sqlite3.connect(settings.state_db) as db:
@@ -443,7 +451,10 @@ def test_a_damaged_state_file_is_moved_aside_and_a_new_one_started(settings, sea
     settings.state_db.parent.mkdir(parents=True, exist_ok=True)
     settings.state_db.write_bytes(b"this is not a database" * 100)
     store = ConversationStore(settings.state_db)
-    assert store.quarantined_file is not None and store.quarantined_file.read_bytes().startswith(b"this is not")
-    engine = ConversationEngine(searcher, InfoGainQuestioner(ModelCandidateScorer(model, searcher.inner), TOY_BANK),
-                                store, settings)
+    assert store.quarantined_file is not None and store.quarantined_file.read_bytes().startswith(
+        b"this is not"
+    )
+    engine = ConversationEngine(
+        searcher, InfoGainQuestioner(ModelCandidateScorer(model, searcher.inner), TOY_BANK), store, settings
+    )
     assert engine.handle("c-new", "a red circle", TEAM).hits

@@ -18,8 +18,8 @@ from agent.questioners.llm import LLMQuestioner, build_chat_model
 from agent.questioners.prompts import RETRY_PROMPT, SYSTEM_PROMPT, extract_question, render_request
 from chatir.dialog import Dialog, Round
 from chatir.errors import ChatIRError
+from chatir.schemas import PUBLIC, Hit
 from chatir.settings import Settings
-from retriever_service.schemas import PUBLIC, Hit
 from tests.fakes.openai_server import FakeOpenAIServer, Reply, ToolCall
 from tests.test_agent_support import GALLERY, TOY_BANK, KeywordModel, toy_searcher, toy_service_transport
 from tools.client import AsyncRetrieverClient, RetrieverClient

@@ -226,6 +226,23 @@ def test_bank_files_load_and_bad_ones_fail_clearly(tmp_path):
         load_bank(tmp_path / "missing.json")
 
 
+def test_the_shipped_world_bank_is_what_the_world_asks_today(tmp_path):
+    """agent/questioners/banks/world.json is data (the agent does not import the world); `chatir world bank`
+    regenerates it when the world's questions change."""
+    from agent.questioners import QuestionBank, world_bank
+    from world.questions import bank_entries
+
+    expected = QuestionBank.from_pairs("world", [(e["question"], e["answers"]) for e in bank_entries()])
+    assert world_bank() == expected, "run: chatir world bank --out agent/questioners/banks/world.json"
+    from typer.testing import CliRunner
+
+    from frontends.main import app
+
+    result = CliRunner().invoke(app, ["world", "bank", "--out", str(tmp_path / "bank.json")])
+    assert result.exit_code == 0, result.output
+    assert QuestionBank.from_json(tmp_path / "bank.json").questions == expected.questions
+
+
 def test_world_bank_and_warm_up(toy):
     from agent.questioners import world_bank
 
@@ -276,7 +293,7 @@ def test_vectorised_gains_equal_the_per_question_formula(toy):
 def test_info_gain_holds_back_settled_questions_and_questions_about_absent_things():
     from agent.questioners.bank import QuestionBank
     from agent.questioners.info_gain import is_absence_answer
-    from retriever_service.schemas import Hit
+    from chatir.schemas import Hit
 
     bank = QuestionBank.from_pairs(
         "v2",
@@ -309,9 +326,14 @@ def test_info_gain_holds_back_settled_questions_and_questions_about_absent_thing
     ranked = [q.question for q, _ in questioner.rank_questions(dialog, hits, [])]
     assert ranked[:2] == ["What shape is it?", "Is there a star?"]
     assert set(ranked[2:]) == {"What colour is the background?", "What colour is the star?"}  # held back
-    assert questioner.next_question(dialog, hits, ["What shape is it?", "Is there a star?"]) in set(ranked[2:])
+    assert questioner.next_question(dialog, hits, ["What shape is it?", "Is there a star?"]) in set(
+        ranked[2:]
+    )
     # once a star is likely among the candidates, its colour is worth asking (here: the best question)
-    ranked = [q.question for q, _ in InfoGainQuestioner(ReadScorer(star=True), bank).rank_questions(dialog, hits, [])]
+    ranked = [
+        q.question
+        for q, _ in InfoGainQuestioner(ReadScorer(star=True), bank).rank_questions(dialog, hits, [])
+    ]
     assert ranked.index("What colour is the star?") < ranked.index("What colour is the background?")
     assert is_absence_answer("there is no star") and is_absence_answer("no animal")
     assert not is_absence_answer("no") and not is_absence_answer("none")

@@ -16,9 +16,13 @@ def _rank(hits, target_id):
 def test_answers_move_the_target_up_and_negative_answers_count():
     model = KeywordModel()
     searcher = toy_searcher(model)
-    reranker = AnswerReranker(ModelCandidateScorer(model, searcher, temperature=0.05), TOY_BANK, pool=len(GALLERY))
+    reranker = AnswerReranker(
+        ModelCandidateScorer(model, searcher, temperature=0.05), TOY_BANK, pool=len(GALLERY)
+    )
     target = GALLERY[7]
-    rounds = [Round(question=q.question, answer=toy_oracle(target, q.question)) for q in TOY_BANK.questions[1:4]]
+    rounds = [
+        Round(question=q.question, answer=toy_oracle(target, q.question)) for q in TOY_BANK.questions[1:4]
+    ]
     dialog = Dialog(caption="a picture", rounds=rounds)
     hits = searcher.search(dialog, k=len(GALLERY), scope=SearchScope.unrestricted(), with_vectors=True)
     reranked = reranker.rerank(dialog, hits)
@@ -34,7 +38,10 @@ def test_rounds_it_cannot_read_change_nothing():
     reranker = AnswerReranker(ModelCandidateScorer(model, searcher), TOY_BANK)
     dialog = Dialog(
         caption="a red circle",
-        rounds=[Round(question="Is it a holiday photo?", answer="yes"), Round(question="What shape is it?", answer="I don't know")],
+        rounds=[
+            Round(question="Is it a holiday photo?", answer="yes"),
+            Round(question="What shape is it?", answer="I don't know"),
+        ],
     )
     assert reranker.answered_rounds(dialog) == []
     hits = searcher.search(dialog, k=10, scope=SearchScope.unrestricted(), with_vectors=True)

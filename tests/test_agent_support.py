@@ -19,7 +19,7 @@ import numpy as np
 from agent.questioners.bank import QuestionBank
 from agent.search import InMemorySearcher
 from chatir.dialog import Dialog
-from retriever_service.schemas import PUBLIC, Hit
+from chatir.schemas import PUBLIC, Hit
 
 COLOURS = ("red", "blue", "green")
 SHAPES = ("circle", "square", "star")
@@ -154,34 +154,35 @@ def toy_thumbnail(image: ToyImage) -> bytes:
 
 
 def toy_service_transport(
-    searcher: InMemorySearcher, requests: list, *, send_vectors: bool = True, thumbnails: list | None = None
+    searcher: InMemorySearcher, requests: list, *, texts: list | None = None, model: dict | None = None
 ):
-    """``httpx.MockTransport`` playing the retriever service's search and thumbnail endpoints (toy gallery).
+    """``httpx.MockTransport`` playing the retriever service's search, text-encoding and readiness endpoints
+    over the toy gallery (the routes and bodies of ``chatir.schemas``).
 
     It applies the request's filter and exclude_ids like the real service, appends every ``SearchRequest``
-    it receives to ``requests`` (and every thumbnail id to ``thumbnails``), and sends image embeddings
-    when asked (``with_vectors``) unless ``send_vectors`` is False (an older service).
+    it receives to ``requests`` (and every text it embeds to ``texts``), and sends image embeddings when asked
+    (``with_vectors``). ``model["id"]`` is the model it reports (change it to play a restart with another one).
     """
     import httpx
+    import numpy as np
 
-    from retriever_service.schemas import SearchRequest, SearchResponse
+    from chatir.schemas import EncodeTextsRequest, EncodeTextsResponse, SearchRequest, SearchResponse
     from tools.scope import SearchScope
 
-    by_id = {image.id: image for image in GALLERY}
+    model = model if model is not None else {"id": searcher.model.model_id}
 
     def handle(request: httpx.Request) -> httpx.Response:
-        parts = request.url.path.strip("/").split("/")
-        if (
-            len(parts) == 4
-            and parts[:2] == ["v1", "images"]
-            and parts[3] == "thumbnail"
-            and parts[2] in by_id
-        ):
-            if thumbnails is not None:
-                thumbnails.append(parts[2])
+        if request.url.path == "/readyz":
             return httpx.Response(
-                200, content=toy_thumbnail(by_id[parts[2]]), headers={"content-type": "image/png"}
+                200, json={"status": "ready", "model": model["id"], "images": len(GALLERY), "store_id": "toy"}
             )
+        if request.url.path == "/v1/encode/texts":
+            body = EncodeTextsRequest.model_validate_json(request.content)
+            if texts is not None:
+                texts.extend(body.texts)
+            vectors = np.asarray(searcher.model.encode_texts(body.texts), dtype=np.float32)
+            reply = EncodeTextsResponse(vectors=vectors.tolist(), model=model["id"])
+            return httpx.Response(200, json=reply.model_dump(mode="json"))
         if request.url.path != "/v1/search":
             return httpx.Response(404, json={"error": "not found"})
         search = SearchRequest.model_validate_json(request.content)
@@ -193,10 +194,8 @@ def toy_service_transport(
             tags=flt.tags if flt else None,
             exclude_ids=search.exclude_ids,
         )
-        hits = searcher.search(
-            search.dialog, k=search.k, scope=scope, with_vectors=search.with_vectors and send_vectors
-        )
-        body = SearchResponse(hits=hits, model=searcher.model.model_id, took_ms=1.0)
+        hits = searcher.search(search.dialog, k=search.k, scope=scope, with_vectors=search.with_vectors)
+        body = SearchResponse(hits=hits, model=model["id"], took_ms=1.0)
         return httpx.Response(200, json=body.model_dump(mode="json"))
 
     return httpx.MockTransport(handle)

@@ -278,7 +278,8 @@ def test_cli_module_imports_stay_light():
     import subprocess
     import sys
 
-    code = "import sys, retriever_service.cli; print(sorted({'torch', 'transformers', 'qdrant_client', 'uvicorn', 'fastapi'} & set(sys.modules)))"
+    heavy = "{'torch', 'transformers', 'qdrant_client', 'uvicorn', 'fastapi'}"
+    code = f"import sys, retriever_service.cli; print(sorted({heavy} & set(sys.modules)))"
     out = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
@@ -310,11 +311,14 @@ def test_a_second_serve_on_a_held_store_exits_naming_the_holder_and_clients_foll
     }
     for name in ("CHATIR_API_KEY", "QDRANT_URL", "CHATIR_QDRANT_URL", "CHATIR_COLLECTION"):
         env.pop(name, None)
-    chatir = [sys.executable, "-c", "from chatir.cli import main; main()"]
+    chatir = [sys.executable, "-c", "from frontends.main import main; main()"]
     port_a = _free_port()
     holder = subprocess.Popen(
-        [*chatir, "serve", "--port", str(port_a)], env=env, cwd=repo,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [*chatir, "serve", "--port", str(port_a)],
+        env=env,
+        cwd=repo,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url_a = f"http://127.0.0.1:{port_a}"
     try:
@@ -328,21 +332,36 @@ def test_a_second_serve_on_a_held_store_exits_naming_the_holder_and_clients_foll
             assert holder.poll() is None and time.monotonic() < deadline, "the first service did not start"
             time.sleep(0.3)
         second = subprocess.run(
-            [*chatir, "serve", "--port", str(_free_port())], env=env, cwd=repo,
-            capture_output=True, text=True, timeout=120, check=False,
+            [*chatir, "serve", "--port", str(_free_port())],
+            env=env,
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
         assert second.returncode == 1, second.stderr[-2000:]
         assert "could not start" in second.stderr and url_a in second.stderr
         assert f"pid {holder.pid}" in second.stderr
 
         indexed = subprocess.run(
-            [*chatir, "index", str(photos["folder"]), "--allow", "C1"], env=env, cwd=repo,
-            capture_output=True, text=True, timeout=120, check=False,
+            [*chatir, "index", str(photos["folder"]), "--allow", "C1"],
+            env=env,
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
         assert indexed.returncode == 0, indexed.stderr[-2000:]
         found = subprocess.run(
-            [*chatir, "search", QUERY, "-k", "2", "--json"], env=env, cwd=repo,
-            capture_output=True, text=True, timeout=120, check=False,
+            [*chatir, "search", QUERY, "-k", "2", "--json"],
+            env=env,
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
         assert found.returncode == 0, found.stderr[-2000:]
         assert f"via service at {url_a}" in found.stderr

@@ -49,12 +49,14 @@ def test_env_example_feeds_the_compose_file(compose):
     keys = {line.lstrip("# ").split("=", 1)[0] for line in example.splitlines() if "=" in line}
     assert keys <= referenced, keys - referenced
     required = set(re.findall(r"\$\{([A-Z0-9_]+):\?", text))
-    uncommented = {line.split("=", 1)[0] for line in example.splitlines() if "=" in line and not line.startswith("#")}
+    uncommented = {
+        line.split("=", 1)[0] for line in example.splitlines() if "=" in line and not line.startswith("#")
+    }
     assert required <= uncommented, f"required by compose but not in env.example: {required - uncommented}"
 
 
 def test_container_commands_exist(compose):
-    from chatir.cli import app
+    from frontends.main import app
 
     runner = CliRunner()
     commands = [service["command"] for service in compose["services"].values() if "command" in service]
@@ -85,3 +87,11 @@ def test_empty_variables_count_as_unset(monkeypatch):
     settings = Settings()
     assert settings.llm_model is None and settings.llm_base_url is None
     assert settings.model == "starter"
+
+
+def test_the_bot_image_has_no_torch(compose):
+    dockerfile = (DEPLOY / "docker" / "Dockerfile").read_text()
+    bot = dockerfile.split("FROM source AS bot", 1)[1].split("\nFROM ", 1)[0]
+    assert 'pip install ".[slack,web]"' in bot and "torch" not in bot
+    assert compose["services"]["slack"]["build"]["target"] == "bot"
+    assert "CHATIR_MODEL" not in compose["services"]["slack"]["environment"]  # the bot loads no model

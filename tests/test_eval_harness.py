@@ -14,17 +14,17 @@ from PIL import Image, ImageDraw
 from typer.testing import CliRunner
 
 from chatir.dialog import Dialog
-from chatir.evaluation import embeddings as embeddings_module
-from chatir.evaluation.cli import register
-from chatir.evaluation.data import (
+from chatir.settings import Settings, get_settings
+from evaluation import embeddings as embeddings_module
+from evaluation.cli import register
+from evaluation.data import (
     EvaluationInputError,
     ImageCorpus,
     TargetDialog,
     load_chatir_dialogs,
 )
-from chatir.evaluation.embeddings import corpus_embeddings, text_embeddings
-from chatir.evaluation.harness import dialog_round_texts, evaluate_fixed_dialogs
-from chatir.settings import Settings, get_settings
+from evaluation.embeddings import corpus_embeddings, text_embeddings
+from evaluation.harness import dialog_round_texts, evaluate_fixed_dialogs
 
 CHATIR_DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "chatir"
 N_IMAGES = 40
@@ -266,7 +266,7 @@ def test_unreadable_corpus_image_is_a_clear_error(tmp_path, tiny_model):
     images = tmp_path / "images"
     make_images(images)
     (images / "a" / "pic004.png").write_bytes(b"not a png at all")
-    with pytest.raises(EvaluationInputError, match="pic004.png"):
+    with pytest.raises(EvaluationInputError, match=r"pic004\.png"):
         corpus_embeddings(tiny_model, ImageCorpus.from_folder(images), tmp_path / "cache", progress=False)
 
 

@@ -12,10 +12,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from chatir.dialog import Dialog
-from chatir.evaluation.cli import register
-from chatir.evaluation.data import ImageCorpus, TargetDialog, load_chatir_dialogs
-from chatir.evaluation.live import evaluate_live
 from chatir.settings import Settings, get_settings
+from evaluation.cli import register
+from evaluation.data import ImageCorpus, TargetDialog, load_chatir_dialogs
+from evaluation.live import evaluate_live
 
 N_TEST_IMAGES = 40
 N_DIALOGS = 6
@@ -35,7 +35,7 @@ def cli_app() -> typer.Typer:
 
 @pytest.fixture(scope="module")
 def tiny_world(tmp_path_factory) -> Path:
-    from chatir.world.dialogs import make_splits
+    from world.dialogs import make_splits
 
     root = tmp_path_factory.mktemp("world")
     make_splits(root, 0, 0, N_TEST_IMAGES, seed=3, size=32, test_dialogs=N_DIALOGS, workers=1, progress=False)
@@ -66,7 +66,7 @@ def chatir_home(tmp_path, monkeypatch):
 def test_world_mode_compares_questioners_and_resumes(
     tmp_path, chatir_home, tiny_world, small_bank, tiny_clip_dir
 ):
-    from chatir.world.oracle import Oracle
+    from world.oracle import Oracle
 
     out = tmp_path / "out"
     args = [
@@ -126,7 +126,9 @@ def test_world_mode_compares_questioners_and_resumes(
     again = CliRunner().invoke(cli_app(), args)
     assert again.exit_code == 0, again.output
     payload = json.loads((out / "results.json").read_text())
-    assert all(s["details"]["resumed_dialogs"] == N_DIALOGS for s in payload["systems"] if s["system"] in learned)
+    assert all(
+        s["details"]["resumed_dialogs"] == N_DIALOGS for s in payload["systems"] if s["system"] in learned
+    )
     assert np.load(out / "ranks.npz")["random"].tolist() == rand.tolist()
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from chatir.evaluation.metrics import (
+from evaluation.metrics import (
     average_repeated_questions,
     average_target_rank,
     best_rank_so_far,
@@ -242,7 +242,7 @@ def test_repeated_questions():
 
 
 def test_accelerator_counting_matches_cpu_counting():
-    from chatir.evaluation.metrics import _count_ahead_numpy, _count_ahead_torch
+    from evaluation.metrics import _count_ahead_numpy, _count_ahead_torch
 
     gen = torch.Generator().manual_seed(5)
     scores = torch.randint(0, 4, (40, 300), generator=gen).float()

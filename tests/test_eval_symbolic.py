@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from chatir.dialog import Dialog, Round
-from chatir.evaluation.symbolic import (
+from evaluation.symbolic import (
     SymbolicRetriever,
     consistent_sizes,
     padded_ranks,
     question_quality,
     world_caption,
 )
-from chatir.world.dialogs import dialog_for
-from chatir.world.generator import image_relpath
-from chatir.world.oracle import Oracle
-from chatir.world.scene import sample_scene
+from world.dialogs import dialog_for
+from world.generator import image_relpath
+from world.oracle import Oracle
+from world.scene import sample_scene
 
 
 def test_ceiling_ranks_the_target_by_facts_and_shrinks_the_consistent_set():
@@ -39,8 +39,12 @@ def test_wrong_answers_lower_the_target():
     retriever = SymbolicRetriever(scenes, seed=1)
     truth = Oracle(scenes[0]).answer("how many shapes are there?")
     wrong = "nine" if truth != "nine" else "one"
-    right = retriever.evaluate(0, None, Dialog(caption="x", rounds=[Round(question="how many shapes are there?", answer=truth)]))
-    lied = retriever.evaluate(0, None, Dialog(caption="x", rounds=[Round(question="how many shapes are there?", answer=wrong)]))
+    right = retriever.evaluate(
+        0, None, Dialog(caption="x", rounds=[Round(question="how many shapes are there?", answer=truth)])
+    )
+    lied = retriever.evaluate(
+        0, None, Dialog(caption="x", rounds=[Round(question="how many shapes are there?", answer=wrong)])
+    )
     assert right.ranks[1] < lied.ranks[1]
 
 

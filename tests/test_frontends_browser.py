@@ -16,9 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from chatir.world.language import caption_for
-from chatir.world.oracle import Oracle
-from chatir.world.scene import sample_scene
 from frontends.demo import DEMO_WORLD_SEED, demo_stack
 from frontends.serving import ThreadedServer, bind_socket
 from frontends.web.app import create_web_app
@@ -26,14 +23,23 @@ from retriever_service.index.records import file_content_id
 from tests.conftest import REPO_ROOT
 from tests.frontend_support import frontend_settings, small_world_bank
 from tools.client import RetrieverClient
+from world.language import caption_for
+from world.oracle import Oracle
+from world.scene import sample_scene
 
 pytestmark = pytest.mark.browser
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 STARTER_TARGET = 17
 """Gallery index of the target when the starter model is used (fixed, so the run is deterministic)."""
@@ -58,11 +64,16 @@ def browser_setup(tiny_clip_dir, tmp_path_factory):
 def chromium(tmp_path_factory):
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium); the browser test needs it")
-    playwright_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    playwright_api = pytest.importorskip(
+        "playwright.sync_api", reason="the playwright package is not installed"
+    )
     with playwright_api.sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=str(CHROMIUM), headless=True,
-            args=CHROMIUM_ARGS, viewport={"width": 1280, "height": 900},
+            str(tmp_path_factory.mktemp("chromium-profile")),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 900},
         )
         try:
             yield context
@@ -103,11 +114,23 @@ def test_describe_answer_two_questions_and_watch_the_rank(browser_setup, chromiu
     scene = sample_scene(DEMO_WORLD_SEED, target_index)
     oracle = Oracle(scene)
     bank = small_world_bank(40 if meaningful else 24)  # the whole bank takes long to embed on 2 cores
-    with demo_stack(settings, gallery_size=gallery_size, service_port=0, bank=bank, warm_up=False,
-                    progress=False, say=lambda _: None) as stack:
+    with demo_stack(
+        settings,
+        gallery_size=gallery_size,
+        service_port=0,
+        bank=bank,
+        warm_up=False,
+        progress=False,
+        say=lambda _: None,
+    ) as stack:
         target = file_content_id(stack.files[target_index])
-        app = create_web_app(stack.engine, RetrieverClient.from_settings(stack.local.settings), scope=stack.scope,
-                             pick_target=lambda: target, title="ChatIR demo")
+        app = create_web_app(
+            stack.engine,
+            RetrieverClient.from_settings(stack.local.settings),
+            scope=stack.scope,
+            pick_target=lambda: target,
+            title="ChatIR demo",
+        )
         with ThreadedServer(app, bind_socket("127.0.0.1", 0), name="browser-test") as web:
             page = chromium.new_page()
             errors: list[str] = []
@@ -133,7 +156,8 @@ def test_describe_answer_two_questions_and_watch_the_rank(browser_setup, chromiu
             # the page shows what the engine did: the dialog, the matches, the target's rank each turn
             dialog = page.locator("#dialog li").all_inner_texts()
             assert dialog[0] == f"You: {description}"
-            assert [item.strip() for item in dialog[1:]] == [f"{q} {a}" for q, a in zip(questions, answers)]
+            shown = [item.strip() for item in dialog[1:]]
+            assert shown == [f"{q} {a}" for q, a in zip(questions, answers, strict=False)]
             assert len(page.locator("#rank-history li").all()) == 3
             top_k = settings.top_k
             hits = page.locator("#log li.msg.bot").last.locator("figure.hit")
@@ -145,12 +169,17 @@ def test_describe_answer_two_questions_and_watch_the_rank(browser_setup, chromiu
             assert len(widths) == top_k + 1 and all(width > 0 for width in widths), widths
             state = stack.engine.get("web:" + page.evaluate("sessionStorage.getItem('chatir.cid')"))
             assert [r.answer for r in state.dialog.rounds] == answers
-            assert ranks == [service_rank(stack, state.dialog.model_copy(update={"rounds": state.dialog.rounds[:i]}),
-                                          target) for i in range(3)]  # the page shows the service's ranks
+            assert ranks == [
+                service_rank(
+                    stack, state.dialog.model_copy(update={"rounds": state.dialog.rounds[:i]}), target
+                )
+                for i in range(3)
+            ]  # the page shows the service's ranks
             if meaningful:
                 assert ranks[0] is not None and ranks[2] is not None and ranks[2] < ranks[0], (
                     f"the target's rank did not improve: {ranks} (after a rebuild of the starter, the fixed "
-                    "STARTER_TARGET may need another pick: with the first starter it went 41 -> 3 -> 1)")
+                    "STARTER_TARGET may need another pick: with the first starter it went 41 -> 3 -> 1)"
+                )
             else:
                 assert all(rank is not None and 1 <= rank <= gallery_size for rank in ranks), ranks
             assert not errors, errors
@@ -172,7 +201,9 @@ def test_describe_answer_two_questions_and_watch_the_rank(browser_setup, chromiu
             # "More matches" adds the next page to the same grid, numbered on
             current = page.locator("#log li.msg.bot").last
             current.locator("button.more").click()
-            page.wait_for_function(f"document.querySelectorAll('#log .grid.current figure.hit').length == {2 * top_k}")
+            page.wait_for_function(
+                f"document.querySelectorAll('#log .grid.current figure.hit').length == {2 * top_k}"
+            )
             labels = current.locator(".rank-label").all_inner_texts()
             assert labels == [f"#{n}" for n in range(1, 2 * top_k + 1)], labels
             # a click on a match opens the larger view of the image

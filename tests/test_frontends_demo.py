@@ -42,8 +42,16 @@ def test_run_demo_serves_the_web_chat_then_later_runs_reuse_everything(tiny_clip
 
     def demo() -> None:
         try:
-            run_demo(settings, port=0, gallery_size=12, open_browser=False, say=said.append, on_ready=on_ready,
-                     stop=stop, bank=small_world_bank(4))
+            run_demo(
+                settings,
+                port=0,
+                gallery_size=12,
+                open_browser=False,
+                say=said.append,
+                on_ready=on_ready,
+                stop=stop,
+                bank=small_world_bank(4),
+            )
         except Exception as error:  # noqa: BLE001 - reported by the test thread
             failures.append(error)
             stop.set()
@@ -59,18 +67,22 @@ def test_run_demo_serves_the_web_chat_then_later_runs_reuse_everything(tiny_clip
     assert "index: 12 added, 0 unchanged" in log and "Ready in" in log
 
     # a later run: nothing generated, nothing embedded
-    with demo_stack(settings, gallery_size=12, service_port=0, bank=small_world_bank(4), warm_up=False,
-                    **QUIET) as stack:
+    with demo_stack(
+        settings, gallery_size=12, service_port=0, bank=small_world_bank(4), warm_up=False, **QUIET
+    ) as stack:
         assert stack.index_report.added == 0 and stack.index_report.unchanged == 12
         assert stack.local.service.count() == 12
         for _ in range(5):  # "show me a target" gives the index's id of a gallery image
             target = stack.targets()
             assert stack.local.service.record(target).id == target
-        assert {file_content_id(path) for path in stack.files} == {r.id for r in stack.local.service.index.iter_records()}
+        assert {file_content_id(path) for path in stack.files} == {
+            r.id for r in stack.local.service.index.iter_records()
+        }
 
     # a smaller gallery: the surplus leaves the folder and the index
-    with demo_stack(settings, gallery_size=8, service_port=0, bank=small_world_bank(4), warm_up=False,
-                    **QUIET) as stack:
+    with demo_stack(
+        settings, gallery_size=8, service_port=0, bank=small_world_bank(4), warm_up=False, **QUIET
+    ) as stack:
         assert stack.index_report.pruned == 4 and stack.local.service.count() == 8
         assert len(list((gallery_dir(settings) / "images").rglob("*.png"))) == 8
 
@@ -106,11 +118,17 @@ def test_demo_and_chat_commands_are_registered(cli):
 
 def test_chat_command_talks_to_the_running_service(cli, tiny_clip_dir, tmp_path, monkeypatch):
     settings = frontend_settings(tiny_clip_dir, tmp_path)
-    with demo_stack(settings, gallery_size=8, service_port=0, bank=small_world_bank(4), warm_up=False,
-                    **QUIET) as stack:
-        for name, value in {"CHATIR_MODEL": str(tiny_clip_dir), "CHATIR_HOME": str(tmp_path),
-                            "CHATIR_DEVICE": "cpu", "CHATIR_SERVICE_URL": stack.local.url,
-                            "CHATIR_QUESTIONER": "info_gain", "CHATIR_QUESTION_BANK": "generic"}.items():
+    with demo_stack(
+        settings, gallery_size=8, service_port=0, bank=small_world_bank(4), warm_up=False, **QUIET
+    ) as stack:
+        for name, value in {
+            "CHATIR_MODEL": str(tiny_clip_dir),
+            "CHATIR_HOME": str(tmp_path),
+            "CHATIR_DEVICE": "cpu",
+            "CHATIR_SERVICE_URL": stack.local.url,
+            "CHATIR_QUESTIONER": "info_gain",
+            "CHATIR_QUESTION_BANK": "generic",
+        }.items():
             monkeypatch.setenv(name, value)
         get_settings.cache_clear()
         try:
@@ -175,14 +193,17 @@ def test_the_demo_runs_over_your_own_folder(tiny_clip_dir, tmp_path):
         Image.fromarray(pixels).save(folder / "trip" / f"beach{i}.png")
     (folder / "notes.txt").write_text("not an image")
     settings = frontend_settings(tiny_clip_dir, tmp_path / "home")
-    with demo_stack(settings, service_port=0, bank=small_world_bank(4), warm_up=False, images=folder,
-                    **QUIET) as stack:
+    with demo_stack(
+        settings, service_port=0, bank=small_world_bank(4), warm_up=False, images=folder, **QUIET
+    ) as stack:
         assert len(stack.files) == 6 and stack.index_report.added == 6
         assert str(folder) in stack.about and stack.examples == ()
         result = stack.engine.handle("own:1", "a photo from the beach", stack.scope)
         assert result.hits and all(Path(h.uri).is_relative_to(folder) for h in result.hits)
         assert stack.local.settings.collection != demo_settings(settings).collection
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ChatIRError, match="no image files"), \
-            demo_stack(settings, service_port=0, warm_up=False, images=tmp_path / "empty", **QUIET):
+    with (
+        pytest.raises(ChatIRError, match="no image files"),
+        demo_stack(settings, service_port=0, warm_up=False, images=tmp_path / "empty", **QUIET),
+    ):
         pass

@@ -17,11 +17,11 @@ from PIL import Image
 from agent import ConversationStore, build_engine
 from agent.questioners.baselines import NoQuestioner
 from chatir.dialog import Dialog
+from chatir.schemas import SearchRequest
 from frontends.demo import demo_stack
 from frontends.terminal import render, run_chat
 from frontends.web.app import create_web_app
 from retriever_service.index.records import file_content_id
-from retriever_service.schemas import SearchRequest
 from tests.frontend_support import frontend_settings, small_world_bank
 from tests.test_tools_support import closed_port_url
 from tools.client import RetrieverClient
@@ -34,8 +34,15 @@ HEX32 = re.compile(r"^[0-9a-f]{32}$")
 def stack(tiny_clip_dir, tmp_path_factory):
     # 5 matches a turn (CHATIR_TOP_K=5): the small gallery leaves room for "none of these" and "more"
     settings = frontend_settings(tiny_clip_dir, tmp_path_factory.mktemp("web-home"), top_k=5)
-    with demo_stack(settings, gallery_size=GALLERY, service_port=0, bank=small_world_bank(), warm_up=False,
-                    progress=False, say=lambda _: None) as ready:
+    with demo_stack(
+        settings,
+        gallery_size=GALLERY,
+        service_port=0,
+        bank=small_world_bank(),
+        warm_up=False,
+        progress=False,
+        say=lambda _: None,
+    ) as ready:
         yield ready
 
 
@@ -62,8 +69,9 @@ def say(web, cid: str, text: str) -> dict:
 def direct_rank(stack, dialog: dict, target: str) -> int | None:
     """The target's rank asked of the service directly (what the web chat must report)."""
     with RetrieverClient.from_settings(stack.local.settings) as client:
-        hits = client.search(SearchRequest(dialog=Dialog.model_validate(dialog), k=100,
-                                           filter=stack.scope.to_filter())).hits
+        hits = client.search(
+            SearchRequest(dialog=Dialog.model_validate(dialog), k=100, filter=stack.scope.to_filter())
+        ).hits
     return next((rank for rank, hit in enumerate(hits, 1) if hit.id == target), None)
 
 
@@ -176,7 +184,9 @@ def test_image_proxy_serves_only_images_the_chat_has_shown(stack):
         shown = turn["hits"][0]["id"]
         assert fresh.get(f"/api/images/{shown}").status_code == 200
         assert {hit["id"] for hit in turn["hits"]} != {file_content_id(p) for p in stack.files}  # some unseen
-        unseen = next(i for i in map(file_content_id, stack.files) if i not in {h["id"] for h in turn["hits"]})
+        unseen = next(
+            i for i in map(file_content_id, stack.files) if i not in {h["id"] for h in turn["hits"]}
+        )
         assert fresh.get(f"/api/images/{unseen}/thumbnail").status_code == 404
 
 
@@ -224,9 +234,13 @@ def scripted(lines: list[str]):
 
 def test_terminal_chat_scripted_conversation(stack):
     output: list[str] = []
-    last = run_chat(stack.engine, stack.scope, read=scripted(
-        ["help", "there is a big yellow square", "no", "none", "2", "#9", "#2", "quit"]
-    ), write=output.append, inline_images=False)
+    last = run_chat(
+        stack.engine,
+        stack.scope,
+        read=scripted(["help", "there is a big yellow square", "no", "none", "2", "#9", "#2", "quit"]),
+        write=output.append,
+        inline_images=False,
+    )
     text = "\n".join(output)
     assert "none       none of these" in text and "a bare 3 is an answer" in text  # help
     assert "Top matches after your description:" in text and "? " in text
@@ -241,8 +255,13 @@ def test_terminal_chat_scripted_conversation(stack):
 
 def test_terminal_chat_restart_errors_and_end_of_input(stack):
     output: list[str] = []
-    last = run_chat(stack.engine, stack.scope, read=scripted(["a purple cross", "restart", "   ", "a black disc"]),
-                    write=output.append, inline_images=False)
+    last = run_chat(
+        stack.engine,
+        stack.scope,
+        read=scripted(["a purple cross", "restart", "   ", "a black disc"]),
+        write=output.append,
+        inline_images=False,
+    )
     text = "\n".join(output)
     assert "Starting over" in text
     assert last.dialog.caption == "a black disc" and last.round == 0  # Ctrl-D (EOF) ended the loop
@@ -258,13 +277,29 @@ def test_terminal_previews_use_inline_images(stack):
 def test_the_page_and_the_terminal_say_what_the_demo_gallery_holds(stack):
     from frontends.demo import GALLERY_ABOUT, GALLERY_EXAMPLES
 
-    app = create_web_app(stack.engine, RetrieverClient.from_settings(stack.local.settings), scope=stack.scope,
-                         about=GALLERY_ABOUT, examples=GALLERY_EXAMPLES)
+    app = create_web_app(
+        stack.engine,
+        RetrieverClient.from_settings(stack.local.settings),
+        scope=stack.scope,
+        about=GALLERY_ABOUT,
+        examples=GALLERY_EXAMPLES,
+    )
     info = TestClient(app).get("/api/info").json()
     assert "coloured shapes" in info["about"] and info["examples"] == list(GALLERY_EXAMPLES)
-    assert TestClient(create_web_app(stack.engine, RetrieverClient.from_settings(stack.local.settings))).get(
-        "/api/info").json()["about"] is None  # own collections: nothing claimed
+    assert (
+        TestClient(create_web_app(stack.engine, RetrieverClient.from_settings(stack.local.settings)))
+        .get("/api/info")
+        .json()["about"]
+        is None
+    )  # own collections: nothing claimed
     output: list[str] = []
-    run_chat(stack.engine, stack.scope, read=scripted(["quit"]), write=output.append, inline_images=False,
-             about=GALLERY_ABOUT, examples=GALLERY_EXAMPLES)
+    run_chat(
+        stack.engine,
+        stack.scope,
+        read=scripted(["quit"]),
+        write=output.append,
+        inline_images=False,
+        about=GALLERY_ABOUT,
+        examples=GALLERY_EXAMPLES,
+    )
     assert GALLERY_ABOUT in output[0] and GALLERY_EXAMPLES[0] in output[1]

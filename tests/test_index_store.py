@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from chatir.errors import IndexMismatchError
+from chatir.schemas import PUBLIC, SearchFilter
+from chatir.scope import SearchScope
 from chatir.settings import Settings
-from retriever_service.index import ImageIndex, ImageRecord, Scope, content_id
+from retriever_service.index import ImageIndex, ImageRecord, content_id
 from retriever_service.index import edge as edge_module
-from retriever_service.schemas import PUBLIC, SearchFilter
 
 DIM = 8
 
@@ -220,13 +221,16 @@ def test_fast_path_agrees_with_exact_search(tmp_path, monkeypatch):
         fast_results = [[fast.search(q, k=10, filter=f, exclude_ids=x) for q in queries] for f, x in scopes]
     with ImageIndex(settings, "m", 16, fast=False) as exact:
         for (search_filter, excluded), results in zip(scopes, fast_results, strict=True):
-            scope = Scope.build(search_filter, excluded)
+            scope = SearchScope.from_filter(search_filter, excluded)
             for query, got in zip(queries, results, strict=True):
                 want = exact.search(query, k=10, filter=search_filter, exclude_ids=excluded)
                 assert len(want) == 10
                 assert _ids(got) == _ids(want)
                 assert [s for _, s in got] == pytest.approx([s for _, s in want], abs=1e-4)
-                assert all(scope.matches(r.payload()) for r, _ in got)
+                assert all(
+                    scope.admits(allowed=r.allowed, source=r.source, tags=r.tags, image_id=r.id)
+                    for r, _ in got
+                )
 
 
 def test_mirror_rebuilds_when_stale_or_missing(tmp_path):
@@ -289,7 +293,9 @@ def test_get_vectors(index, ladder):
 
 
 def test_copies_keep_their_own_scope_and_forgetting_one_narrows_the_image(index, ladder):
-    index.add_location(_id(4), "/chan-b/copy.jpg", mtime=1.0, allowed=["CB"], tags=["b"], source="slack:CB", text="b's")
+    index.add_location(
+        _id(4), "/chan-b/copy.jpg", mtime=1.0, allowed=["CB"], tags=["b"], source="slack:CB", text="b's"
+    )
     stored = index.get(_id(4))
     assert stored.visible_copy(SearchFilter(allowed=["CB"]))[1].text == "b's"
     primary_groups = [g for g in stored.allowed if g != "CB"]

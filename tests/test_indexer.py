@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from chatir.schemas import SearchFilter
 from chatir.settings import Settings
 from retriever_service.index import ImageIndex, file_content_id, index_paths
-from retriever_service.schemas import SearchFilter
 
 COLORS = {
     "red_car.png": (220, 30, 30),

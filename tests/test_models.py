@@ -230,7 +230,9 @@ def test_token_window_can_be_set_but_not_past_the_model(tiny_clip_dir, tmp_path)
     from chatir.errors import ModelNotAvailableError
 
     default = load_model(str(tiny_clip_dir), device="cpu", settings=Settings(home=tmp_path))
-    narrow = load_model(str(tiny_clip_dir), device="cpu", settings=Settings(home=tmp_path, max_text_tokens=12))
+    narrow = load_model(
+        str(tiny_clip_dir), device="cpu", settings=Settings(home=tmp_path, max_text_tokens=12)
+    )
     assert narrow.max_text_tokens == 12 != default.max_text_tokens
     counts = narrow.tokenizer([narrow.dialog_text(long_dialog(6))])["input_ids"]
     assert len(counts[0]) <= 12
@@ -245,7 +247,7 @@ def test_real_chatir_dialogs_fit_the_token_limits(loaded, chatir_dialog_entries)
         texts = [model.dialog_text(d) for d in sample]
         counts = [len(ids) for ids in model.tokenizer(texts)["input_ids"]]
         assert max(counts) <= model.max_text_tokens
-        for dialog, text in zip(sample, texts):
+        for dialog, text in zip(sample, texts, strict=True):
             assert text.startswith(dialog.caption.strip()[:20])
             full = dialog.text()
             if n_tokens(model, full) <= model.max_text_tokens:
@@ -292,7 +294,7 @@ def test_missing_local_folder_names_the_model(name, settings):
 
 def test_folder_without_config_or_with_a_file(tmp_path, settings):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ModelNotAvailableError, match="no config.json"):
+    with pytest.raises(ModelNotAvailableError, match=r"no config\.json"):
         load_model(str(tmp_path / "empty"), settings=settings)
     (tmp_path / "weights.ckpt").write_bytes(b"\0")
     with pytest.raises(ModelNotAvailableError, match="convert-checkpoint"):
@@ -317,7 +319,7 @@ def test_weights_of_another_architecture_are_not_silently_random(tiny_blip_dir, 
     BlipModel(config).save_pretrained(tmp_path / "blip-model")
     for name in ("tokenizer.json", "tokenizer_config.json", "preprocessor_config.json"):
         shutil.copy(tiny_blip_dir / name, tmp_path / "blip-model" / name)
-    with pytest.raises(ModelNotAvailableError, match="lacks .* weights"):
+    with pytest.raises(ModelNotAvailableError, match=r"lacks .* weights"):
         load_model(str(tmp_path / "blip-model"), settings=settings)
 
 

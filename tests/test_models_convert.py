@@ -121,10 +121,10 @@ def images():
 def test_converted_checkpoint_gives_the_same_embeddings(source_model, images, tmp_path, wrapper):
     model, tokenizer = source_model
     state = salesforce_checkpoint(model)
-    if wrapper is None:  # a DDP-saved bare state dict
-        payload = {f"module.{k}": v for k, v in state.items()}
-    else:
-        payload = {wrapper: state, "epoch": 3}
+    # None: a DDP-saved bare state dict
+    payload = (
+        {f"module.{k}": v for k, v in state.items()} if wrapper is None else {wrapper: state, "epoch": 3}
+    )
     torch.save(payload, tmp_path / "chatir_weights.ckpt")
 
     out = convert_chatir_checkpoint(tmp_path / "chatir_weights.ckpt", tmp_path / "converted")

@@ -50,7 +50,11 @@ def world(tiny_clip_dir, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("service-api")
     settings = Settings(
-        home=root / "home", model=str(tiny_clip_dir), device="cpu", thumbnail_size=THUMB_SIZE, index_roots=[root]
+        home=root / "home",
+        model=str(tiny_clip_dir),
+        device="cpu",
+        thumbnail_size=THUMB_SIZE,
+        index_roots=[root],
     )
     folder_a, folder_b = root / "team-a", root / "team-b"
     files_a = [_noise_image(folder_a / f"a{i}.png", seed=i, size=(120 + 20 * i, 90)) for i in range(4)]
@@ -159,6 +163,41 @@ def test_encode_matches_the_model(indexed):
     assert body["text"] == model.dialog_text(dialog)
     np.testing.assert_allclose(body["vector"], model.encode_dialogs([dialog])[0], atol=1e-5)
     assert body["model"] == model.model_id
+
+
+def test_encode_texts_matches_the_model_and_refuses_bad_batches(indexed):
+    from chatir.schemas import MAX_ENCODE_TEXTS
+
+    client, model = indexed["client"], indexed["service"].model
+    texts = ["what color? red", "a blue square", "what color? red"]
+    body = client.post("/v1/encode/texts", json={"texts": texts}).json()
+    assert body["model"] == model.model_id and len(body["vectors"]) == 3
+    np.testing.assert_allclose(body["vectors"], model.encode_texts(texts), atol=1e-5)
+    for bad in ([], [""], ["x"] * (MAX_ENCODE_TEXTS + 1), ["x" * 2001], [3]):
+        response = client.post("/v1/encode/texts", json={"texts": bad})
+        assert response.status_code == 422, bad
+        assert response.json()["error"]
+
+
+def test_the_agent_embeds_answers_with_the_service_model(indexed):
+    """The questioner's default text encoder is the service's model over HTTP (same numbers, no local model)."""
+    from agent.search import ServiceTextEncoder
+    from retriever_service.api import create_app
+    from tests.test_tools_support import live_server
+    from tools.client import RetrieverClient
+
+    with live_server(create_app(indexed["settings"], indexed["service"])) as url:
+        _encode_over_http(ServiceTextEncoder(RetrieverClient(url, retries=0)), indexed["service"])
+
+
+def _encode_over_http(encoder, service) -> None:
+    texts = [f"question {i} answer {i}" for i in range(1500)]  # more than one request's worth
+    vectors = encoder.encode_texts(texts)
+    assert vectors.shape == (1500, service.model.dim)
+    np.testing.assert_allclose(
+        vectors[[0, 1499]], service.model.encode_texts([texts[0], texts[1499]]), atol=1e-5
+    )
+    assert encoder.model_id == encoder.current_model() == service.model_id
 
 
 def test_filters_and_exclusions_hold_inside_the_query(indexed):
@@ -381,8 +420,8 @@ def test_index_job_failure_is_reported_not_raised(indexed, monkeypatch):
 
 
 def test_closing_stops_a_running_job_and_the_next_one_resumes(tiny_clip_dir, tmp_path, monkeypatch):
+    from chatir.schemas import IndexRequest
     from retriever_service.models import RetrievalModel
-    from retriever_service.schemas import IndexRequest
     from retriever_service.service import RetrieverService
 
     folder = tmp_path / "many"
@@ -452,7 +491,9 @@ def test_indexing_by_path_is_confined_to_index_roots(indexed, tmp_path, monkeypa
     for what, path in attempts.items():
         response = client.post("/v1/index", json={"paths": [str(root / "team-a"), path]})
         assert response.status_code == 403, what
-        assert "paths.1" in response.json()["error"] and "CHATIR_INDEX_ROOTS" in response.json()["error"], what
+        assert "paths.1" in response.json()["error"] and "CHATIR_INDEX_ROOTS" in response.json()["error"], (
+            what
+        )
     assert indexed["service"].count() == before  # nothing was queued, not even the allowed first path
 
     service = indexed["service"]
@@ -477,7 +518,9 @@ def test_image_fetches_are_scoped_when_the_caller_sends_its_groups(indexed):
         hidden = client.get(path, params={"allowed": [GROUP_B, "public"]})
         assert hidden.status_code == 404
         missing = client.get(path.replace(image_a, "0" * 32), params={"allowed": [GROUP_B]})
-        assert hidden.json()["error"].replace(image_a, "ID") == missing.json()["error"].replace("0" * 32, "ID")
+        assert hidden.json()["error"].replace(image_a, "ID") == missing.json()["error"].replace(
+            "0" * 32, "ID"
+        )
 
 
 def test_index_roots_read_from_the_environment(monkeypatch, tmp_path):
@@ -537,7 +580,8 @@ def test_rejected_uploads_do_not_stay_on_disk(tiny_clip_dir, tmp_path):
     with RetrieverService.open(settings) as service:
         client = TestClient(create_app(settings, service))
         response = client.post(
-            "/v1/index", files=[("files", ("notes.png", b"not an image at all")), ("files", ("good.png", good))]
+            "/v1/index",
+            files=[("files", ("notes.png", b"not an image at all")), ("files", ("good.png", good))],
         )
         job = _wait_job(client, response.json()["id"])
         assert job["state"] == "done" and job["added"] == 1 and len(job["skipped"]) == 1
@@ -580,7 +624,9 @@ def test_duplicate_bytes_show_each_caller_only_its_own_copy(indexed, tmp_path):
         hits = client.post(
             "/v1/search", json={"dialog": {"caption": "anything"}, "filter": {"allowed": [group]}, "k": 50}
         ).json()["hits"]
-        mine = [h for h in hits if h["text"] in ("our logo", "Q3 roadmap, do not share") or "roadmap" in h["uri"]]
+        mine = [
+            h for h in hits if h["text"] in ("our logo", "Q3 roadmap, do not share") or "roadmap" in h["uri"]
+        ]
         assert len(mine) == 1, hits
         return mine[0]
 
@@ -609,4 +655,6 @@ def test_unparseable_bodies_are_the_documented_422(indexed):
     client = indexed["client"]
     for body in (b'{"dialog": ', b"\xff\xfe", b"[" * 5000 + b"]" * 5000):
         answer = client.post("/v1/search", content=body, headers={"content-type": "application/json"})
-        assert answer.status_code == 422 and answer.json()["error"].startswith("invalid request: body"), body[:20]
+        assert answer.status_code == 422 and answer.json()["error"].startswith("invalid request: body"), body[
+            :20
+        ]

@@ -47,7 +47,13 @@ def service_env(tiny_clip_dir, tmp_path) -> dict[str, str]:
         "CHATIR_INDEX_ROOTS": str(tmp_path),
         "CHATIR_BATCH_SIZE": "4",
     }
-    for name in ("CHATIR_API_KEY", "QDRANT_URL", "CHATIR_QDRANT_URL", "CHATIR_COLLECTION", "CHATIR_SERVICE_URL"):
+    for name in (
+        "CHATIR_API_KEY",
+        "QDRANT_URL",
+        "CHATIR_QDRANT_URL",
+        "CHATIR_COLLECTION",
+        "CHATIR_SERVICE_URL",
+    ):
         os.environ.pop(name, None)
     return env
 

@@ -16,7 +16,7 @@ from PIL import Image
 from chatir.settings import Settings
 
 schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is installed by deploy/setup.sh")
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, settings  # noqa: E402 -- after the importorskip above
 
 EXAMPLES = int(os.environ.get("CHATIR_FUZZ_EXAMPLES", "15"))
 
@@ -34,11 +34,16 @@ def api_schema(tiny_clip_dir, tmp_path_factory):
         pixels = np.random.default_rng(i).integers(0, 256, size=(40, 40, 3), dtype=np.uint8)
         Image.fromarray(pixels).save(folder / f"{i}.png")
     service_settings = Settings(
-        _env_file=None, home=root / "home", model=str(tiny_clip_dir), device="cpu", index_roots=[root],
-        api_key=None, qdrant_url=None,
+        _env_file=None,
+        home=root / "home",
+        model=str(tiny_clip_dir),
+        device="cpu",
+        index_roots=[root],
+        api_key=None,
+        qdrant_url=None,
     )
     service = RetrieverService.open(service_settings)
-    from retriever_service.schemas import IndexRequest
+    from chatir.schemas import IndexRequest
 
     service.run_index(IndexRequest(paths=[str(folder)]))
     app = create_app(service_settings, service)
@@ -52,8 +57,13 @@ def _fuzzer(operation, calls: dict[str, int], check):
     """A hypothesis test of one operation (a factory: each binds its own operation)."""
     from hypothesis import given
 
-    @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True,
-              database=None)
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        derandomize=True,
+        database=None,
+    )
     @given(case=operation.as_strategy())
     def run(case) -> None:
         calls[operation.label] = calls.get(operation.label, 0) + 1

@@ -14,9 +14,9 @@ from retriever_service.models.starter import INFERENCE_MAX_TEXT_TOKENS, STARTER_
 
 @pytest.mark.skipif(not (STARTER_WEIGHTS_DIR / "starter.json").is_file(), reason="no shipped starter weights")
 def test_shipped_starter_loads_and_dialog_rounds_move_the_ranking(tmp_path):
-    from chatir.world.render import render_scene
-    from chatir.world.scene import sample_scene
     from retriever_service.models import load_model
+    from world.render import render_scene
+    from world.scene import sample_scene
 
     settings = Settings(home=tmp_path, device="cpu")
     model = load_model("starter", settings=settings)
@@ -49,7 +49,9 @@ def test_an_older_assembly_is_redone(tmp_path):
     meta_file.write_text(json.dumps(meta))
     from retriever_service.models import load_model
 
-    assert load_model("starter", settings=settings).max_text_tokens == INFERENCE_MAX_TEXT_TOKENS  # not the stale one
+    assert (
+        load_model("starter", settings=settings).max_text_tokens == INFERENCE_MAX_TEXT_TOKENS
+    )  # not the stale one
     assert json.loads(meta_file.read_text())["max_text_tokens"] == INFERENCE_MAX_TEXT_TOKENS
 
 
@@ -57,9 +59,9 @@ def test_an_older_assembly_is_redone(tmp_path):
 def test_shipped_starter_reads_a_negative_answer(tmp_path):
     """Starter v2 on held-out scenes: "is there a star? no" is not "yes". (Colour-shape binding is not learned
     yet: "a red star" scores red stars no higher than a star beside something red; docs/starter-model.md.)"""
-    from chatir.world.render import render_scene
-    from chatir.world.scene import sample_scene
     from retriever_service.models import load_model
+    from world.render import render_scene
+    from world.scene import sample_scene
 
     model = load_model("starter", settings=Settings(home=tmp_path, device="cpu"))
     scenes = [sample_scene(12, i) for i in range(300)]

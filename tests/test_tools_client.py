@@ -9,8 +9,8 @@ import pytest
 
 from chatir.dialog import Dialog, Round
 from chatir.errors import ServiceUnavailableError
+from chatir.schemas import PUBLIC, SearchFilter, SearchRequest
 from chatir.settings import Settings
-from retriever_service.schemas import PUBLIC, SearchFilter, SearchRequest
 from tests.test_tools_support import CATALOGUE, FakeState, closed_port_url, fake_service, live_server
 from tools.client import AsyncRetrieverClient, RetrieverClient, RetrieverRequestError
 

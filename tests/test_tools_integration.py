@@ -12,8 +12,8 @@ import pytest
 from langchain_tests.integration_tests import ToolsIntegrationTests
 from PIL import Image
 
+from chatir.schemas import PUBLIC, IndexRequest, SearchRequest
 from chatir.settings import Settings
-from retriever_service.schemas import PUBLIC, IndexRequest, SearchRequest
 from tests.test_tools_support import live_server
 from tools.client import AsyncRetrieverClient, RetrieverClient, RetrieverRequestError
 from tools.scope import SearchScope
@@ -155,7 +155,7 @@ def test_the_offline_example_of_the_docs_runs_against_a_real_service(real_servic
     code = re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
     monkeypatch.setenv("CHATIR_SERVICE_URL", url)
     monkeypatch.setenv("CHATIR_API_KEY", "tools-key")
-    exec(compile(code, "docs/tools.md", "exec"), {"__name__": "docs_example"})  # noqa: S102 -- the docs' own code
+    exec(compile(code, "docs/tools.md", "exec"), {"__name__": "docs_example"})  # the docs' own code
     printed = capsys.readouterr().out.splitlines()
     assert "image" in printed[0].lower()  # the tool's summary of what it found
     ids = eval(printed[-1])

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from mcp import Client, StdioServerParameters
 
-from retriever_service.schemas import PUBLIC, Hit
+from chatir.schemas import PUBLIC, Hit
 from tests.test_tools_support import (
     SECRET_IDS,
     FakeState,

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from retriever_service.schemas import PUBLIC
+from chatir.schemas import PUBLIC
 from tests.test_tools_support import SECRET_IDS, FakeState, closed_port_url, fake_service, live_server
 from tools.client import AsyncRetrieverClient, RetrieverClient
 from tools.openai_schema import acall_search_images, call_search_images, search_images_tool_schema

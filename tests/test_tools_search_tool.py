@@ -8,7 +8,7 @@ import pytest
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, ToolMessage
 
-from retriever_service.schemas import PUBLIC, Hit
+from chatir.schemas import PUBLIC, Hit
 from tests.test_tools_support import (
     CATALOGUE,
     SECRET_IDS,

@@ -11,7 +11,7 @@ import pytest
 from langchain_tests.integration_tests import ToolsIntegrationTests
 from langchain_tests.unit_tests import ToolsUnitTests
 
-from retriever_service.schemas import PUBLIC
+from chatir.schemas import PUBLIC
 from tests.test_tools_support import fake_service, live_server
 from tools.client import AsyncRetrieverClient, RetrieverClient
 from tools.scope import SearchScope

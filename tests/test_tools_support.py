@@ -22,7 +22,8 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from retriever_service.schemas import PUBLIC, Hit, SearchFilter, SearchRequest, SearchResponse
+from chatir.schemas import PUBLIC, Hit, SearchRequest, SearchResponse
+from chatir.scope import SearchScope
 
 
 @dataclass(frozen=True)
@@ -50,16 +51,6 @@ SECRET_IDS = {image.id for image in CATALOGUE if "C-SECRET" in image.allowed}
 
 def _words(text: str) -> set[str]:
     return set(re.findall(r"[a-z]+", text.lower()))
-
-
-def _visible(image: FakeImage, flt: SearchFilter | None) -> bool:
-    if flt is None:
-        return True
-    if flt.allowed is not None and not set(flt.allowed) & set(image.allowed):
-        return False
-    if flt.sources is not None and image.source not in flt.sources:
-        return False
-    return flt.tags is None or bool(set(flt.tags) & set(image.tags))
 
 
 @dataclass
@@ -114,10 +105,11 @@ def fake_service(state: FakeState | None = None) -> FastAPI:
             )
         fake.requests.append(body)
         words = _words(body.dialog.text())
+        scope = SearchScope.from_filter(body.filter, body.exclude_ids)  # the service's own scope semantics
         scored = [
             (len(words & _words(image.text)) / len(_words(image.text)), image)
             for image in CATALOGUE
-            if _visible(image, body.filter) and image.id not in body.exclude_ids
+            if scope.admits(allowed=image.allowed, source=image.source, tags=image.tags, image_id=image.id)
         ]
         scored.sort(key=lambda pair: (-pair[0], pair[1].id))
         hits = [

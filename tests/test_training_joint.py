@@ -14,11 +14,11 @@ import pytest
 import torch
 
 from chatir.settings import Settings
-from chatir.world.perturb import consistent
 from retriever_service.models import starter
-from retriever_service.training.joint import TRAINED_FILE, encode_by_length, learning_rate_factor, read_log
-from retriever_service.training.starter import StarterSpec, build_starter
-from retriever_service.training.world_stream import StreamConfig, make_batch, sample_example
+from training.joint import TRAINED_FILE, encode_by_length, learning_rate_factor, read_log
+from training.starter import StarterSpec, build_starter
+from training.world_stream import StreamConfig, make_batch, sample_example
+from world.perturb import consistent
 
 
 @pytest.fixture(scope="module")
@@ -62,12 +62,15 @@ def test_joint_build_logs_trains_and_ships_a_loadable_model(built, monkeypatch):
 
 
 def test_a_finished_joint_stage_is_not_trained_again(built):
-    from retriever_service.training.joint import train_joint
+    from training.joint import train_joint
 
     result, _ = built
     trained = result.work / "joint" / TRAINED_FILE
     stamp = trained.stat().st_mtime_ns
-    assert train_joint(StarterSpec.joint_tiny(), result.work / "joint", device="cpu", workers=0, progress=False) == trained
+    assert (
+        train_joint(StarterSpec.joint_tiny(), result.work / "joint", device="cpu", workers=0, progress=False)
+        == trained
+    )
     assert trained.stat().st_mtime_ns == stamp
 
 
@@ -94,7 +97,7 @@ def test_stream_batches_have_targets_first_and_ground_truth():
 
 
 def test_length_sorted_text_encoding_equals_plain_encoding():
-    from retriever_service.training.world_stream import make_batch as batch_of
+    from training.world_stream import make_batch as batch_of
 
     model = starter.new_starter_model(StarterSpec.joint_tiny())
     batch = batch_of(71, StarterSpec.joint_tiny().joint.stream, random.Random(1), model.tokenizer)
@@ -104,7 +107,9 @@ def test_length_sorted_text_encoding_equals_plain_encoding():
 
 
 def test_learning_rate_warms_up_then_follows_steps_or_time():
-    stage = StarterSpec.joint_tiny().joint.model_copy(update={"steps": 100, "warmup_steps": 10, "time_budget_s": 50})
+    stage = StarterSpec.joint_tiny().joint.model_copy(
+        update={"steps": 100, "warmup_steps": 10, "time_budget_s": 50}
+    )
     assert learning_rate_factor(0, stage, 0) == pytest.approx(0.1)
     assert learning_rate_factor(9, stage, 0) == pytest.approx(1.0)  # end of warm-up
     assert learning_rate_factor(50, stage, 0) == pytest.approx(0.51)
@@ -113,10 +118,10 @@ def test_learning_rate_warms_up_then_follows_steps_or_time():
 
 
 def test_near_misses_in_batches_are_ruled_out_by_their_own_dialog():
-    from chatir.world.dialogs import make_dialog
-    from chatir.world.language import make_caption
-    from chatir.world.scene import sample_scene
-    from retriever_service.training.world_stream import _near_miss
+    from training.world_stream import _near_miss
+    from world.dialogs import make_dialog
+    from world.language import make_caption
+    from world.scene import sample_scene
 
     for index in range(30):
         scene = sample_scene(71, index)
@@ -131,7 +136,7 @@ def test_near_misses_in_batches_are_ruled_out_by_their_own_dialog():
 def test_joint_training_starts_from_given_weights_and_refuses_foreign_ones(built, tmp_path):
     from safetensors.torch import save_file
 
-    from retriever_service.training.joint import train_joint
+    from training.joint import train_joint
 
     result, _ = built
     start = result.work / "joint" / TRAINED_FILE
@@ -146,7 +151,7 @@ def test_joint_training_starts_from_given_weights_and_refuses_foreign_ones(built
 
 
 def test_the_joint_recipe_starts_from_the_staged_recipe_of_the_same_architecture():
-    from retriever_service.training.starter import staged_base_spec
+    from training.starter import staged_base_spec
 
     spec = StarterSpec.joint_recipe()
     base = staged_base_spec(spec)
@@ -159,7 +164,7 @@ def test_the_joint_recipe_starts_from_the_staged_recipe_of_the_same_architecture
 
 
 def test_code_losses_are_zero_only_for_the_exact_code_and_the_posterior():
-    from retriever_service.training.joint import code_losses
+    from training.joint import code_losses
 
     attributes = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
     prior = torch.zeros(3)
@@ -175,8 +180,8 @@ def test_code_losses_are_zero_only_for_the_exact_code_and_the_posterior():
 
 
 def test_the_code_recipe_trains_a_model_whose_embedding_is_the_attribute_code(tmp_path):
-    from chatir.world.attributes import attribute_names
-    from retriever_service.training.joint import train_joint
+    from training.joint import train_joint
+    from world.attributes import attribute_names
 
     spec = StarterSpec.code_tiny()
     trained = train_joint(spec, tmp_path / "code", device="cpu", workers=0, progress=False)
@@ -184,7 +189,9 @@ def test_the_code_recipe_trains_a_model_whose_embedding_is_the_attribute_code(tm
     assert all(np.isfinite(r["loss_t2i"]) and np.isfinite(r["loss_attr"]) for r in log if "loss_t2i" in r)
     shapes = {name: tuple(t.shape) for name, t in
               __import__("safetensors.torch", fromlist=["load_file"]).load_file(trained).items()}  # fmt: skip
-    assert shapes["visual_projection.weight"][0] == shapes["text_projection.weight"][0] == len(attribute_names())
+    assert (
+        shapes["visual_projection.weight"][0] == shapes["text_projection.weight"][0] == len(attribute_names())
+    )
     with pytest.raises(ValueError, match="projection_dim"):
         train_joint(spec.model_copy(update={"projection_dim": 32}), tmp_path / "bad", device="cpu", workers=0,
                     progress=False)  # fmt: skip

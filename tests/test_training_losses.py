@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from chatir.evaluation.metrics import rank_of_targets
-from retriever_service.training.losses import InfoNCE, RecallAtKSurrogate, build_loss, smoothed_ranks
+from evaluation.metrics import rank_of_targets
+from training.losses import InfoNCE, RecallAtKSurrogate, build_loss, smoothed_ranks
 
 
 def brute_force_ranks(scores: torch.Tensor, targets: torch.Tensor) -> list[int]:
     """1 + number of gallery items scoring strictly higher than the positive, by a plain loop."""
     ranks = []
-    for row, target in zip(scores.tolist(), targets.tolist()):
+    for row, target in zip(scores.tolist(), targets.tolist(), strict=True):
         ranks.append(1 + sum(1 for j, s in enumerate(row) if j != target and s > row[target]))
     return ranks
 

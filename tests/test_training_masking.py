@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from chatir.dialog import Dialog, Round
-from retriever_service.training.masking import NO_MASKING, MaskingConfig, mask_dialog
+from training.masking import NO_MASKING, MaskingConfig, mask_dialog
 
 DIALOG = Dialog(
     caption="a red circle on a blue background",

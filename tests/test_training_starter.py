@@ -15,7 +15,7 @@ import torch
 
 from chatir.settings import Settings
 from retriever_service.models import starter
-from retriever_service.training.starter import StarterSpec, build_starter
+from training.starter import StarterSpec, build_starter
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,9 @@ def test_exported_weights_assemble_into_a_loadable_model(built, tmp_path, monkey
     texts = ["a red circle in the top left", "four things on a gray background, is it dark? yes"]
     # fp16 shipping changes the embeddings only slightly
     assert np.allclose(assembled.encode_texts(texts), trained.encode_texts(texts), atol=2e-2)
-    assert assembled.max_text_tokens == starter.INFERENCE_MAX_TEXT_TOKENS  # trained shorter, reads whole dialogs
+    assert (
+        assembled.max_text_tokens == starter.INFERENCE_MAX_TEXT_TOKENS
+    )  # trained shorter, reads whole dialogs
 
 
 def test_damaged_weights_are_refused_with_a_clear_message(built, tmp_path):

@@ -11,17 +11,17 @@ import torch
 from safetensors.torch import load_file
 
 from chatir.settings import Settings
-from retriever_service.training.config import TrainConfig
-from retriever_service.training.data import DialogTrainingSet, nearest_neighbours
-from retriever_service.training.dialog_task import train_dialog_encoder
-from retriever_service.training.masking import MaskingConfig
-from retriever_service.training.trainer import TrainingError, TrainingInterrupted, find_checkpoints
 from tests.conftest import build_tiny_dual
+from training.config import TrainConfig
+from training.data import DialogTrainingSet, nearest_neighbours
+from training.dialog_task import train_dialog_encoder
+from training.masking import MaskingConfig
+from training.trainer import TrainingError, TrainingInterrupted, find_checkpoints
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Path:
-    from chatir.world.dialogs import make_splits
+    from world.dialogs import make_splits
 
     root = tmp_path_factory.mktemp("training-world")
     make_splits(root, 96, 30, 0, seed=5, val_dialogs=12, workers=1, progress=False)
@@ -94,7 +94,7 @@ def test_batches_are_deterministic_and_galleries_hold_each_target_once(world):
     again = data.batch(1, 2, 16, neighbours=neighbours, random_negatives=5)
     assert first.samples == again.samples and np.array_equal(first.gallery, again.gallery)
     assert len(set(first.gallery.tolist())) == len(first.gallery)
-    for sample, column in zip(first.samples, first.targets):
+    for sample, column in zip(first.samples, first.targets, strict=True):
         assert first.gallery[column] == sample.target
         assert 0 <= sample.round <= 10
     assert data.batch(2, 2, 16).samples != first.samples  # another epoch, another order
@@ -149,9 +149,9 @@ def test_resume_after_interrupt_gives_the_uninterrupted_weights(world, tiny_dual
 
 def test_micro_batches_give_exactly_the_full_batch_gradient(world, tiny_dual, tmp_path):
     """With a frozen image side each query's loss depends only on its own scores: accumulation is exact."""
-    from chatir.evaluation.embeddings import corpus_embeddings
+    from evaluation.embeddings import corpus_embeddings
     from retriever_service.models import load_model
-    from retriever_service.training.dialog_task import DialogTask
+    from training.dialog_task import DialogTask
 
     model = load_model(str(tiny_dual), device="cpu", settings=_settings(tmp_path), dtype=torch.float32)
     config = _config(world, tiny_dual, tmp_path / "unused", val_dialogs=None, val_images=None)
@@ -171,13 +171,13 @@ def test_micro_batches_give_exactly_the_full_batch_gradient(world, tiny_dual, tm
 
     full, accumulated = gradients(1), gradients(4)
     assert len(task.micro_batches(batch, 4)) == 4 and len(full) == len(accumulated) > 0
-    assert all(torch.allclose(f, a, atol=1e-6, rtol=1e-4) for f, a in zip(full, accumulated))
+    assert all(torch.allclose(f, a, atol=1e-6, rtol=1e-4) for f, a in zip(full, accumulated, strict=True))
 
 
 def test_chatir_train_command(world, tiny_dual, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from chatir.cli import app
+    from frontends.main import app
 
     monkeypatch.setenv("CHATIR_HOME", str(tmp_path / "home"))
     from chatir.settings import get_settings

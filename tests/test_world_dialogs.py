@@ -11,14 +11,14 @@ import typer
 from typer.testing import CliRunner
 
 from chatir.dialog import Dialog
-from chatir.world.cli import register
-from chatir.world.dialogs import dialog_for, load_dialogs, make_dialog, make_splits, read_splits, split_seed
-from chatir.world.generator import WorldError, load_manifest
-from chatir.world.language import caption_for
-from chatir.world.oracle import Oracle, answer_query
-from chatir.world.questions import question_bank
-from chatir.world.scene import parse_image_id, sample_scene, scene_rng
-from chatir.world.stats import SceneTable, caption_match_counts, summarize
+from world.cli import register
+from world.dialogs import dialog_for, load_dialogs, make_dialog, make_splits, read_splits, split_seed
+from world.generator import WorldError, load_manifest
+from world.language import caption_for
+from world.oracle import Oracle, answer_query
+from world.questions import question_bank
+from world.scene import parse_image_id, sample_scene, scene_rng
+from world.stats import SceneTable, caption_match_counts, summarize
 
 SEED = 21
 
@@ -32,7 +32,7 @@ def test_captions_are_true_partial_and_deterministic() -> None:
     captions = [caption_for(SEED, i, s) for i, s in enumerate(scenes)]
     assert [c.text for c in captions] == [caption_for(SEED, i, s).text for i, s in enumerate(scenes)]
     assert caption_for(SEED, 0, scenes[0], variant=1).claims is not None
-    for scene, caption in zip(scenes, captions):
+    for scene, caption in zip(scenes, captions, strict=True):
         assert caption.matches(scene), caption.text
         assert answer_query(scene, caption.claims) == "yes"
         # the oracle reads the caption text itself as a yes/no question about the scene
@@ -95,7 +95,7 @@ def test_dialogs_mix_positive_and_negative_answers() -> None:
 
 
 def test_dialog_entries_in_parallel_equal_serial(monkeypatch: pytest.MonkeyPatch) -> None:
-    from chatir.world import dialogs
+    from world import dialogs
 
     serial = dialogs.dialog_entries(SEED, range(30), workers=1)
     monkeypatch.setattr(dialogs, "_DIALOG_CHUNK", 10)
@@ -240,7 +240,7 @@ def test_cli_stats_prints_the_ambiguity(cli) -> None:
 def test_scene_table_counts_match_python() -> None:
     scenes = [sample_scene(SEED, i) for i in range(200)]
     table = SceneTable.from_scenes(scenes)
-    from chatir.world.query import ObjectFilter
+    from world.query import ObjectFilter
 
     f = ObjectFilter(colours=frozenset({"red", "blue"}), cells=frozenset({"top left", "top", "top right"}))
     assert np.array_equal(table.count(f), [len(f.select(s.objects)) for s in scenes])

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from chatir.errors import ChatIRError
-from chatir.world.generator import (
+from world.generator import (
     WorldError,
     generate_world,
     image_relpath,
@@ -19,9 +19,9 @@ from chatir.world.generator import (
     load_manifest,
     read_world_info,
 )
-from chatir.world.render import encode_png, render_scene
-from chatir.world.scene import Scene, WorldObject, image_id, parse_image_id, sample_scene, scene_from_id
-from chatir.world.vocab import BACKGROUNDS, COLOURS, PATTERNS, POSITIONS, SHAPES, SIZES
+from world.render import encode_png, render_scene
+from world.scene import Scene, WorldObject, image_id, parse_image_id, sample_scene, scene_from_id
+from world.vocab import BACKGROUNDS, COLOURS, PATTERNS, POSITIONS, SHAPES, SIZES
 
 
 def _digest(path: Path) -> str:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from chatir.world.oracle import IDK, Oracle
-from chatir.world.questions import possible_answers, question_bank
-from chatir.world.scene import Scene, WorldObject, sample_scene
+from world.oracle import IDK, Oracle
+from world.questions import possible_answers, question_bank
+from world.scene import Scene, WorldObject, sample_scene
 
 
 def _obj(shape, colour, size, pattern, position) -> WorldObject:

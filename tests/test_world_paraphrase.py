@@ -6,10 +6,10 @@ import random
 
 import pytest
 
-from chatir.world.language import make_caption
-from chatir.world.paraphrase import free_description, idk_answer, reword
-from chatir.world.scene import sample_scene
-from chatir.world.stats import SceneTable
+from world.language import make_caption
+from world.paraphrase import free_description, idk_answer, reword
+from world.scene import sample_scene
+from world.stats import SceneTable
 
 
 @pytest.mark.parametrize("index", range(200))
@@ -37,7 +37,16 @@ def test_free_descriptions_narrow_the_world_like_captions_and_use_other_words():
 
 def test_reword_keeps_the_kind_of_answer():
     rng = random.Random(0)
-    assert reword("yes", rng) in {"yes", "yep", "yeah", "yes it is", "correct", "that's right", "sure", "uh-huh"}
+    assert reword("yes", rng) in {
+        "yes",
+        "yep",
+        "yeah",
+        "yes it is",
+        "correct",
+        "that's right",
+        "sure",
+        "uh-huh",
+    }
     assert reword("no", rng) in {"no", "nope", "not really", "no it isn't", "negative", "nah"}
     forms = {reword("there is no star", random.Random(i)) for i in range(40)}
     assert all("star" in f for f in forms) and len(forms) > 2

@@ -6,10 +6,10 @@ import random
 
 import pytest
 
-from chatir.world.dialogs import dialog_for
-from chatir.world.language import caption_for
-from chatir.world.perturb import IDK, consistent, perturb
-from chatir.world.scene import Scene, sample_scene
+from world.dialogs import dialog_for
+from world.language import caption_for
+from world.perturb import IDK, consistent, perturb
+from world.scene import Scene, sample_scene
 
 
 @pytest.mark.parametrize("index", range(150))
@@ -31,7 +31,7 @@ def test_consistent_accepts_the_target_and_rejects_what_an_answer_rules_out():
         for seed in range(10):
             near = perturb(scene, random.Random(seed))
             if not consistent(near, caption, facts):
-                from chatir.world.oracle import Oracle
+                from world.oracle import Oracle
 
                 differs = [q for q, a in facts if Oracle(near).answer(q) != a]
                 assert differs or not caption.matches(near)

@@ -17,10 +17,13 @@ from tenacity import AsyncRetrying, Retrying, retry_if_exception, stop_after_att
 
 from chatir.dialog import Dialog
 from chatir.errors import ChatIRError, ServiceUnavailableError
-from retriever_service.schemas import (
+from chatir.schemas import (
+    MAX_ENCODE_TEXTS,
     PUBLIC,
     EncodeRequest,
     EncodeResponse,
+    EncodeTextsRequest,
+    EncodeTextsResponse,
     Hit,
     IndexJob,
     IndexRequest,
@@ -255,6 +258,19 @@ class RetrieverClient(_ClientBase):
         request = dialog if isinstance(dialog, EncodeRequest) else EncodeRequest(dialog=dialog)
         return EncodeResponse.model_validate(self._request("POST", "/v1/encode", json=_json(request)).json())
 
+    def encode_texts(self, texts: Sequence[str]) -> EncodeTextsResponse:
+        """Plain texts' embeddings (``POST /v1/encode/texts``, in requests of at most 1,024 texts)."""
+        vectors: list[list[float]] = []
+        model = ""
+        for start in range(0, len(texts), MAX_ENCODE_TEXTS):
+            request = EncodeTextsRequest(texts=list(texts[start : start + MAX_ENCODE_TEXTS]))
+            part = EncodeTextsResponse.model_validate(
+                self._request("POST", "/v1/encode/texts", json=_json(request)).json()
+            )
+            vectors.extend(part.vectors)
+            model = part.model
+        return EncodeTextsResponse(vectors=vectors, model=model)
+
     def health(self) -> dict[str, Any]:
         """``GET /healthz``; raises ServiceUnavailableError when the service is down."""
         return self._request("GET", "/healthz").json()
@@ -295,7 +311,9 @@ class RetrieverClient(_ClientBase):
 
     def index_job(self, job_id: str) -> IndexJob:
         """Progress of an indexing job."""
-        return IndexJob.model_validate(self._request("GET", f"/v1/index/jobs/{quote(job_id, safe='')}").json())
+        return IndexJob.model_validate(
+            self._request("GET", f"/v1/index/jobs/{quote(job_id, safe='')}").json()
+        )
 
     def close(self) -> None:
         self._http.close()
@@ -371,6 +389,17 @@ class AsyncRetrieverClient(_ClientBase):
         request = dialog if isinstance(dialog, EncodeRequest) else EncodeRequest(dialog=dialog)
         response = await self._request("POST", "/v1/encode", json=_json(request))
         return EncodeResponse.model_validate(response.json())
+
+    async def encode_texts(self, texts: Sequence[str]) -> EncodeTextsResponse:
+        vectors: list[list[float]] = []
+        model = ""
+        for start in range(0, len(texts), MAX_ENCODE_TEXTS):
+            request = EncodeTextsRequest(texts=list(texts[start : start + MAX_ENCODE_TEXTS]))
+            response = await self._request("POST", "/v1/encode/texts", json=_json(request))
+            part = EncodeTextsResponse.model_validate(response.json())
+            vectors.extend(part.vectors)
+            model = part.model
+        return EncodeTextsResponse(vectors=vectors, model=model)
 
     async def health(self) -> dict[str, Any]:
         return (await self._request("GET", "/healthz")).json()

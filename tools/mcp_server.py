@@ -7,14 +7,14 @@ only by default) and is never read from tool arguments. Run it with ``chatir mcp
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from mcp.server import MCPServer
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from chatir.dialog import MAX_TEXT_CHARS, Round
-from retriever_service.schemas import Hit
+from chatir.schemas import Hit
 from tools.client import AsyncRetrieverClient
 from tools.scope import SearchScope
 from tools.search import (
@@ -39,8 +39,11 @@ class SearchImagesResult(BaseModel):
     model: str | None = Field(None, description="The retrieval model that ranked the images.")
 
 
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
 def build_server(
-    client: AsyncRetrieverClient, scope: SearchScope, *, log_level: str = "WARNING"
+    client: AsyncRetrieverClient, scope: SearchScope, *, log_level: LogLevel = "WARNING"
 ) -> MCPServer:
     """An MCP server exposing ``search_images`` over ``client``, always searching inside ``scope``."""
     server = MCPServer(

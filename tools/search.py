@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chatir.dialog import MAX_TEXT_CHARS, Dialog, Round
 from chatir.errors import ServiceUnavailableError
-from retriever_service.schemas import Hit, SearchRequest
+from chatir.schemas import Hit, SearchRequest
 from tools.client import AsyncRetrieverClient, RetrieverClient, RetrieverRequestError
 from tools.scope import SearchScope
 

@@ -56,8 +56,10 @@ def _runtime_scope(runtime: object) -> SearchScope | None:
     smuggled into the arguments) is ignored, so a model cannot forge a runtime scope."""
     if runtime is None:
         return None
-    from langgraph.prebuilt import ToolRuntime
-
+    try:
+        from langgraph.prebuilt import ToolRuntime
+    except ImportError:  # the tool alone ([tools]) runs without LangGraph; then nothing is a ToolRuntime
+        return None
     if not isinstance(runtime, ToolRuntime):
         return None
     return scope_from_context(runtime.context)
@@ -85,6 +87,7 @@ class SearchImagesTool(BaseTool):
         if self.client is None and self.async_client is None:
             self.client = RetrieverClient.from_settings(get_settings())
         if self.async_client is None:
+            assert self.client is not None
             self.async_client = AsyncRetrieverClient.like(self.client)
         if self.client is None:
             self.client = RetrieverClient.like(self.async_client)
@@ -100,9 +103,9 @@ class SearchImagesTool(BaseTool):
     def effective_scope(self, runtime: object = None) -> SearchScope:
         """The bound scope intersected with the runtime context's scope; ToolException when neither exists."""
         context_scope = _runtime_scope(runtime)
-        if self.scope is None and context_scope is None:
-            raise ToolException(NO_SCOPE_MESSAGE)
         if self.scope is None:
+            if context_scope is None:
+                raise ToolException(NO_SCOPE_MESSAGE)
             return context_scope
         return self.scope if context_scope is None else self.scope.intersect(context_scope)
 
@@ -120,6 +123,7 @@ class SearchImagesTool(BaseTool):
         run_manager: CallbackManagerForToolRun | None = None,
     ) -> tuple[str, list[dict]]:
         scope = self.effective_scope(runtime)
+        assert self.client is not None  # set by _fill_clients
         try:
             outcome = search(self.client, self._args(caption, rounds, k, filter), scope)
         except EXPECTED_ERRORS as error:
@@ -136,6 +140,7 @@ class SearchImagesTool(BaseTool):
         run_manager: AsyncCallbackManagerForToolRun | None = None,
     ) -> tuple[str, list[dict]]:
         scope = self.effective_scope(runtime)
+        assert self.async_client is not None  # set by _fill_clients
         try:
             outcome = await asearch(self.async_client, self._args(caption, rounds, k, filter), scope)
         except EXPECTED_ERRORS as error:

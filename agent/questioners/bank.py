@@ -1,7 +1,8 @@
 """Banks of candidate questions, each with the answers a user may give, for the LLM-free questioners.
 
 Two banks ship: :func:`generic_bank` (real photos and screenshots: scene, people, colours, counts, ...) and
-:func:`world_bank` (the procedural world's own questions, from :mod:`chatir.world.questions`). Any JSON file
+:func:`world_bank` (the procedural world's own questions: ``banks/world.json``, generated from
+:mod:`world.questions`). Any JSON file
 ``[{"question": ..., "answers": [...]}, ...]`` works too (:meth:`QuestionBank.from_json`).
 """
 
@@ -107,20 +108,15 @@ def generic_bank() -> QuestionBank:
     return QuestionBank.from_pairs("generic", _GENERIC)
 
 
+BANKS_DIR = Path(__file__).parent / "banks"
+
+
 @lru_cache(maxsize=1)
 def world_bank() -> QuestionBank:
-    """The procedural world's question bank (:func:`chatir.world.questions.question_bank`)."""
-    try:
-        from chatir.world.questions import possible_answers, question_bank
-    except ImportError as error:  # pragma: no cover - the world ships with the project
-        raise ChatIRError(f"the world's question bank is not available ({error})") from error
-    pairs = []
-    for item in question_bank():
-        text = item if isinstance(item, str) else getattr(item, "question", None) or item.text
-        answers = list(possible_answers(text))
-        if len(set(answers)) >= 2:
-            pairs.append((text, answers))
-    return QuestionBank.from_pairs("world", pairs)
+    """The procedural world's question bank, shipped as data (``banks/world.json``, written by
+    ``chatir world bank``; a test checks it is what :mod:`world.questions` asks today)."""
+    bank = QuestionBank.from_json(BANKS_DIR / "world.json")
+    return bank.model_copy(update={"name": "world"})
 
 
 def load_bank(name_or_path: str | Path) -> QuestionBank:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from chatir.dialog import Dialog
-from retriever_service.schemas import Hit
+from chatir.schemas import Hit
 from tools.scope import SearchScope
 
 

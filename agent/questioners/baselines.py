@@ -8,7 +8,7 @@ import random
 from agent.questioners.bank import QuestionBank, generic_bank
 from agent.questioners.base import is_repeat
 from chatir.dialog import Dialog
-from retriever_service.schemas import Hit
+from chatir.schemas import Hit
 
 
 class RandomQuestioner:

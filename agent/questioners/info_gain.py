@@ -32,7 +32,7 @@ from agent.questioners.bank import BankQuestion, QuestionBank, generic_bank
 from agent.questioners.base import question_key
 from agent.questioners.scoring import CandidateScorer, softmax
 from chatir.dialog import Dialog
-from retriever_service.schemas import Hit
+from chatir.schemas import Hit
 
 
 def mutual_information(prior: np.ndarray, likelihood: np.ndarray) -> float:
@@ -108,6 +108,12 @@ class InfoGainQuestioner:
         if callable(warm):
             warm(self.bank.questions)
 
+    def sync_model(self) -> None:
+        """Drop cached text embeddings when the model behind them changed (see the scorer's ``sync_model``)."""
+        sync = getattr(self.scorer, "sync_model", None)
+        if callable(sync):
+            sync()
+
     def prior(self, candidates: Sequence[Hit]) -> np.ndarray:
         scores = np.asarray([hit.score for hit in candidates], dtype=np.float64)
         return softmax(scores / self.prior_temperature)
@@ -132,16 +138,23 @@ class InfoGainQuestioner:
             top_answer = np.maximum.reduceat(marginal, starts)[open_rows]
             absent = np.add.reduceat(marginal * self._absence, starts)[open_rows]
         else:
-            likelihoods = [np.asarray(lk, np.float64) for lk in self.scorer.answer_likelihoods(dialog, available, pool)]
+            likelihoods = [
+                np.asarray(lk, np.float64) for lk in self.scorer.answer_likelihoods(dialog, available, pool)
+            ]
             gains = np.array([mutual_information(prior, lk) for lk in likelihoods])
             marginals = [prior @ lk for lk in likelihoods]
             top_answer = np.array([m.max() for m in marginals])
             absent = np.array(
-                [sum(p for p, a in zip(m, q.answers, strict=True) if is_absence_answer(a)) for m, q in zip(marginals, available, strict=True)]
+                [
+                    sum(p for p, a in zip(m, q.answers, strict=True) if is_absence_answer(a))
+                    for m, q in zip(marginals, available, strict=True)
+                ]
             )
         gains = np.maximum(gains, 0.0)  # rounding can dip a hair below zero
         held_back = (top_answer >= self.settled_threshold) | (absent >= self.absent_threshold)
-        order = sorted(range(len(available)), key=lambda i: (bool(held_back[i]), -gains[i], i))  # ties: bank order
+        order = sorted(
+            range(len(available)), key=lambda i: (bool(held_back[i]), -gains[i], i)
+        )  # ties: bank order
         return [(available[i], float(gains[i])) for i in order]
 
     def reading(
@@ -157,7 +170,8 @@ class InfoGainQuestioner:
             return [], []
         prior = self.prior(pool)
         likelihoods = [
-            np.asarray(lk, np.float64) for lk in self.scorer.answer_likelihoods(dialog, self.bank.questions, pool)
+            np.asarray(lk, np.float64)
+            for lk in self.scorer.answer_likelihoods(dialog, self.bank.questions, pool)
         ]
         settled, absent = [], []
         for question, likelihood in zip(self.bank.questions, likelihoods, strict=True):
@@ -168,7 +182,10 @@ class InfoGainQuestioner:
                 absent.append((question.question, answer, float(marginal[best])))
             elif marginal[best] >= self.settled_threshold:
                 settled.append((question.question, answer, float(marginal[best])))
-        by_certainty = lambda item: -item[2]
+
+        def by_certainty(item: tuple[str, str, float]) -> float:
+            return -item[2]
+
         absent = list({a: (q, a, p) for q, a, p in sorted(absent, key=by_certainty, reverse=True)}.values())
         return sorted(settled, key=by_certainty)[:limit], sorted(absent, key=by_certainty)[:limit]
 

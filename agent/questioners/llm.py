@@ -20,7 +20,7 @@ from agent.questioners.base import Questioner, is_repeat
 from agent.questioners.prompts import RETRY_PROMPT, SYSTEM_PROMPT, extract_question, render_request
 from chatir.dialog import Dialog
 from chatir.errors import ChatIRError
-from retriever_service.schemas import Hit
+from chatir.schemas import Hit
 from tools.scope import SearchScope
 
 if TYPE_CHECKING:
@@ -119,6 +119,11 @@ class LLMQuestioner:
     def needs_vectors(self) -> bool:
         return bool(getattr(self.fallback, "needs_vectors", False))
 
+    def sync_model(self) -> None:
+        sync = getattr(self.fallback, "sync_model", None)
+        if callable(sync):
+            sync()
+
     # --- ScopeAware --------------------------------------------------------------------------------
     def with_scope(self, scope: SearchScope) -> LLMQuestioner:
         """A copy whose search tool is bound to ``scope`` (what the front-end stored, never user text)."""
@@ -162,7 +167,9 @@ class LLMQuestioner:
             agent = self._agent()
             messages: list[BaseMessage] = [
                 HumanMessage(
-                    render_request(dialog, candidates[: self.candidates_shown], asked, self._reading(dialog, candidates))
+                    render_request(
+                        dialog, candidates[: self.candidates_shown], asked, self._reading(dialog, candidates)
+                    )
                 )
             ]
             question, history = self._ask(agent, messages)

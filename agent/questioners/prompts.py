@@ -15,7 +15,7 @@ from pathlib import PurePosixPath
 from urllib.parse import urlparse
 
 from chatir.dialog import Dialog
-from retriever_service.schemas import Hit
+from chatir.schemas import Hit
 
 SYSTEM_PROMPT = """\
 You are the questioner of a chat-based image search. A person is looking for one particular image in a large \
@@ -82,7 +82,9 @@ def render_candidates(candidates: Sequence[Hit]) -> str:
     return "\n".join(lines) or "(no matches yet)"
 
 
-def render_reading(settled: Sequence[tuple[str, str, float]], absent: Sequence[tuple[str, str, float]]) -> str:
+def render_reading(
+    settled: Sequence[tuple[str, str, float]], absent: Sequence[tuple[str, str, float]]
+) -> str:
     """The retriever's reading of the candidates: answers they agree on, things they probably lack."""
     if not settled and not absent:
         return ""

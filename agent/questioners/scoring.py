@@ -12,17 +12,20 @@ Candidate image embeddings come with the hits (``SearchRequest.with_vectors``) o
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
+from cachetools import LRUCache
 
 from agent.questioners.bank import BankQuestion
 from chatir.dialog import Dialog, Round
 from chatir.errors import ChatIRError
-from retriever_service.schemas import Hit
+from chatir.schemas import Hit
+
+logger = logging.getLogger(__name__)
 
 
 @runtime_checkable
@@ -74,11 +77,35 @@ class ModelCandidateScorer:
         """Ask the searcher to send image embeddings with the hits (the lookup then only fills gaps)."""
         self.mode = mode
         self.temperature = temperature
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache: LRUCache[str, np.ndarray] = LRUCache(maxsize=cache_size)
         self._cache_size = cache_size
         self._blocks: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}
         self._matrix: tuple[tuple, np.ndarray] | None = None
         self._lock = threading.Lock()
+        self._model_id: str | None = None
+
+    def sync_model(self) -> None:
+        """Ask the encoder which model it runs now (``current_model()``, when it can tell: the service's
+        encoder asks ``/readyz``) and forget every cached text embedding when that changed -- a service
+        restarted with another model would otherwise be scored against the old model's texts. The engine
+        calls this once per conversation."""
+        current = getattr(self.encoder, "current_model", None)
+        if not callable(current):
+            return
+        model = str(current())
+        with self._lock:
+            if model == self._model_id:
+                return
+            if self._model_id is not None:
+                logger.warning(
+                    "the text encoder's model changed (%s -> %s): cached embeddings dropped",
+                    self._model_id,
+                    model,
+                )
+            self._cache.clear()
+            self._blocks.clear()
+            self._matrix = None
+            self._model_id = model
 
     # --- embeddings ----------------------------------------------------------------------------------
     def candidate_vectors(self, candidates: Sequence[Hit]) -> np.ndarray:
@@ -103,8 +130,6 @@ class ModelCandidateScorer:
             with self._lock:
                 for text, vector in zip(missing, vectors, strict=True):
                     self._cache[text] = vector
-                while len(self._cache) > self._cache_size:
-                    self._cache.popitem(last=False)
                 found = [self._cache.get(t) for t in texts]
             if any(v is None for v in found):  # evicted meanwhile (tiny cache): encode directly
                 return np.asarray(self.encoder.encode_texts(list(texts)), dtype=np.float32)

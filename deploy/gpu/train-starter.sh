@@ -22,7 +22,7 @@ else
   export PYTHONPATH="$PWD"
 fi
 export OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
-"$PY" -m retriever_service.training.joint "$OUT_DIR" --size "$SIZE" --device "${DEVICE:-auto}" \
+"$PY" -m training.joint "$OUT_DIR" --size "$SIZE" --device "${DEVICE:-auto}" \
   --text-base "${TEXT_BASE:-.carry/minilm}" --time-budget "$BUDGET" ${WORKERS:+--workers "$WORKERS"}
 "$PY" - "$OUT_DIR" <<'PYEOF'
 import sys

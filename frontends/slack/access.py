@@ -9,37 +9,36 @@ Results are posted where the search happens, so the scope depends on the place a
   search sees that channel's images and public ones -- never another channel's, whoever asks;
 * in a direct message with the bot, the search sees every channel the asking user is a member of.
 
-Membership comes from ``users.conversations`` and is cached for a short TTL. Nothing the user types
+Membership comes from ``users.conversations`` and is cached for a short TTL (a bounded cache). Nothing the user types
 is ever consulted: the scope is computed from the event's user and channel ids only.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 
+from cachetools import TTLCache
 from slack_sdk import WebClient
 
-from retriever_service.schemas import PUBLIC
+from chatir.schemas import PUBLIC
 
 _CHANNEL_TYPES = "public_channel,private_channel,mpim"
 
 
 class MembershipCache:
-    """The channels each user belongs to, fetched from Slack and kept for ``ttl_s`` seconds."""
+    """The channels each user belongs to, fetched from Slack and kept for ``ttl_s`` seconds (at most
+    ``max_users`` users: the least recently fetched go first)."""
 
-    def __init__(self, client: WebClient, ttl_s: float = 60.0) -> None:
+    def __init__(self, client: WebClient, ttl_s: float = 60.0, *, max_users: int = 10_000) -> None:
         self._client = client
-        self._ttl_s = ttl_s
-        self._entries: dict[str, tuple[float, frozenset[str]]] = {}
+        self._entries: TTLCache[str, frozenset[str]] = TTLCache(maxsize=max_users, ttl=ttl_s)
         self._lock = threading.Lock()
 
     def channels_of(self, user_id: str) -> frozenset[str]:
-        now = time.monotonic()
         with self._lock:
             cached = self._entries.get(user_id)
-            if cached and now - cached[0] < self._ttl_s:
-                return cached[1]
+        if cached is not None:
+            return cached
         channels: set[str] = set()
         cursor = None
         while True:
@@ -52,8 +51,13 @@ class MembershipCache:
                 break
         result = frozenset(channels)
         with self._lock:
-            self._entries[user_id] = (now, result)
+            self._entries[user_id] = result
         return result
+
+    def __len__(self) -> int:
+        with self._lock:
+            self._entries.expire()
+            return len(self._entries)
 
     def invalidate(self, user_id: str | None = None) -> None:
         with self._lock:
@@ -63,7 +67,9 @@ class MembershipCache:
                 self._entries.pop(user_id, None)
 
 
-def scope_for(membership: MembershipCache, *, user_id: str, channel_id: str, is_direct_message: bool) -> list[str]:
+def scope_for(
+    membership: MembershipCache, *, user_id: str, channel_id: str, is_direct_message: bool
+) -> list[str]:
     """The visibility groups a search started by ``user_id`` in ``channel_id`` may return."""
     if is_direct_message:
         return sorted(membership.channels_of(user_id) | {PUBLIC})

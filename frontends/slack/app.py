@@ -27,8 +27,10 @@ logger = logging.getLogger(__name__)
 def web_client(settings: Settings) -> WebClient:
     """A Web API client that waits out 429s (``Retry-After``) and retries dropped connections."""
     if settings.slack_bot_token is None:
-        raise ChatIRError("SLACK_BOT_TOKEN is not set: create the app from deploy/slack/manifest.yaml, install it "
-                          "to your workspace and export its Bot User OAuth Token (xoxb-...).")
+        raise ChatIRError(
+            "SLACK_BOT_TOKEN is not set: create the app from deploy/slack/manifest.yaml, install it "
+            "to your workspace and export its Bot User OAuth Token (xoxb-...)."
+        )
     client = WebClient(token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url)
     client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=3))
     client.retry_handlers.append(ConnectionErrorRetryHandler(max_retry_count=2))
@@ -53,11 +55,13 @@ def create_slack_app(
 
         engine = build_engine(settings)
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
-    app = App(client=client, signing_secret=secret, request_verification_enabled=secret is not None,
-              name="chatir")
+    app = App(
+        client=client, signing_secret=secret, request_verification_enabled=secret is not None, name="chatir"
+    )
     publisher = SlackImagePublisher(client, retriever, settings.home / "slack" / "thumbnails.json")
-    conversations = SlackConversations(engine, publisher, MembershipCache(client, membership_ttl_s),
-                                       top_k=settings.top_k)
+    conversations = SlackConversations(
+        engine, publisher, MembershipCache(client, membership_ttl_s), top_k=settings.top_k
+    )
     indexer = SlackIndexer(client, retriever, client.token or "")
     register_all(app, SlackDeps(conversations=conversations, indexer=indexer))
     return app
@@ -96,7 +100,9 @@ def http_app(app: App, *, signing_secret: str | None, seen_events: Path | None =
         try:
             return await handler.handle(request)
         except Exception as error:  # noqa: BLE001 - a body bolt cannot read is the sender's error
-            logging.getLogger(__name__).warning("unreadable Slack request: %s: %s", type(error).__name__, error)
+            logging.getLogger(__name__).warning(
+                "unreadable Slack request: %s: %s", type(error).__name__, error
+            )
             return JSONResponse({"error": "malformed Slack request"}, status_code=400)
 
     @api.get("/healthz")
@@ -122,5 +128,7 @@ def serve_socket_mode(app: App, settings: Settings) -> None:
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
     if settings.slack_app_token is None:
-        raise ChatIRError("Socket Mode needs SLACK_APP_TOKEN (an app-level token, xapp-..., with connections:write).")
+        raise ChatIRError(
+            "Socket Mode needs SLACK_APP_TOKEN (an app-level token, xapp-..., with connections:write)."
+        )
     SocketModeHandler(app, settings.slack_app_token.get_secret_value()).start()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from agent.engine import TurnResult
-from retriever_service.schemas import Hit
+from chatir.schemas import Hit
 
 THIS_ONE = "chatir_this_one"
 NONE_OF_THESE = "chatir_none_of_these"
@@ -27,7 +27,9 @@ def searching_blocks(text: str = "Searching…") -> list[dict[str, Any]]:
     return [{"type": "context", "elements": [{"type": "mrkdwn", "text": f":mag: {text}"}]}]
 
 
-def turn_blocks(result: TurnResult, slack_file_ids: dict[str, str], *, first_rank: int = 1) -> list[dict[str, Any]]:
+def turn_blocks(
+    result: TurnResult, slack_file_ids: dict[str, str], *, first_rank: int = 1
+) -> list[dict[str, Any]]:
     """The message of a turn. ``slack_file_ids`` maps hit ids to uploaded Slack files (thumbnails);
     ``first_rank``: the rank of ``result.hits[0]`` (a "more" page continues the numbering)."""
     blocks: list[dict[str, Any]] = []
@@ -41,34 +43,68 @@ def turn_blocks(result: TurnResult, slack_file_ids: dict[str, str], *, first_ran
     for rank, hit in enumerate(result.hits, start=first_rank):
         file_id = slack_file_ids.get(hit.id)
         if file_id:
-            blocks.append({"type": "image", "slack_file": {"id": file_id}, "alt_text": _label(hit, rank)[:2000],
-                           "title": _plain(_label(hit, rank))})
-        blocks.append({
-            "type": "section",
-            "text": {"type": "mrkdwn", "text": f"*{_label(hit, rank)}*  ·  score {hit.score:.3f}"},
-            "accessory": {"type": "button", "text": _plain("This one"), "action_id": f"{THIS_ONE}_{rank}",
-                          "value": hit.id},
-        })
+            blocks.append(
+                {
+                    "type": "image",
+                    "slack_file": {"id": file_id},
+                    "alt_text": _label(hit, rank)[:2000],
+                    "title": _plain(_label(hit, rank)),
+                }
+            )
+        blocks.append(
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": f"*{_label(hit, rank)}*  ·  score {hit.score:.3f}"},
+                "accessory": {
+                    "type": "button",
+                    "text": _plain("This one"),
+                    "action_id": f"{THIS_ONE}_{rank}",
+                    "value": hit.id,
+                },
+            }
+        )
     if result.question:
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f":speech_balloon: *{result.question}*\n"
-                                                   "_Reply in this thread to answer._"}})
+        blocks.append(
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": f":speech_balloon: *{result.question}*\n_Reply in this thread to answer._",
+                },
+            }
+        )
     elif result.state in ("showing", "gave_up") and result.hits:
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "Is it one of these? Pick it, or "
-                                                   "reply with more detail."}})
+        blocks.append(
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": "Is it one of these? Pick it, or reply with more detail."},
+            }
+        )
     elements = []
     if result.hits:
         elements.append({"type": "button", "text": _plain("More"), "action_id": MORE, "value": "more"})
-        elements.append({"type": "button", "text": _plain("None of these"), "action_id": NONE_OF_THESE,
-                         "value": "none"})
-    elements.append({"type": "button", "text": _plain("Start over"), "action_id": START_OVER, "value": "restart"})
+        elements.append(
+            {"type": "button", "text": _plain("None of these"), "action_id": NONE_OF_THESE, "value": "none"}
+        )
+    elements.append(
+        {"type": "button", "text": _plain("Start over"), "action_id": START_OVER, "value": "restart"}
+    )
     blocks.append({"type": "actions", "elements": elements})
     return blocks
 
 
 def found_blocks(hit: Hit) -> list[dict[str, Any]]:
     where = hit.source or hit.uri
-    return [{"type": "section", "text": {"type": "mrkdwn", "text": f":white_check_mark: Found it: *{hit.text or hit.id}*"
-                                         f"\nWhere it lives: `{where}`\nLocation: `{hit.uri}`"}}]
+    return [
+        {
+            "type": "section",
+            "text": {
+                "type": "mrkdwn",
+                "text": f":white_check_mark: Found it: *{hit.text or hit.id}*"
+                f"\nWhere it lives: `{where}`\nLocation: `{hit.uri}`",
+            },
+        }
+    ]
 
 
 def fallback_text(result: TurnResult) -> str:

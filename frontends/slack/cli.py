@@ -8,7 +8,9 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command("slack")
     def slack(
-        http: bool = typer.Option(False, "--http", help="HTTP mode (events at /slack/events) instead of Socket Mode."),
+        http: bool = typer.Option(
+            False, "--http", help="HTTP mode (events at /slack/events) instead of Socket Mode."
+        ),
         host: str = typer.Option("0.0.0.0", help="HTTP mode: address to listen on."),
         port: int = typer.Option(3000, help="HTTP mode: port to listen on."),
     ) -> None:

@@ -15,15 +15,17 @@ from slack_sdk import WebClient
 
 from agent.engine import ConversationEngine, TurnResult
 from chatir.errors import ChatIRError, ServiceUnavailableError
+from chatir.schemas import SearchFilter
 from frontends.slack.access import MembershipCache, scope_for
 from frontends.slack.blocks import fallback_text, found_blocks, searching_blocks, turn_blocks
 from frontends.slack.images import SlackImagePublisher
-from retriever_service.schemas import SearchFilter
 
 logger = logging.getLogger(__name__)
 
-UNAVAILABLE = ("The image search is unavailable right now, so I couldn't use that message. "
-               "Please send it again in a minute — nothing else was lost.")
+UNAVAILABLE = (
+    "The image search is unavailable right now, so I couldn't use that message. "
+    "Please send it again in a minute — nothing else was lost."
+)
 FAILED = "Something went wrong with that turn; please try again."
 _MENTION = re.compile(r"<@[A-Z0-9]+>")
 
@@ -52,16 +54,25 @@ class Place:
 class SlackConversations:
     """Runs engine turns for Slack places and renders them as thread messages."""
 
-    def __init__(self, engine: ConversationEngine, publisher: SlackImagePublisher, membership: MembershipCache,
-                 top_k: int = 5) -> None:
+    def __init__(
+        self,
+        engine: ConversationEngine,
+        publisher: SlackImagePublisher,
+        membership: MembershipCache,
+        top_k: int = 5,
+    ) -> None:
         self.engine = engine
         self.publisher = publisher
         self.membership = membership
         self.top_k = top_k
 
     def scope(self, *, user_id: str, channel_id: str) -> SearchFilter:
-        groups = scope_for(self.membership, user_id=user_id, channel_id=channel_id,
-                           is_direct_message=is_direct_message(channel_id))
+        groups = scope_for(
+            self.membership,
+            user_id=user_id,
+            channel_id=channel_id,
+            is_direct_message=is_direct_message(channel_id),
+        )
         return SearchFilter(allowed=groups)
 
     def exists(self, place: Place) -> bool:
@@ -91,15 +102,21 @@ class SlackConversations:
         if result is not None and result.chosen is not None:
             hit = result.chosen
             try:
-                self.publisher.post_original(image_id=hit.id, title=hit.text or hit.id, where=hit.source or hit.uri,
-                                             channel=place.channel, thread_ts=place.thread_ts or "",
-                                             allowed=result.scope.allowed)
+                self.publisher.post_original(
+                    image_id=hit.id,
+                    title=hit.text or hit.id,
+                    where=hit.source or hit.uri,
+                    channel=place.channel,
+                    thread_ts=place.thread_ts or "",
+                    allowed=result.scope.allowed,
+                )
             except Exception as error:  # noqa: BLE001 - the choice is made; the image post is a courtesy
                 logger.warning("could not post the original of %s: %s", hit.id, error)
 
     def _turn(self, client: WebClient, place: Place, run: Callable[[], TurnResult]) -> TurnResult | None:
-        status = client.chat_postMessage(channel=place.channel, thread_ts=place.thread_ts, text="Searching…",
-                                         blocks=searching_blocks())
+        status = client.chat_postMessage(
+            channel=place.channel, thread_ts=place.thread_ts, text="Searching…", blocks=searching_blocks()
+        )
         status_ts = status["ts"]
         try:
             result = run()
@@ -120,7 +137,9 @@ class SlackConversations:
             # a "more" turn shows its new page (numbered on from the earlier ones), any other turn the top
             start = result.page_start
             shown = result.model_copy(update={"hits": result.hits[start : start + self.top_k]})
-            file_ids = self.publisher.thumbnail_file_ids([h.id for h in shown.hits], allowed=result.scope.allowed)
+            file_ids = self.publisher.thumbnail_file_ids(
+                [h.id for h in shown.hits], allowed=result.scope.allowed
+            )
             blocks = turn_blocks(shown, file_ids, first_rank=start + 1)
         client.chat_update(channel=place.channel, ts=status_ts, text=fallback_text(result), blocks=blocks)
         return result

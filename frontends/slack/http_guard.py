@@ -40,7 +40,9 @@ class SeenEvents:
         now = time.time()
         with self._lock:
             self._db.execute("DELETE FROM seen WHERE at < ?", (now - KEEP_EVENTS_S,))
-            cursor = self._db.execute("INSERT OR IGNORE INTO seen (event_id, at) VALUES (?, ?)", (event_id, now))
+            cursor = self._db.execute(
+                "INSERT OR IGNORE INTO seen (event_id, at) VALUES (?, ?)", (event_id, now)
+            )
             return cursor.rowcount == 1
 
     def close(self) -> None:

@@ -76,13 +76,24 @@ class SlackImagePublisher:
         return file_id
 
     def post_original(
-        self, *, image_id: str, title: str, where: str, channel: str, thread_ts: str, allowed: list[str] | None
+        self,
+        *,
+        image_id: str,
+        title: str,
+        where: str,
+        channel: str,
+        thread_ts: str,
+        allowed: list[str] | None,
     ) -> None:
         """Posts the full image (downscaled when large) into the thread, saying where it lives.
 
         ``allowed``: the conversation's scope; an image outside it is not fetched (the service answers 404)."""
         data, extension = downscale_jpeg(self._retriever.image(image_id, allowed=allowed))
         self._client.files_upload_v2(
-            content=data, filename=f"{image_id}.{extension}", title=title, channel=channel, thread_ts=thread_ts,
+            content=data,
+            filename=f"{image_id}.{extension}",
+            title=title,
+            channel=channel,
+            thread_ts=thread_ts,
             initial_comment=f"Here it is: *{title}* — it lives at `{where}`",
         )

@@ -39,8 +39,9 @@ class SlackIndexer:
             logger.info("skipping %s: larger than %d bytes", file.get("id"), MAX_FILE_BYTES)
             return None
         url = file.get("url_private_download") or file.get("url_private")
-        response = httpx.get(url, headers={"Authorization": f"Bearer {self._bot_token}"}, timeout=60,
-                             follow_redirects=True)
+        response = httpx.get(
+            url, headers={"Authorization": f"Bearer {self._bot_token}"}, timeout=60, follow_redirects=True
+        )
         response.raise_for_status()
         job = self._retriever.index_upload(
             [(file.get("name") or f"{file['id']}.img", response.content)],
@@ -74,8 +75,9 @@ class SlackIndexer:
         from tqdm import tqdm
 
         sent = 0
-        for file, text in tqdm(self.history_files(channel), desc=f"backfill {channel}", unit="image",
-                               disable=not progress):
+        for file, text in tqdm(
+            self.history_files(channel), desc=f"backfill {channel}", unit="image", disable=not progress
+        ):
             try:
                 if self.index_file(file, channel=channel, text=text or None):
                     sent += 1

@@ -6,7 +6,7 @@ from pydantic import BaseModel, Field
 
 from agent.engine import TurnResult
 from chatir.dialog import MAX_TEXT_CHARS, Dialog
-from retriever_service.schemas import Hit
+from chatir.schemas import Hit
 
 MAX_BODY_TEXT = 4 * MAX_TEXT_CHARS
 """Longest text accepted at all; the engine gives the precise message for empty or too long text."""
@@ -27,7 +27,9 @@ class ChooseIn(BaseModel):
 class AppInfo(BaseModel):
     title: str
     demo_targets: bool = Field(..., description="True when 'Show me a target' is available.")
-    about: str | None = Field(None, description="What the searched collection holds, in one or two sentences.")
+    about: str | None = Field(
+        None, description="What the searched collection holds, in one or two sentences."
+    )
     examples: list[str] = Field(default_factory=list, description="Example descriptions that suit it.")
 
 
@@ -60,26 +62,50 @@ class TurnView(BaseModel):
     excluded_count: int = 0
     page_start: int = Field(0, description="Index in ``hits`` of the first match new in this turn ('more').")
     target_id: str | None = None
-    target_rank: int | None = Field(None, description="Rank of the demo target (1 = best), None when > rank_limit.")
+    target_rank: int | None = Field(
+        None, description="Rank of the demo target (1 = best), None when > rank_limit."
+    )
     rank_limit: int = 100
     found_target: bool = False
 
     @classmethod
-    def of(cls, result: TurnResult, *, conversation_id: str, target_id: str | None = None,
-           target_rank: int | None = None, rank_limit: int = 100) -> TurnView:
+    def of(
+        cls,
+        result: TurnResult,
+        *,
+        conversation_id: str,
+        target_id: str | None = None,
+        target_rank: int | None = None,
+        rank_limit: int = 100,
+    ) -> TurnView:
         def view(hit: Hit) -> HitView:
-            return HitView(id=hit.id, score=hit.score, thumbnail=f"/api/images/{hit.id}/thumbnail",
-                           image=f"/api/images/{hit.id}", text=hit.text, source=hit.source,
-                           location=hit.uri if not hit.uri.startswith("/v1/") else None,
-                           is_target=hit.id == target_id)
+            return HitView(
+                id=hit.id,
+                score=hit.score,
+                thumbnail=f"/api/images/{hit.id}/thumbnail",
+                image=f"/api/images/{hit.id}",
+                text=hit.text,
+                source=hit.source,
+                location=hit.uri if not hit.uri.startswith("/v1/") else None,
+                is_target=hit.id == target_id,
+            )
 
         chosen = view(result.chosen) if result.chosen else None
         return cls(
-            conversation_id=conversation_id, state=result.state, action=result.action, round=result.round,
-            question=result.question, message=result.message, hits=[view(h) for h in result.hits],
-            dialog=result.dialog, chosen=chosen, excluded_count=result.excluded_count,
-            page_start=result.page_start, target_id=target_id,
-            target_rank=target_rank, rank_limit=rank_limit,
+            conversation_id=conversation_id,
+            state=result.state,
+            action=result.action,
+            round=result.round,
+            question=result.question,
+            message=result.message,
+            hits=[view(h) for h in result.hits],
+            dialog=result.dialog,
+            chosen=chosen,
+            excluded_count=result.excluded_count,
+            page_start=result.page_start,
+            target_id=target_id,
+            target_rank=target_rank,
+            rank_limit=rank_limit,
             found_target=bool(chosen and target_id and chosen.id == target_id),
         )
 

@@ -11,13 +11,14 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from retriever_service.api.security import bearer_scheme
-from retriever_service.api.state import get_service
-from retriever_service.schemas import (
+from chatir.runfile import store_fingerprint
+from chatir.schemas import (
     PUBLIC,
     DeleteResponse,
     EncodeRequest,
     EncodeResponse,
+    EncodeTextsRequest,
+    EncodeTextsResponse,
     ErrorResponse,
     HealthResponse,
     IndexJob,
@@ -26,7 +27,9 @@ from retriever_service.schemas import (
     SearchRequest,
     SearchResponse,
 )
-from retriever_service.service import UPLOAD_SOURCE, RetrieverService, store_fingerprint
+from retriever_service.api.security import bearer_scheme
+from retriever_service.api.state import get_service
+from retriever_service.service import UPLOAD_SOURCE, RetrieverService
 
 Service = Annotated[RetrieverService, Depends(get_service)]
 
@@ -84,6 +87,13 @@ async def search(body: SearchRequest, service: Service) -> SearchResponse:
 async def encode(body: EncodeRequest, service: Service) -> EncodeResponse:
     """The dialog's L2-normalised embedding in the image space, and the text actually encoded."""
     return await run_in_threadpool(service.encode, body.dialog)
+
+
+@v1.post("/encode/texts", response_model=EncodeTextsResponse, summary="Embed plain texts (batch)")
+async def encode_texts(body: EncodeTextsRequest, service: Service) -> EncodeTextsResponse:
+    """Each text's L2-normalised embedding in the image space, as it is (no dialog joining): what clients
+    that score answers against images (the LLM-free questioners) need, from the same model as the index."""
+    return await run_in_threadpool(service.encode_texts, body)
 
 
 _UPLOAD_FORM = {

@@ -1,4 +1,4 @@
-"""Search scope (a :class:`SearchFilter` plus excluded ids) turned into Qdrant filters.
+"""A search scope (:class:`chatir.scope.SearchScope`, whose ``admits`` is the meaning) compiled into Qdrant filters.
 
 Every condition goes *into* the vector query (Qdrant applies it while scoring), never after it, so k
 results come back whenever k matching images exist. Conditions are any-of matches on list or keyword
@@ -13,13 +13,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from chatir.schemas import SearchFilter
+from chatir.scope import SearchScope
 from retriever_service.index.records import is_image_id
-from retriever_service.schemas import SearchFilter
 
 
 @dataclass(frozen=True)
 class Scope:
-    """Backend-neutral search scope: ``must`` any-of conditions and ``excluded`` image ids."""
+    """A :class:`SearchScope` compiled for the backends: ``must`` any-of conditions and ``excluded`` image ids
+    (``tests/test_scope_properties.py``: what Qdrant returns under it is what the scope admits)."""
 
     must: tuple[tuple[str, tuple[str, ...]], ...] = ()
     excluded: tuple[str, ...] = ()
@@ -28,23 +30,19 @@ class Scope:
 
     @classmethod
     def build(cls, search_filter: SearchFilter | None, exclude_ids: Iterable[str] = ()) -> Scope:
-        must: list[tuple[str, tuple[str, ...]]] = []
-        empty = False
-        if search_filter is not None:
-            for name in ("allowed", "sources", "tags"):
-                values = getattr(search_filter, name)
-                if values is None:
-                    continue
-                key = "source" if name == "sources" else name
-                unique = tuple(dict.fromkeys(str(v) for v in values))
-                if not unique:
-                    empty = True
-                must.append((key, unique))
-        # An id that is not of our form cannot be in the index: dropping it never widens the scope.
-        excluded = tuple(
-            dict.fromkeys(i.lower() for i in exclude_ids if isinstance(i, str) and is_image_id(i.lower()))
+        """The compiled form of a service request's scope (its ``filter`` and ``exclude_ids``)."""
+        return cls.of(SearchScope.from_filter(search_filter, exclude_ids))
+
+    @classmethod
+    def of(cls, scope: SearchScope) -> Scope:
+        """The compiled form of ``scope``: one any-of condition per restricted axis, the excluded ids."""
+        axes = (("allowed", scope.allowed), ("source", scope.sources), ("tags", scope.tags))
+        must = tuple(
+            (key, tuple(dict.fromkeys(str(v) for v in values))) for key, values in axes if values is not None
         )
-        return cls(must=tuple(must), excluded=excluded, empty=empty)
+        # An id that is not of our form cannot be in the index: dropping it never widens the scope.
+        excluded = tuple(dict.fromkeys(i.lower() for i in scope.exclude_ids if is_image_id(i.lower())))
+        return cls(must=must, excluded=excluded, empty=scope.is_empty)
 
     @property
     def unrestricted(self) -> bool:
@@ -52,17 +50,6 @@ class Scope:
 
     def excluded_uuids(self) -> list[uuid.UUID]:
         return [uuid.UUID(hex=i) for i in self.excluded]
-
-    def matches(self, payload: dict[str, Any]) -> bool:
-        """Reference semantics of the scope on one payload (used by tests and sanity checks)."""
-        if self.empty or payload.get("id") in self.excluded:
-            return False
-        for key, values in self.must:
-            have = payload.get(key)
-            have_set = set(have) if isinstance(have, list) else {have}
-            if not have_set.intersection(values):
-                return False
-        return True
 
     # --- backends ----------------------------------------------------------------------------------
     def to_client_filter(self) -> Any:

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
+from chatir.schemas import PUBLIC
 from retriever_service.index.records import Copy, ImageRecord, file_content_id, text_from_filename
-from retriever_service.schemas import PUBLIC
 
 log = logging.getLogger(__name__)
 
@@ -314,9 +314,7 @@ class _BatchWriter:
 
     def _add_copy(self, image_id: str, candidate: _Candidate) -> None:
         copy = self._copy(candidate)
-        self.index.add_location(
-            image_id, candidate.key, mtime=candidate.mtime, **copy.model_dump()
-        )
+        self.index.add_location(image_id, candidate.key, mtime=candidate.mtime, **copy.model_dump())
 
     def _record(self, candidate: _Candidate, image_id: str, decoded: Any) -> ImageRecord:
         copy = self._copy(candidate)

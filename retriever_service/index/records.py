@@ -8,7 +8,6 @@ keeps the hex ``id`` too.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import uuid
@@ -18,33 +17,12 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
-from retriever_service.schemas import PUBLIC, SearchFilter
-
-ID_LENGTH = 32
-_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
-_HASH_CHUNK = 1 << 20
+from chatir.ids import ID_LENGTH, content_id, file_content_id, is_image_id
+from chatir.schemas import PUBLIC, SearchFilter
+from chatir.scope import SearchScope
 
 FILTER_FIELDS = ("allowed", "source", "tags")
 """Payload fields a search can filter on (keyword payload indexes on the server)."""
-
-
-def content_id(data: bytes) -> str:
-    """Content id of some bytes: the first 32 hex characters of their SHA-256."""
-    return hashlib.sha256(data).hexdigest()[:ID_LENGTH]
-
-
-def file_content_id(path: str | os.PathLike[str]) -> str:
-    """Content id of a file, read in chunks (raises ``OSError`` when it cannot be read)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()[:ID_LENGTH]
-
-
-def is_image_id(value: str) -> bool:
-    """True when ``value`` has the form of an image id (32 lowercase hex characters)."""
-    return isinstance(value, str) and bool(_ID_PATTERN.match(value))
 
 
 def point_id(image_id: str) -> str:
@@ -80,14 +58,8 @@ class Copy(BaseModel):
     owner: str | None = None
 
     def visible_to(self, scope: SearchFilter | None) -> bool:
-        """Whether a caller searching with ``scope`` may see this copy (the filter's any-of semantics)."""
-        if scope is None:
-            return True
-        if scope.allowed is not None and not set(self.allowed) & set(scope.allowed):
-            return False
-        if scope.sources is not None and self.source not in scope.sources:
-            return False
-        return scope.tags is None or bool(set(self.tags) & set(scope.tags))
+        """Whether a caller searching with ``scope`` may see this copy (:meth:`SearchScope.admits`)."""
+        return SearchScope.from_filter(scope).admits(allowed=self.allowed, source=self.source, tags=self.tags)
 
 
 class ImageRecord(BaseModel):
@@ -124,7 +96,7 @@ class ImageRecord(BaseModel):
     @classmethod
     def _check_id(cls, value: str) -> str:
         value = value.lower()
-        if not _ID_PATTERN.match(value):
+        if not is_image_id(value):
             raise ValueError(f"image id must be {ID_LENGTH} hex characters, got {value!r}")
         return value
 
@@ -133,7 +105,11 @@ class ImageRecord(BaseModel):
             self.locations.insert(0, self.uri)
         if self.uri not in self.copies:
             self.copies[self.uri] = Copy(
-                allowed=list(self.allowed), source=self.source, text=self.text, tags=list(self.tags), owner=self.owner
+                allowed=list(self.allowed),
+                source=self.source,
+                text=self.text,
+                tags=list(self.tags),
+                owner=self.owner,
             )
 
     def visible_copy(self, scope: SearchFilter | None) -> tuple[str, Copy] | None:

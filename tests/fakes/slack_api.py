@@ -8,6 +8,7 @@ the next calls answer 429 with ``Retry-After: 1`` as Slack does.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import threading
@@ -62,12 +63,25 @@ class FakeSlack:
         self.members[channel] = list(members)
         self.history.setdefault(channel, [])
 
-    def add_file(self, name: str, content: bytes, mimetype: str = "image/png", channel: str | None = None,
-                 user: str = "U1") -> FakeFile:
+    def add_file(
+        self,
+        name: str,
+        content: bytes,
+        mimetype: str = "image/png",
+        channel: str | None = None,
+        user: str = "U1",
+    ) -> FakeFile:
         with self._lock:
             file_id = f"F{next(self._ids):06d}"
-        fake = FakeFile(id=file_id, name=name, mimetype=mimetype, content=content, user=user,
-                        channels=[channel] if channel else [], title=name)
+        fake = FakeFile(
+            id=file_id,
+            name=name,
+            mimetype=mimetype,
+            content=content,
+            user=user,
+            channels=[channel] if channel else [],
+            title=name,
+        )
         self.files[file_id] = fake
         return fake
 
@@ -97,9 +111,15 @@ class FakeSlack:
 
     def file_payload(self, fake: FakeFile) -> dict[str, Any]:
         return {
-            "id": fake.id, "name": fake.name, "title": fake.title, "mimetype": fake.mimetype,
-            "filetype": fake.mimetype.split("/")[-1], "user": fake.user, "size": len(fake.content),
-            "channels": fake.channels, "url_private": f"{self.base_url}/files/{fake.id}",
+            "id": fake.id,
+            "name": fake.name,
+            "title": fake.title,
+            "mimetype": fake.mimetype,
+            "filetype": fake.mimetype.split("/")[-1],
+            "user": fake.user,
+            "size": len(fake.content),
+            "channels": fake.channels,
+            "url_private": f"{self.base_url}/files/{fake.id}",
             "url_private_download": f"{self.base_url}/files/{fake.id}?download=1",
         }
 
@@ -111,8 +131,15 @@ class FakeSlack:
         return handler(args)
 
     def api_auth_test(self, args):
-        return {"ok": True, "url": "https://fake.slack.test/", "team": "Fake", "user": "chatir",
-                "team_id": TEAM_ID, "user_id": BOT_USER_ID, "bot_id": BOT_ID}
+        return {
+            "ok": True,
+            "url": "https://fake.slack.test/",
+            "team": "Fake",
+            "user": "chatir",
+            "team_id": TEAM_ID,
+            "user_id": BOT_USER_ID,
+            "bot_id": BOT_ID,
+        }
 
     def api_chat_postMessage(self, args):
         ts = self.next_ts()
@@ -123,7 +150,12 @@ class FakeSlack:
         return {"ok": True, "channel": args.get("channel"), "ts": ts, "message": message}
 
     def api_chat_update(self, args):
-        return {"ok": True, "channel": args.get("channel"), "ts": args.get("ts"), "text": args.get("text", "")}
+        return {
+            "ok": True,
+            "channel": args.get("channel"),
+            "ts": args.get("ts"),
+            "text": args.get("text", ""),
+        }
 
     def api_chat_postEphemeral(self, args):
         return {"ok": True, "message_ts": self.next_ts()}
@@ -142,8 +174,14 @@ class FakeSlack:
             content = self.uploads.get(item["id"])
             if content is None:
                 return {"ok": False, "error": "file_not_found"}
-            fake = FakeFile(id=item["id"], name=item.get("title") or item["id"], mimetype="image/jpeg",
-                            content=content, user=BOT_USER_ID, title=item.get("title") or "")
+            fake = FakeFile(
+                id=item["id"],
+                name=item.get("title") or item["id"],
+                mimetype="image/jpeg",
+                content=content,
+                user=BOT_USER_ID,
+                title=item.get("title") or "",
+            )
             if args.get("channel_id"):
                 fake.channels = [args["channel_id"]]
             self.files[fake.id] = fake
@@ -159,7 +197,7 @@ class FakeSlack:
     def _page(self, items: list, args, key: str):
         limit = int(args.get("limit") or 100)
         start = int(args.get("cursor") or 0)
-        page = items[start:start + limit]
+        page = items[start : start + limit]
         next_cursor = str(start + limit) if start + limit < len(items) else ""
         return {"ok": True, key: page, "response_metadata": {"next_cursor": next_cursor}}
 
@@ -244,17 +282,17 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.server.fake
         for key in ("blocks", "files", "attachments"):
             if isinstance(args.get(key), str):
-                try:
+                with contextlib.suppress(ValueError):
                     args[key] = json.loads(args[key])
-                except ValueError:
-                    pass
         with fake._lock:
             fake.calls.append(Call(method, args, dict(self.headers)))
             limited = fake._rate_limited.get(method, 0)
             if limited:
                 fake._rate_limited[method] = limited - 1
         if limited:
-            self._reply(429, json.dumps({"ok": False, "error": "ratelimited"}).encode(), headers={"Retry-After": "1"})
+            self._reply(
+                429, json.dumps({"ok": False, "error": "ratelimited"}).encode(), headers={"Retry-After": "1"}
+            )
             return
         auth = self.headers.get("Authorization", "")
         token = auth.removeprefix("Bearer ") if auth else args.get("token", "")

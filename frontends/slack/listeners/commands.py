@@ -23,7 +23,9 @@ def register(app: App, deps: SlackDeps) -> None:
             return
         channel = command["channel_id"]
         try:
-            root = client.chat_postMessage(channel=channel, text=f"<@{command['user_id']}> is looking for: {text}")
+            root = client.chat_postMessage(
+                channel=channel, text=f"<@{command['user_id']}> is looking for: {text}"
+            )
         except Exception:  # noqa: BLE001 - any Slack refusal means the same to the user
             respond("I can't post in this channel: invite me with /invite @chatir, or DM me the description.")
             return

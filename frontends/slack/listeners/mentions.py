@@ -11,11 +11,17 @@ from frontends.slack.listeners.deps import SlackDeps, just_ack
 def register(app: App, deps: SlackDeps) -> None:
     def handle_mention(event: dict, body: dict, client) -> None:
         text = strip_mentions(event.get("text", ""))
-        place = Place(team=body.get("team_id", ""), channel=event["channel"],
-                      thread_ts=event.get("thread_ts") or event["ts"])
+        place = Place(
+            team=body.get("team_id", ""),
+            channel=event["channel"],
+            thread_ts=event.get("thread_ts") or event["ts"],
+        )
         if not text:
-            client.chat_postMessage(channel=place.channel, thread_ts=place.thread_ts,
-                                    text="Describe the image you are looking for, e.g. “a red star on a blue background”.")
+            client.chat_postMessage(
+                channel=place.channel,
+                thread_ts=place.thread_ts,
+                text="Describe the image you are looking for, e.g. “a red star on a blue background”.",
+            )
             return
         if event.get("thread_ts") and deps.conversations.exists(place):
             deps.conversations.message(client, place, user_id=event.get("user", ""), text=text)

@@ -1,0 +1,109 @@
+"""A chat turn with the questioner's text embeddings from the service (the torch-free agent) versus from a model
+loaded in the agent's own process (how the agent worked before it went torch-free).
+
+    python benchmarks/turn_latency.py --home /tmp/turn-bench --gallery 2000 --conversations 20 --answers 3
+
+It prepares the demo's stack (gallery, service on a local port, index), builds the same LLM-free questioner
+twice -- once embedding answers through ``POST /v1/encode/texts``, once with the service's model object in this
+process -- and runs the same conversations through both engines, alternating, so machine noise hits both
+alike. Reported: the question bank's warm-up (embedding every answer once), and per-turn wall-clock p50/p95 and
+mean. Turns re-use the cached answer embeddings, so their difference is the per-conversation model check and
+noise. Compare runs side by side, never as a timed test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from agent.factory import build_engine, build_questioner
+from agent.questioners import load_bank
+from agent.search import ServiceTextEncoder
+from chatir.settings import get_settings
+from frontends.demo import demo_settings, demo_stack
+from tools.client import RetrieverClient
+
+CAPTIONS = (
+    "a red star on a blue background",
+    "two green circles",
+    "a small yellow square in the corner",
+    "a striped purple heart",
+    "a dark picture with a frame",
+)
+
+
+def _conversation(engine, cid: str, caption: str, answers: int) -> list[float]:
+    """Seconds of each turn: the description, then ``answers`` answers (each the first answer the bank allows)."""
+    times = []
+    started = time.perf_counter()
+    turn = engine.handle(cid, caption)
+    times.append(time.perf_counter() - started)
+    bank = {q.question: q.answers for q in engine.questioner.bank}
+    for _ in range(answers):
+        if not turn.question:
+            break
+        answer = bank.get(turn.question, ["yes"])[0]
+        started = time.perf_counter()
+        turn = engine.handle(cid, answer)
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--home", type=Path, required=True, help="CHATIR_HOME of the benchmark (gallery, index)"
+    )
+    parser.add_argument("--gallery", type=int, default=2000)
+    parser.add_argument("--conversations", type=int, default=20)
+    parser.add_argument("--answers", type=int, default=3)
+    args = parser.parse_args()
+
+    settings = demo_settings(get_settings().model_copy(update={"home": args.home}))
+    bank = load_bank("world")
+    with demo_stack(
+        settings, gallery_size=args.gallery, service_port=0, warm_up=False, progress=False
+    ) as stack:
+        local = stack.local
+        encoders = {
+            "service (HTTP /v1/encode/texts)": ServiceTextEncoder(
+                RetrieverClient.from_settings(local.settings)
+            ),
+            "in-process model (before)": local.service.model,
+        }
+        engines, warm_up = {}, {}
+        for name, encoder in encoders.items():
+            questioner = build_questioner(local.settings, "info_gain", text_encoder=encoder, bank=bank)
+            started = time.perf_counter()
+            questioner.warm_up()
+            warm_up[name] = time.perf_counter() - started
+            engines[name] = build_engine(local.settings, questioner=questioner)
+        turns: dict[str, list[float]] = {name: [] for name in engines}
+        for i in range(args.conversations):
+            order = list(engines) if i % 2 == 0 else list(reversed(engines))
+            for name in order:
+                turns[name] += _conversation(
+                    engines[name], f"{i}-{name}", CAPTIONS[i % len(CAPTIONS)], args.answers
+                )
+
+    print(f"\n{args.gallery} images, {args.conversations} conversations x (1 + {args.answers}) turns\n")
+    print("| answers embedded by | bank warm-up s | turns | p50 ms | p95 ms | mean ms |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, times in turns.items():
+        ms = sorted(t * 1000 for t in times)
+        p95 = ms[min(len(ms) - 1, int(0.95 * len(ms)))]
+        print(
+            f"| {name} | {warm_up[name]:.1f} | {len(ms)} | {statistics.median(ms):.0f} | {p95:.0f} "
+            f"| {statistics.fmean(ms):.0f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

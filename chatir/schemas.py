@@ -1,0 +1,143 @@
+"""Request and response models of the retriever service's HTTP API (``/v1``).
+
+Light on purpose (pydantic only): the tool client in :mod:`tools` imports these without pulling torch.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, Field, StrictBool, StrictInt
+
+from chatir.dialog import MAX_TEXT_CHARS, Dialog
+
+PUBLIC = "public"
+"""Visibility group of images everybody may see (e.g. the demo gallery, an admin's shared folder)."""
+
+
+class SearchFilter(BaseModel):
+    """Restricts a search. Every field is applied inside the vector query (never by post-filtering).
+
+    ``allowed`` is the caller's scope: an image matches when its own ``allowed`` list shares at least
+    one entry with it (channel ids, group names or ``"public"``). ``None`` means unrestricted and is
+    only for trusted callers (admin CLI, the evaluation harness).
+    """
+
+    allowed: list[str] | None = Field(
+        None, max_length=1000, description="Visibility groups the caller may see."
+    )
+    sources: list[str] | None = Field(None, max_length=100, description="Only images from these sources.")
+    tags: list[str] | None = Field(
+        None, max_length=100, description="Only images carrying any of these tags."
+    )
+
+
+class SearchRequest(BaseModel):
+    dialog: Dialog
+    k: StrictInt = Field(10, ge=1, le=1000)
+    filter: SearchFilter | None = None
+    exclude_ids: list[str] = Field(default_factory=list, max_length=10_000)
+    with_vectors: StrictBool = Field(
+        False,
+        description="Also return each hit's image embedding (the information-gain questioner needs them).",
+    )
+
+
+class Hit(BaseModel):
+    id: str
+    score: float
+    uri: str
+    thumbnail_url: str
+    width: int | None = None
+    height: int | None = None
+    mime: str | None = None
+    source: str | None = None
+    text: str | None = Field(None, description="Free text of the image: file name, message text.")
+    tags: list[str] = Field(default_factory=list)
+    vector: list[float] | None = Field(
+        None, description="The image embedding; only when with_vectors was asked."
+    )
+
+
+class SearchResponse(BaseModel):
+    hits: list[Hit]
+    model: str
+    took_ms: float
+
+
+class EncodeRequest(BaseModel):
+    dialog: Dialog
+
+
+class EncodeResponse(BaseModel):
+    vector: list[float]
+    model: str
+    text: str = Field(..., description="The dialog text actually encoded (after truncation).")
+
+
+MAX_ENCODE_TEXTS = 1024
+"""Texts one ``POST /v1/encode/texts`` may carry."""
+
+
+class EncodeTextsRequest(BaseModel):
+    """Plain texts to embed with the dialog encoder as they are (no dialog joining, no truncation policy
+    beyond the model's own token limit): what the LLM-free questioners score answers with."""
+
+    texts: list[Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS)]] = Field(
+        ..., min_length=1, max_length=MAX_ENCODE_TEXTS
+    )
+
+
+class EncodeTextsResponse(BaseModel):
+    vectors: list[list[float]] = Field(..., description="One L2-normalised embedding per text, in order.")
+    model: str
+
+
+class IndexRequest(BaseModel):
+    paths: list[str] = Field(..., min_length=1, max_length=1000)
+    source: str | None = Field(None, description="Source label; defaults to the folder path.")
+    allowed: list[str] = Field(default_factory=lambda: [PUBLIC])
+    tags: list[str] = Field(default_factory=list)
+    owner: str | None = None
+    text: str | None = Field(
+        None,
+        max_length=4000,
+        description="Free text of the images (e.g. the Slack "
+        "message they were shared with); defaults to each file's name.",
+    )
+    prune: bool = False
+
+
+class IndexJob(BaseModel):
+    id: str
+    state: str = Field(..., description="queued, running, done or failed")
+    total: int = 0
+    done: int = 0
+    added: int = 0
+    skipped: list[dict[str, str]] = Field(default_factory=list, description="[{path, reason}] of bad files.")
+    error: str | None = None
+    unchanged: int = Field(0, description="Files already indexed with the same content (not re-embedded).")
+    duplicates: int = Field(0, description="Files whose bytes were already indexed under another path.")
+    pruned: int = Field(0, description="Entries removed because their files are gone (prune=true).")
+
+
+class ErrorResponse(BaseModel):
+    error: str
+    detail: object | None = None
+
+
+class HealthResponse(BaseModel):
+    status: str = "ok"
+    store_id: str = Field(..., description="Fingerprint of the vector store the service uses (not its path).")
+
+
+class ReadyResponse(BaseModel):
+    status: str = "ready"
+    model: str
+    images: int = Field(..., description="Images in the index.")
+    store_id: str
+
+
+class DeleteResponse(BaseModel):
+    id: str
+    deleted: bool = True
