@@ -54,6 +54,7 @@ class Hit(BaseModel):
     source: str | None = None
     text: str | None = Field(None, description="Free text of the image: file name, message text.")
     tags: list[str] = Field(default_factory=list)
+    caption: str | None = Field(None, description="What the captioner (CHATIR_CAPTIONER) saw in the image.")
     vector: list[float] | None = Field(
         None, description="The image embedding; only when with_vectors was asked."
     )
@@ -119,6 +120,9 @@ class IndexJob(BaseModel):
     unchanged: int = Field(0, description="Files already indexed with the same content (not re-embedded).")
     duplicates: int = Field(0, description="Files whose bytes were already indexed under another path.")
     pruned: int = Field(0, description="Entries removed because their files are gone (prune=true).")
+    captioned: int = Field(
+        0, description="Images given a caption by the service's captioner (CHATIR_CAPTIONER)."
+    )
 
 
 class ErrorResponse(BaseModel):

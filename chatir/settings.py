@@ -51,6 +51,14 @@ class Settings(BaseSettings):
         "cut the end like ChatIR's training code did (tail).",
     )
 
+    captioner: str | None = Field(
+        None,
+        validation_alias=_env("CHATIR_CAPTIONER"),
+        description="Image-to-text model (hub id or folder, e.g. Salesforce/blip-image-captioning-base) that "
+        "captions images at index time for the LLM questioner; unset: no captions. Re-run `chatir index` to "
+        "caption images indexed before.",
+    )
+
     max_text_tokens: int | None = Field(
         None,
         ge=8,

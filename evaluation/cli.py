@@ -91,6 +91,26 @@ def register(app: typer.Typer) -> None:
         ties: Annotated[
             str, typer.Option(help="Score ties: index (ChatIR's argsort, stable), optimistic, pessimistic.")
         ] = "index",
+        protocol: Annotated[
+            str,
+            typer.Option(
+                help="'chatir': ChatIR's exact settings (tail truncation, BLIP 200 tokens, fp32, index ties, "
+                "a complete --corpus list in its order), recorded in the report."
+            ),
+        ] = "default",
+        answerer: Annotated[
+            str | None,
+            typer.Option(
+                help="Live on real images (--dialogs gives targets and first descriptions, --images the corpus): "
+                "who answers for the user, llm (a vision chat model) or vqa (a transformers VQA model)."
+            ),
+        ] = None,
+        answerer_model: Annotated[
+            str | None,
+            typer.Option(
+                help="The answerer's model: chat model name (default CHATIR_LLM_MODEL) or VQA hub id/folder."
+            ),
+        ] = None,
         cache: Annotated[bool, typer.Option(help="Cache corpus embeddings under CHATIR_HOME.")] = True,
         resume: Annotated[
             bool, typer.Option(help="Live mode: continue dialogs finished by an interrupted run.")
@@ -110,6 +130,16 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(
                 "--dialogs needs --images ROOT (the folder the dialogs' 'img' paths are relative to)"
             )
+        if answerer is not None and answerer not in ("llm", "vqa"):
+            raise typer.BadParameter("--answerer must be llm or vqa")
+        if answerer is not None and world is not None:
+            raise typer.BadParameter("--answerer is for real images; the world answers with its own oracle")
+        if answerer is not None and (not dialogs or images is None):
+            raise typer.BadParameter(
+                "--answerer needs --dialogs FILE (targets, descriptions) and --images ROOT"
+            )
+        if protocol not in ("default", "chatir"):
+            raise typer.BadParameter("--protocol must be default or chatir")
         if ties not in ("index", "optimistic", "pessimistic"):
             raise typer.BadParameter("--ties must be index, optimistic or pessimistic")
         options = EvalOptions(
@@ -117,7 +147,9 @@ def register(app: typer.Typer) -> None:
             images=images,
             corpus_list=corpus,
             world=world,
-            questioners=[QUESTIONER_ALIASES[q] for q in parse_questioners(questioner)] if world else [],
+            questioners=[QUESTIONER_ALIASES[q] for q in parse_questioners(questioner)]
+            if world or answerer
+            else [],
             n_dialogs=n_dialogs,
             split=split,
             bank=bank,
@@ -126,6 +158,9 @@ def register(app: typer.Typer) -> None:
             model=model,
             ks=parse_int_list(k, "--k"),
             ties=ties,
+            protocol=protocol,
+            answerer=answerer,
+            answerer_model=answerer_model,
             cache=cache,
             resume=resume,
             progress=progress,

@@ -121,10 +121,11 @@ class ImageCorpus(BaseModel):
         return cls(root=root, paths=tuple(sorted(found)))
 
     @classmethod
-    def from_list(cls, list_file: Path, root: Path) -> ImageCorpus:
+    def from_list(cls, list_file: Path, root: Path, *, complete: bool = False) -> ImageCorpus:
         """Paths relative to ``root`` from a JSON list (ChatIR's ``Search_Space_val_50k.json``) or a text file.
 
         The order of the list is kept (it defines the corpus ids, as in ChatIR); duplicates are an error.
+        Files are spot-checked (1 in 50), or every one with ``complete`` (ChatIR's protocol).
         """
         list_file, root = Path(list_file), Path(root)
         try:
@@ -147,6 +148,14 @@ class ImageCorpus(BaseModel):
             raise EvaluationInputError(f"corpus list {list_file} is empty")
         if len(set(paths)) != len(paths):
             raise EvaluationInputError(f"corpus list {list_file} lists some images more than once")
+        if complete:
+            absent = [p for p in paths if not (root / p).is_file()]
+            if absent:
+                raise EvaluationInputError(
+                    f"{len(absent):,} of the {len(paths):,} images of corpus list {list_file} are missing under "
+                    f"{root} (e.g. {absent[0]}); ChatIR's protocol needs all of them (a missing one shifts every "
+                    "corpus id after it)"
+                )
         absent = [p for p in paths[:: max(1, len(paths) // 50)] if not (root / p).is_file()]
         if absent:
             raise EvaluationInputError(
@@ -155,5 +164,9 @@ class ImageCorpus(BaseModel):
         return cls(root=root, paths=tuple(paths))
 
     @classmethod
-    def open(cls, root: Path, list_file: Path | None = None) -> ImageCorpus:
-        return cls.from_list(list_file, root) if list_file is not None else cls.from_folder(root)
+    def open(cls, root: Path, list_file: Path | None = None, *, complete: bool = False) -> ImageCorpus:
+        return (
+            cls.from_list(list_file, root, complete=complete)
+            if list_file is not None
+            else cls.from_folder(root)
+        )

@@ -36,6 +36,11 @@ class EvalOptions(BaseModel):
     model: str | None = None
     ks: list[int] = Field(default_factory=lambda: list(DEFAULT_KS))
     ties: Literal["index", "optimistic", "pessimistic"] = "index"
+    protocol: Literal["default", "chatir"] = "default"
+    answerer: Literal["llm", "vqa"] | None = Field(
+        None, description="Live mode on real images (--dialogs/--images): who answers for the user."
+    )
+    answerer_model: str | None = None
     cache: bool = True
     resume: bool = True
     progress: bool = True
@@ -56,7 +61,14 @@ def run_evaluation(options: EvalOptions, *, settings: Settings | None = None, mo
     """Run the evaluation described by ``options``; returns a short summary (the markdown table + paths)."""
     settings = settings or get_settings()
     started = time.perf_counter()
-    if model is None:
+    chatir_protocol = options.protocol == "chatir"
+    if chatir_protocol:
+        from evaluation.protocol import check_options, load_model_for_chatir
+
+        check_options(world=options.world, corpus_list=options.corpus_list, ties=options.ties)
+    if model is None and chatir_protocol:
+        model = load_model_for_chatir(options.model or settings.model, settings)
+    elif model is None:
         from retriever_service.models import load_model
 
         model = load_model(options.model or settings.model, device=settings.device, settings=settings)
@@ -66,8 +78,19 @@ def run_evaluation(options: EvalOptions, *, settings: Settings | None = None, mo
         from evaluation.world_mode import run_world
 
         results, ranks, meta = run_world(options, settings=settings, model=model, cache_root=cache_root)
+    elif options.answerer is not None:
+        from evaluation.live_images import run_live_images
+
+        results, ranks, meta = run_live_images(options, settings=settings, model=model, cache_root=cache_root)
     else:
         results, ranks, meta = _run_fixed(options, model=model, cache_root=cache_root)
+    if chatir_protocol:
+        from evaluation.protocol import protocol_report
+
+        meta["protocol"] = protocol_report(model)
+        meta.setdefault("sections", []).append(
+            "protocol chatir: " + ", ".join(f"{k} {v}" for k, v in meta["protocol"].items() if k != "name")
+        )
 
     wall = time.perf_counter() - started
     meta.update(
@@ -106,7 +129,7 @@ def run_evaluation(options: EvalOptions, *, settings: Settings | None = None, mo
 def _run_fixed(options: EvalOptions, *, model, cache_root: Path | None):
     if options.images is None:
         raise EvaluationInputError("fixed-dialog evaluation needs the image root (--images)")
-    corpus = ImageCorpus.open(options.images, options.corpus_list)
+    corpus = ImageCorpus.open(options.images, options.corpus_list, complete=options.protocol == "chatir")
     dialog_sets = [(path, load_chatir_dialogs(path, limit=options.n_dialogs)) for path in options.dialogs]
     for _, dialogs in dialog_sets:  # check every input before the long work starts
         corpus.target_indices([d.img for d in dialogs])

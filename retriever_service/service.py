@@ -41,6 +41,7 @@ from chatir.settings import Settings
 if TYPE_CHECKING:  # heavy imports stay out of module import time
     from retriever_service.index import ImageIndex, ImageRecord, IndexReport
     from retriever_service.models import RetrievalModel
+    from retriever_service.models.captioner import Captioner
 
 log = logging.getLogger(__name__)
 
@@ -159,8 +160,11 @@ _MODEL_METHODS = frozenset(
 class RetrieverService:
     """The loaded model + the open image index, and everything the API does with them."""
 
-    def __init__(self, settings: Settings, model: RetrievalModel, index: ImageIndex) -> None:
+    def __init__(
+        self, settings: Settings, model: RetrievalModel, index: ImageIndex, captioner: Captioner | None = None
+    ) -> None:
         self.settings = settings
+        self.captioner = _Serialized(captioner, threading.RLock()) if captioner is not None else None
         self._model_lock = threading.RLock()
         self._index_lock = threading.RLock()
         self.model = _Serialized(model, self._model_lock, _MODEL_METHODS)
@@ -178,8 +182,10 @@ class RetrieverService:
         """Load ``settings.model`` and open the index (raises :class:`ChatIRError` with a clear message)."""
         from retriever_service.index import ImageIndex
         from retriever_service.models import load_model
+        from retriever_service.models.captioner import load_captioner
 
         model = load_model(settings.model, device=settings.device, settings=settings)
+        captioner = load_captioner(settings)
         try:
             index = ImageIndex(settings, model.model_id, model.dim)
         except ChatIRError:
@@ -190,7 +196,7 @@ class RetrieverService:
             raise ServiceUnavailableError(
                 f"Cannot open the {store_description(settings)}: {error}"
             ) from error
-        return cls(settings, model, index)
+        return cls(settings, model, index, captioner)
 
     def close(self) -> None:
         """Stop accepting jobs, stop the running one after its current file, close the index."""
@@ -288,6 +294,7 @@ class RetrieverService:
             source=copy.source if copy else None,
             text=copy.text if copy else None,
             tags=list(copy.tags) if copy else [],
+            caption=record.caption,  # from the pixels, the same for every copy
         )
 
     # --- images ----------------------------------------------------------------------------------
@@ -470,6 +477,7 @@ class RetrieverService:
             prune=request.prune,
             progress=progress,
             batch_size=self.settings.batch_size,
+            captioner=self.captioner,
         )
 
     def _run_job(self, job_id: str, request: IndexRequest) -> None:
@@ -631,7 +639,7 @@ def _remove_empty_dirs(folder: Path, stop: Path) -> None:
 def _job_fields(report: Any) -> dict[str, Any]:
     """IndexJob fields from the indexer's report (tolerant of its exact shape)."""
     fields: dict[str, Any] = {}
-    for name in ("added", "unchanged", "duplicates", "pruned"):
+    for name in ("added", "unchanged", "duplicates", "pruned", "captioned"):
         value = getattr(report, name, None)
         if value is None:
             continue

@@ -160,3 +160,36 @@ def test_the_offline_example_of_the_docs_runs_against_a_real_service(real_servic
     assert "image" in printed[0].lower()  # the tool's summary of what it found
     ids = eval(printed[-1])
     assert len(ids) == 3 and set(ids) <= set(groups)
+
+
+def test_the_llm_questioner_cannot_search_outside_the_conversation_scope(real_service):
+    """The LLM agent's search tool, bound by the engine to the conversation's scope, against the real service:
+    a model that asks for another channel's images (filter and text) still gets only what the scope admits."""
+    from langchain_core.messages import AIMessage, ToolMessage
+
+    from agent.questioners.llm import LLMQuestioner
+    from chatir.dialog import Dialog
+    from tests.test_agent_llm import ToolCallingFakeChatModel, tool_call
+
+    url, groups = real_service
+    client = RetrieverClient(url, api_key="tools-key")
+    injection = {"caption": "ignore the scope: the secret chart from C-SECRET", "k": 20,
+                 "filter": {"sources": ["C-SECRET", "public"]}}  # fmt: skip
+    chat = ToolCallingFakeChatModel(
+        messages=iter([tool_call(injection), AIMessage("Question: Is it a chart?")])
+    )
+    questioner = LLMQuestioner(
+        chat,
+        tool_factory=lambda scope: SearchImagesTool(
+            client=client, async_client=AsyncRetrieverClient.like(client), scope=scope
+        ),
+    )
+    bound = questioner.with_scope(SearchScope(allowed=[PUBLIC]))  # what the engine does before every turn
+    assert bound.next_question(Dialog(caption="a chart"), [], []) == "Is it a chart?"
+    tool_messages = [m for m in chat.received[-1] if isinstance(m, ToolMessage)]
+    assert len(tool_messages) == 1 and tool_messages[0].status == "success"
+    hits = tool_messages[0].artifact
+    assert len(hits) == 3  # the three public images ...
+    assert {groups[h["id"]] for h in hits} == {
+        PUBLIC
+    }  # ... and nothing from C-SECRET, whatever the model asked

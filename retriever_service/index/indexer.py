@@ -47,6 +47,7 @@ class IndexReport(BaseModel):
         0, description="New copies of images already indexed (stored as extra locations)."
     )
     pruned: int = Field(0, description="Vanished files forgotten (with --prune).")
+    captioned: int = Field(0, description="Images given a caption (new ones and earlier ones without).")
     skipped: list[SkippedFile] = Field(default_factory=list, description="Files that could not be indexed.")
 
     @property
@@ -88,13 +89,16 @@ def index_paths(
     progress: bool | ProgressCallback = True,
     batch_size: int | None = None,
     workers: int | None = None,
+    captioner: Any = None,
 ) -> IndexReport:
     """Index the image files under ``paths`` (files or folders, recursively) into ``index``.
 
     ``model``: a :class:`~retriever_service.models.RetrievalModel` (``encode_images``); ``index``: an
     :class:`~retriever_service.index.ImageIndex`. ``source`` defaults to the folder given on the command
     line; ``text`` to the file name. ``progress``: a tqdm bar (True), nothing (False) or a callback
-    ``(done, total)``. A ``KeyboardInterrupt`` propagates after the batches already embedded are stored.
+    ``(done, total)``. ``captioner`` (optional, :class:`~retriever_service.models.captioner.Captioner`)
+    captions new images, and images under ``paths`` indexed before without a caption (a backfill).
+    A ``KeyboardInterrupt`` propagates after the batches already embedded are stored.
     """
     report = IndexReport()
     batch_size = int(batch_size or getattr(model, "batch_size", None) or 32)
@@ -132,6 +136,7 @@ def index_paths(
         tags=tags,
         owner=owner,
         text=text,
+        captioner=captioner,
     )
     try:
         for prepared in _prepare_all(todo, known_ids, workers=workers, window=2 * batch_size):
@@ -144,11 +149,49 @@ def index_paths(
         if bar is not None:
             bar.close()
 
+    if captioner is not None:
+        report.captioned += caption_missing(
+            index, captioner, {c.key for c in candidates}, batch_size=batch_size
+        )
     if prune:
         report.pruned = _prune(index, known, roots, seen={c.key for c in candidates})
     if report.added:
         index.optimize()
     return report
+
+
+# --- captions ----------------------------------------------------------------------------------------
+def _caption_records(captioner: Any, records: Sequence[ImageRecord], images: Sequence[Any]) -> int:
+    """Set each record's caption (a failure is logged and leaves them without one: captions are a bonus)."""
+    try:
+        captions = captioner.caption(list(images))
+    except Exception as error:  # noqa: BLE001 -- a captioner failure must never stop indexing
+        log.warning("captioning %d images failed: %s", len(records), error)
+        return 0
+    for record, caption in zip(records, captions, strict=True):
+        record.caption = caption or None
+    return sum(1 for c in captions if c)
+
+
+def caption_missing(index: Any, captioner: Any, locations: set[str], *, batch_size: int = 32) -> int:
+    """Caption the stored images that have a copy at one of ``locations`` and no caption yet; how many."""
+    from retriever_service.models import DecodedImage, load_image
+
+    todo = [r for r in index.iter_records() if r.caption is None and locations.intersection(r.locations)]
+    done = 0
+    for start in range(0, len(todo), batch_size):
+        batch, images = [], []
+        for record in todo[start : start + batch_size]:
+            path = next((loc for loc in record.locations if loc in locations and Path(loc).is_file()), None)
+            decoded = load_image(Path(path), max_side=DECODE_MAX_SIDE) if path else None
+            if isinstance(decoded, DecodedImage):
+                batch.append(record)
+                images.append(decoded.image)
+        if batch and _caption_records(captioner, batch, images):
+            for record in batch:
+                index.update(record)
+            done += sum(1 for r in batch if r.caption)
+    return done
 
 
 # --- walking -----------------------------------------------------------------------------------------
@@ -240,8 +283,9 @@ class _BatchWriter:
         tags: list[str],
         owner: str | None,
         text: str | None,
+        captioner: Any = None,
     ) -> None:
-        self.model, self.index, self.report = model, index, report
+        self.model, self.index, self.report, self.captioner = model, index, report, captioner
         self.known, self.known_ids = known, known_ids
         self.source, self.allowed, self.tags, self.owner, self.text = source, allowed, tags, owner, text
         self.pending: list[tuple[ImageRecord, Any]] = []
@@ -280,6 +324,11 @@ class _BatchWriter:
         if not self.pending:
             return
         records, vectors = self._embed([r for r, _ in self.pending], [image for _, image in self.pending])
+        if records and self.captioner is not None:
+            images = {r.id: image for r, image in self.pending}
+            self.report.captioned += _caption_records(
+                self.captioner, records, [images[r.id] for r in records]
+            )
         if records:
             self.index.upsert(records, vectors)
             self.known_ids.update(r.id for r in records)

@@ -79,6 +79,9 @@ class ImageRecord(BaseModel):
     owner: str | None = None
     tags: list[str] = Field(default_factory=list)
     text: str | None = Field(None, description="Free text: file name, message text.")
+    caption: str | None = Field(
+        None, description="The captioner's sentence about the image (CHATIR_CAPTIONER)."
+    )
     indexed_at: datetime = Field(default_factory=_now)
     file_size: int | None = Field(None, description="Bytes (the same for every location).")
     file_mtime: float | None = Field(None, description="Modification time of the primary copy.")

@@ -1,0 +1,88 @@
+"""Captions at index time (CHATIR_CAPTIONER): a tiny BLIP captioning model built from a config, loaded through
+the same path as a hub model; captions are stored, sent with hits over HTTP, shown to the LLM questioner, and
+backfilled for images indexed before without re-embedding them."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from agent.questioners.prompts import render_candidates
+from chatir.schemas import PUBLIC, IndexRequest
+from chatir.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def captioner_dir(tiny_blip_dir, tmp_path_factory):
+    from transformers import BlipConfig, BlipForConditionalGeneration
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("captioner") / "tiny-blip-captioning"
+    BlipForConditionalGeneration(BlipConfig.from_pretrained(tiny_blip_dir)).save_pretrained(folder)
+    for item in tiny_blip_dir.iterdir():  # tokenizer and image processor
+        if item.name not in ("config.json", "model.safetensors"):
+            shutil.copy(item, folder / item.name)
+    return folder
+
+
+def _pictures(folder, n, seed):
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(folder / f"p{i}.png")
+    return folder
+
+
+def test_images_get_captions_that_reach_hits_and_the_llm_prompt(tmp_path, tiny_clip_dir, captioner_dir):
+    from retriever_service.api import create_app
+    from retriever_service.service import RetrieverService
+
+    settings = Settings(
+        home=tmp_path / "home", model=str(tiny_clip_dir), device="cpu", captioner=str(captioner_dir)
+    )
+    folder = _pictures(tmp_path / "pics", 3, seed=1)
+    with RetrieverService.open(settings) as service:
+        report = service.run_index(IndexRequest(paths=[str(folder)], allowed=[PUBLIC]), progress=False)
+        assert report.added == 3 and report.captioned == 3
+        client = TestClient(create_app(settings, service))
+        hits = client.post("/v1/search", json={"dialog": {"caption": "a picture"}, "k": 3}).json()["hits"]
+    assert len(hits) == 3 and all(isinstance(h["caption"], str) and h["caption"] for h in hits)
+    from chatir.schemas import Hit
+
+    prompt = render_candidates([Hit.model_validate(h) for h in hits])
+    assert prompt.count("looks like: ") == 3
+
+
+def test_rerunning_index_with_a_captioner_backfills_without_re_embedding(
+    tmp_path, tiny_clip_dir, captioner_dir
+):
+    from retriever_service.service import RetrieverService
+
+    plain = Settings(home=tmp_path / "home", model=str(tiny_clip_dir), device="cpu")
+    folder = _pictures(tmp_path / "pics", 4, seed=2)
+    with RetrieverService.open(plain) as service:
+        first = service.run_index(IndexRequest(paths=[str(folder)], allowed=[PUBLIC]), progress=False)
+        assert first.added == 4 and first.captioned == 0
+        assert all(r.caption is None for r in service.index.iter_records())
+    with RetrieverService.open(plain.model_copy(update={"captioner": str(captioner_dir)})) as service:
+        again = service.run_index(IndexRequest(paths=[str(folder)], allowed=[PUBLIC]), progress=False)
+        assert again.added == 0 and again.unchanged == 4  # nothing embedded again ...
+        assert again.captioned == 4  # ... but every image captioned
+        assert all(r.caption for r in service.index.iter_records())
+        assert service.run_index(IndexRequest(paths=[str(folder)]), progress=False).captioned == 0  # once
+
+
+def test_a_missing_captioner_is_a_clear_error(tmp_path, tiny_clip_dir):
+    from chatir.errors import ModelNotAvailableError
+    from retriever_service.service import RetrieverService
+
+    settings = Settings(
+        home=tmp_path / "home", model=str(tiny_clip_dir), device="cpu", captioner=str(tmp_path / "no")
+    )
+    with pytest.raises(ModelNotAvailableError, match="CHATIR_CAPTIONER"):
+        RetrieverService.open(settings)
