@@ -39,7 +39,7 @@ def main() -> None:
     from chatir.settings import Settings
     from retriever_service.models.starter import new_starter_model
     from training.contrastive import ImageCaptionTask
-    from training.starter import StarterSpec
+    from training.starter_spec import StarterSpec
     from world.attributes import scene_attributes
     from world.dialogs import dialog_for
     from world.language import caption_for

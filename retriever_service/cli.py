@@ -257,9 +257,9 @@ def _job_report(job: IndexJob) -> dict[str, Any]:
 
 
 def _local_report(report: Any) -> dict[str, Any]:
-    from retriever_service.service import _job_fields
+    from retriever_service.jobs import job_fields
 
-    fields = _job_fields(report)
+    fields = job_fields(report)
     return {**fields, "skipped": [(s["path"], s["reason"]) for s in fields.get("skipped", [])]}
 
 
@@ -376,6 +376,6 @@ def _open_service(settings: Settings):  # -> RetrieverService (a context manager
 
 
 def _store_label(settings: Settings) -> str:
-    from retriever_service.service import store_description
+    from retriever_service.errors import store_description
 
     return store_description(settings)

@@ -398,7 +398,8 @@ def test_readyz_is_503_when_the_index_is_unreachable(tiny_clip_dir, tmp_path):
 
 
 def test_the_store_is_locked_while_the_service_holds_it(indexed):
-    from retriever_service.service import RetrieverService, StoreLockedError
+    from retriever_service.errors import StoreLockedError
+    from retriever_service.service import RetrieverService
 
     with pytest.raises(StoreLockedError, match="in use by another process"):
         RetrieverService.open(indexed["settings"])

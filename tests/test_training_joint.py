@@ -16,7 +16,8 @@ import torch
 from chatir.settings import Settings
 from retriever_service.models import starter
 from training.joint import TRAINED_FILE, encode_by_length, learning_rate_factor, read_log
-from training.starter import StarterSpec, build_starter
+from training.starter import build_starter
+from training.starter_spec import StarterSpec
 from training.world_stream import StreamConfig, make_batch, sample_example
 from world.perturb import consistent
 
@@ -151,7 +152,7 @@ def test_joint_training_starts_from_given_weights_and_refuses_foreign_ones(built
 
 
 def test_the_joint_recipe_starts_from_the_staged_recipe_of_the_same_architecture():
-    from training.starter import staged_base_spec
+    from training.starter_spec import staged_base_spec
 
     spec = StarterSpec.joint_recipe()
     base = staged_base_spec(spec)

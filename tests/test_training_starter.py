@@ -15,7 +15,8 @@ import torch
 
 from chatir.settings import Settings
 from retriever_service.models import starter
-from training.starter import StarterSpec, build_starter
+from training.starter import build_starter
+from training.starter_spec import StarterSpec
 
 
 @pytest.fixture(scope="module")

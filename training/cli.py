@@ -165,7 +165,8 @@ def starter_build(
     """Build the starter model from scratch (resumable); see docs/starter-model.md for both recipes."""
     from chatir.settings import get_settings
     from retriever_service.models.starter import STARTER_WEIGHTS_DIR, ensure_starter_model
-    from training.starter import StarterSpec, build_starter
+    from training.starter import build_starter
+    from training.starter_spec import StarterSpec
 
     settings = get_settings()
     if size not in ("full", "quick", "tiny"):

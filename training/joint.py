@@ -471,7 +471,7 @@ def main(
     """Train the joint starter (SIZE full, quick or tiny; code or code-tiny: the attribute-code recipe) into OUT
     (e.g. on a GPU machine without the project installed); then
     ``chatir starter build --work WORK`` with OUT = WORK/joint exports it."""
-    from training.starter import StarterSpec
+    from training.starter_spec import StarterSpec
 
     if size == "code":
         spec = StarterSpec.code_recipe()

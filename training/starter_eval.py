@@ -25,7 +25,8 @@ from evaluation.harness import evaluate_fixed_dialogs
 from evaluation.report import ReportFiles, write_report
 from evaluation.results import SystemResult
 from training.masking import MaskingConfig
-from training.starter import StarterError, StarterSpec, train_dialogs
+from training.starter import StarterError, train_dialogs
+from training.starter_spec import StarterSpec
 from training.trainer import torch_threads
 
 if TYPE_CHECKING:

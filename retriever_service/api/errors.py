@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from chatir.errors import ChatIRError, IndexMismatchError, ModelNotAvailableError, ServiceUnavailableError
-from retriever_service.service import (
+from retriever_service.errors import (
     ForbiddenError,
     InvalidRequestError,
     NotFoundError,

@@ -11,7 +11,8 @@ from fastapi import Request
 from chatir import runfile
 from chatir.errors import ServiceUnavailableError
 from chatir.settings import Settings
-from retriever_service.service import RetrieverService, ServiceStartingError
+from retriever_service.errors import ServiceStartingError
+from retriever_service.service import RetrieverService
 
 log = logging.getLogger(__name__)
 
