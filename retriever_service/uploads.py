@@ -55,9 +55,17 @@ def save_upload(
             Path(tmp.name).unlink(missing_ok=True)
             raise
     target_dir = folder / digest.hexdigest()[:32]
-    target_dir.mkdir(exist_ok=True)
     target = target_dir / safe_filename(filename)
-    os.replace(tmp.name, target)
+    for attempt in range(3):
+        target_dir.mkdir(exist_ok=True)
+        try:
+            os.replace(tmp.name, target)
+            break
+        except FileNotFoundError:
+            # an indexing job discarding a rejected upload of the same bytes removed the (then empty) folder
+            # between mkdir and replace: make it again
+            if attempt == 2 or not Path(tmp.name).exists():
+                raise
     return target, size
 
 

@@ -94,7 +94,9 @@ def build_tiny_blip(folder: Path, bert_dir: Path) -> Path:
             "max_position_embeddings": 512,
             "encoder_hidden_size": _VISION["hidden_size"],
         },
-        vision_config=_VISION,
+        # BLIP's vision config initialises with std 1e-10 (its weights are always loaded from a checkpoint):
+        # a random tiny model would embed every picture the same, and every ranking test would rank ties
+        vision_config={**_VISION, "initializer_range": 0.02},
         image_text_hidden_size=TINY_EMBED_DIM,
     )
     _seeded()

@@ -47,32 +47,13 @@ def chatir_inputs(tmp_path):
     return tmp_path / "dialogs.json", root, tmp_path / "space.json", dialogs, corpus
 
 
-@pytest.fixture(scope="module")
-def blip_dir(tiny_blip_dir, tmp_path_factory):
-    """The tiny BLIP with a vision tower whose random weights are large enough to tell pictures apart (the
-    default init maps every picture to the same embedding, so every score would tie)."""
-    import shutil
-
-    from safetensors.torch import load_file, save_file
-
-    folder = tmp_path_factory.mktemp("blip") / "sharp"
-    shutil.copytree(tiny_blip_dir, folder)
-    weights = load_file(folder / "model.safetensors")
-    generator = torch.Generator().manual_seed(0)
-    for name, value in weights.items():
-        if name.startswith("vision_model") and value.is_floating_point() and value.ndim >= 2:
-            weights[name] = torch.randn(value.shape, generator=generator) * 0.3
-    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
-    return folder
-
-
 def _eval(tmp_path, *args):
     return CliRunner().invoke(
         app, ["eval", "--no-cache", "--no-progress", "--out", str(tmp_path / "out"), *args]
     )
 
 
-def test_protocol_chatir_equals_chatirs_own_metric(chatir_inputs, blip_dir, tmp_path, monkeypatch):
+def test_protocol_chatir_equals_chatirs_own_metric(chatir_inputs, tiny_blip_dir, tmp_path, monkeypatch):
     dialogs_file, root, space_file, dialogs, corpus = chatir_inputs
     monkeypatch.setenv("CHATIR_HOME", str(tmp_path / "home"))
     result = _eval(
@@ -86,7 +67,7 @@ def test_protocol_chatir_equals_chatirs_own_metric(chatir_inputs, blip_dir, tmp_
         "--corpus",
         str(space_file),
         "--model",
-        str(blip_dir),
+        str(tiny_blip_dir),
     )
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "out" / "results.json").read_text())
@@ -100,7 +81,7 @@ def test_protocol_chatir_equals_chatirs_own_metric(chatir_inputs, blip_dir, tmp_
     from retriever_service.models import load_model
 
     model = load_model(
-        str(blip_dir), device="cpu", settings=Settings(home=tmp_path / "h"), dtype=torch.float32
+        str(tiny_blip_dir), device="cpu", settings=Settings(home=tmp_path / "h"), dtype=torch.float32
     )
     model.max_text_tokens = 200
     images = model.encode_images([Image.open(root / path) for path in corpus])
@@ -116,7 +97,7 @@ def test_protocol_chatir_equals_chatirs_own_metric(chatir_inputs, blip_dir, tmp_
     assert "protocol chatir" in (tmp_path / "out" / "results.md").read_text()
 
 
-def test_protocol_chatir_refuses_what_chatir_does_not_define(chatir_inputs, blip_dir, tmp_path):
+def test_protocol_chatir_refuses_what_chatir_does_not_define(chatir_inputs, tiny_blip_dir, tmp_path):
     dialogs_file, root, space_file, _, corpus = chatir_inputs
     base = [
         "--protocol",
@@ -126,7 +107,7 @@ def test_protocol_chatir_refuses_what_chatir_does_not_define(chatir_inputs, blip
         "--images",
         str(root),
         "--model",
-        str(blip_dir),
+        str(tiny_blip_dir),
     ]
     no_list = _eval(tmp_path, *base)
     assert no_list.exit_code != 0 and "needs --corpus" in str(no_list.exception or no_list.output)

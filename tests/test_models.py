@@ -99,6 +99,7 @@ def test_embeddings_are_normalised_deterministic_and_batch_independent(loaded, i
     vectors = model.encode_images(images)
     assert vectors.shape == (len(images), TINY_EMBED_DIM) and vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert np.abs(vectors[0] - vectors[1]).max() > 1e-3  # different pictures, different vectors
 
     # batched (batch_size 4, padding to the longest) == one at a time
     one_by_one_texts = np.stack([model.encode_texts([t])[0] for t in TEXTS])

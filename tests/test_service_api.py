@@ -7,6 +7,7 @@ computed with the same model directly.
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import time
 from pathlib import Path
@@ -659,3 +660,22 @@ def test_unparseable_bodies_are_the_documented_422(indexed):
         assert answer.status_code == 422 and answer.json()["error"].startswith("invalid request: body"), body[
             :20
         ]
+
+
+def test_an_upload_survives_its_folder_being_cleaned_up_under_it(tmp_path, monkeypatch):
+    """A job discarding a rejected upload of the same bytes may remove the (empty) content folder between
+    `mkdir` and the final rename of a new upload: the upload makes the folder again instead of failing (500)."""
+    from retriever_service import uploads
+
+    settings = Settings(home=tmp_path / "home")
+    real_replace, calls = os.replace, []
+
+    def racing_replace(source, target):
+        calls.append(target)
+        if len(calls) == 1:
+            Path(target).parent.rmdir()  # the cleanup wins the race once
+        return real_replace(source, target)
+
+    monkeypatch.setattr(uploads.os, "replace", racing_replace)
+    path, size = uploads.save_upload(settings, "same.png", io.BytesIO(b""))
+    assert len(calls) == 2 and size == 0 and path.is_file()
