@@ -8,7 +8,6 @@ round, as in :func:`evaluation.world_mode.run_world` (which has the world's orac
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +15,9 @@ import numpy as np
 from chatir.settings import Settings
 from evaluation.answerers import build_answerer
 from evaluation.data import ImageCorpus, load_chatir_dialogs
-from evaluation.embeddings import corpus_embeddings, model_fingerprint, text_fingerprint
-from evaluation.live import evaluate_live, write_chatir_dialogs
+from evaluation.embeddings import corpus_embeddings
 from evaluation.results import SystemResult
-from evaluation.world_mode import SYSTEM_NAMES, _slug, build_eval_questioner, eval_reranker
+from evaluation.world_mode import eval_reranker, run_live_system, system_slug
 
 DEFAULT_BANK = "generic"
 """Real images get the everyday-photo questions (the world's bank asks about coloured shapes)."""
@@ -43,47 +41,31 @@ def run_live_images(options, *, settings: Settings, model, cache_root: Path | No
     )
     lookup = InMemorySearcher.from_ids(model, corpus_vectors, list(corpus.paths))
     reranker = eval_reranker(settings, model, lookup, bank)
-    out = Path(options.out)
     results: list[SystemResult] = []
     ranks: dict[str, np.ndarray] = {}
     answerer_name = f"{options.answerer} ({options.answerer_model or settings.llm_model})"
     for kind in options.questioners:
-        questioner = build_eval_questioner(kind, settings, model, lookup, bank)
-        resume_key = json.dumps(
-            {
-                "model": str(model.model_id),
-                "towers": [model_fingerprint(model), text_fingerprint(model)],
+        result, system_ranks, _ = run_live_system(
+            kind,
+            options,
+            settings=settings,
+            model=model,
+            corpus=corpus,
+            corpus_vectors=corpus_vectors,
+            dialogs=dialogs,
+            answerer=answerer,
+            lookup=lookup,
+            reranker=reranker,
+            bank=bank,
+            resume_fields={
                 "images": str(corpus.root),
-                "corpus": len(corpus),
-                "rounds": options.rounds,
-                "ties": options.ties,
                 "bank": bank,
-                "questioner": kind,
                 "answerer": answerer_name,
                 "dialogs": str(options.dialogs[0]),
             },
-            sort_keys=True,
         )
-        result, system_ranks, transcripts = evaluate_live(
-            model,
-            corpus,
-            corpus_vectors,
-            dialogs,
-            questioner,
-            answerer,
-            name=SYSTEM_NAMES[kind],
-            settings=settings,
-            rounds=options.rounds,
-            resume_file=(out / "live" / f"{_slug(kind)}.jsonl") if options.resume else None,
-            resume_key=resume_key,
-            ks=options.ks,
-            ties=options.ties,
-            progress=options.progress,
-            reranker=reranker,
-        )
-        write_chatir_dialogs(transcripts, out / "dialogs" / f"{_slug(kind)}.json")
         results.append(result)
-        ranks[_slug(kind)] = system_ranks
+        ranks[system_slug(kind)] = system_ranks
     meta = {
         "mode": "live",
         "title": "ChatIR protocol, live questioners on real images",

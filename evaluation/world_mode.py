@@ -95,7 +95,7 @@ def world_inputs(
     return ImageCorpus(root=world_dir, paths=paths), dialogs, source
 
 
-def _slug(name: str) -> str:
+def system_slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
@@ -120,6 +120,58 @@ def build_eval_questioner(kind: str, settings: Settings, model, searcher, bank: 
     return questioner
 
 
+def run_live_system(
+    kind: str,
+    options,
+    *,
+    settings: Settings,
+    model,
+    corpus: ImageCorpus,
+    corpus_vectors: np.ndarray,
+    dialogs: list[TargetDialog],
+    answerer,
+    lookup,
+    reranker,
+    bank: str,
+    resume_fields: dict,
+):
+    """One questioner live over ``dialogs`` (resumable; its transcripts written as ChatIR dialogs under
+    ``options.out``): (result, ranks, transcripts). ``resume_fields`` add what else the run depends on."""
+    questioner = build_eval_questioner(kind, settings, model, lookup, bank)
+    resume_key = json.dumps(
+        {
+            "model": str(model.model_id),
+            "towers": [model_fingerprint(model), text_fingerprint(model)],  # retrained weights, same id
+            "corpus": len(corpus),
+            "rounds": options.rounds,
+            "ties": options.ties,
+            "questioner": kind,
+            **resume_fields,
+        },
+        sort_keys=True,
+    )
+    out = Path(options.out)
+    result, system_ranks, transcripts = evaluate_live(
+        model,
+        corpus,
+        corpus_vectors,
+        dialogs,
+        questioner,
+        answerer,
+        name=SYSTEM_NAMES[kind],
+        settings=settings,
+        rounds=options.rounds,
+        resume_file=(out / "live" / f"{system_slug(kind)}.jsonl") if options.resume else None,
+        resume_key=resume_key,
+        ks=options.ks,
+        ties=options.ties,
+        progress=options.progress,
+        reranker=reranker,
+    )
+    write_chatir_dialogs(transcripts, out / "dialogs" / f"{system_slug(kind)}.json")
+    return result, system_ranks, transcripts
+
+
 def run_world(options, *, settings: Settings, model, cache_root: Path | None):
     """Evaluate every asked questioner live on the world; returns (results, ranks per system, meta)."""
     from agent.search import InMemorySearcher
@@ -141,50 +193,33 @@ def run_world(options, *, settings: Settings, model, cache_root: Path | None):
     reranker = eval_reranker(settings, model, lookup, options.bank)
     symbolic = _symbolic_retriever(corpus, progress=options.progress)
     sections: list[str] = []
-    out = Path(options.out)
     results: list[SystemResult] = []
     ranks: dict[str, np.ndarray] = {}
     for kind in options.questioners:
-        name = SYSTEM_NAMES[kind]
-        questioner = build_eval_questioner(kind, settings, model, lookup, options.bank)
-        resume_key = json.dumps(
-            {
-                "model": str(model.model_id),
+        result, system_ranks, transcripts = run_live_system(
+            kind,
+            options,
+            settings=settings,
+            model=model,
+            corpus=corpus,
+            corpus_vectors=corpus_vectors,
+            dialogs=dialogs,
+            answerer=answerer,
+            lookup=lookup,
+            reranker=reranker,
+            bank=options.bank,
+            resume_fields={
                 "dim": model.dim,
-                "towers": [model_fingerprint(model), text_fingerprint(model)],  # retrained weights, same id
                 "world": str(corpus.root),
-                "corpus": len(corpus),
-                "rounds": options.rounds,
-                "ties": options.ties,
                 "bank": options.bank,
-                "questioner": kind,
                 "rerank": [settings.rerank_pool, settings.rerank_weight, settings.info_gain_temperature],
                 "dialogs": source,
             },
-            sort_keys=True,
         )
-        result, system_ranks, transcripts = evaluate_live(
-            model,
-            corpus,
-            corpus_vectors,
-            dialogs,
-            questioner,
-            answerer,
-            name=name,
-            settings=settings,
-            rounds=options.rounds,
-            resume_file=(out / "live" / f"{_slug(kind)}.jsonl") if options.resume else None,
-            resume_key=resume_key,
-            ks=options.ks,
-            ties=options.ties,
-            progress=options.progress,
-            reranker=reranker,
-        )
-        write_chatir_dialogs(transcripts, out / "dialogs" / f"{_slug(kind)}.json")
         ceiling, ceiling_ranks, section = _ceiling(symbolic, corpus, transcripts, result, options.rounds)
         results += [result, ceiling]
-        ranks[_slug(kind)] = system_ranks
-        ranks[_slug(kind) + "-symbolic"] = ceiling_ranks
+        ranks[system_slug(kind)] = system_ranks
+        ranks[system_slug(kind) + "-symbolic"] = ceiling_ranks
         sections.append(section)
     meta = {
         "mode": "live",
