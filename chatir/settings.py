@@ -59,6 +59,13 @@ class Settings(BaseSettings):
         "caption images indexed before.",
     )
 
+    caption_search: bool | None = Field(
+        None,
+        validation_alias=_env("CHATIR_CAPTION_SEARCH"),
+        description="Search the stored captions as text beside the embedding (the two rankings fused); "
+        "unset: on when CHATIR_CAPTIONER is set.",
+    )
+
     max_text_tokens: int | None = Field(
         None,
         ge=8,

@@ -194,6 +194,8 @@ class RetrieverService:
             filter=request.filter,
             exclude_ids=list(request.exclude_ids),
         )
+        if self.caption_search:
+            results = self._with_caption_matches(request, vector, results)
         hits = [self._hit(record, score, request.filter) for record, score in results]
         if request.with_vectors and hits:
             vectors = self._store_call(self._vectors, [hit.id for hit in hits])
@@ -201,6 +203,41 @@ class RetrieverService:
                 hit.vector = vectors.get(hit.id)
         took_ms = (time.perf_counter() - started) * 1000.0
         return SearchResponse(hits=hits, model=self.model_id, took_ms=round(took_ms, 3))
+
+    @property
+    def caption_search(self) -> bool:
+        """Whether stored captions are searched as text (CHATIR_CAPTION_SEARCH; default: when captioning)."""
+        if self.settings.caption_search is not None:
+            return self.settings.caption_search
+        return self.settings.captioner is not None
+
+    def _with_caption_matches(
+        self, request: SearchRequest, vector: Any, dense: list[tuple[ImageRecord, float]]
+    ) -> list[tuple[ImageRecord, float]]:
+        """``dense`` fused with the images whose captions hold the dialog's words (caption_search.py);
+        every result keeps its cosine to the dialog."""
+        from retriever_service.index import caption_search
+
+        words = caption_search.dialog_terms(request.dialog)
+        captions = self._store_call(
+            self.index.caption_matches,
+            words,
+            filter=request.filter,
+            exclude_ids=list(request.exclude_ids),
+            limit=caption_search.MAX_SCANNED,
+        )
+        lexical = [i for i, _ in caption_search.rank_by_terms(captions, words)]
+        if not lexical:
+            return dense
+        by_id = {record.id: (record, score) for record, score in dense}
+        order = caption_search.fuse(list(by_id), lexical, request.k)
+        new = [i for i in order if i not in by_id]
+        if new:
+            records = self._store_call(self.index.get_many, new)  # a record deleted meanwhile is skipped
+            vectors = self._store_call(self.index.get_vectors, [r.id for r in records])
+            for record, image_vector in zip(records, vectors, strict=True):
+                by_id[record.id] = (record, float(image_vector @ vector))
+        return [by_id[i] for i in order if i in by_id]
 
     def _vectors(self, ids: list[str]) -> dict[str, list[float]]:
         """Stored image embeddings by id (for ``with_vectors``)."""

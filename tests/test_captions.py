@@ -86,3 +86,79 @@ def test_a_missing_captioner_is_a_clear_error(tmp_path, tiny_clip_dir):
     )
     with pytest.raises(ModelNotAvailableError, match="CHATIR_CAPTIONER"):
         RetrieverService.open(settings)
+
+
+def _caption(service, image_id, text):
+    record = service.index.get(image_id)
+    service.index.update(record.model_copy(update={"caption": text}))
+
+
+def test_captions_are_searchable_as_text_within_the_callers_scope(tmp_path, tiny_clip_dir):
+    """An image the embedding ranks last enters the top 3 through its caption's words; its score stays its
+    cosine; a caption outside the caller's scope, a denied answer and the setting turned off bring nothing."""
+    from retriever_service.api import create_app
+    from retriever_service.service import RetrieverService
+
+    settings = Settings(home=tmp_path / "home", model=str(tiny_clip_dir), device="cpu", caption_search=True)
+    public = _pictures(tmp_path / "public", 10, seed=3)
+    private = _pictures(tmp_path / "private", 3, seed=4)
+    scope = {"allowed": [PUBLIC]}
+    with RetrieverService.open(settings) as service:
+        service.run_index(IndexRequest(paths=[str(public)], allowed=[PUBLIC]), progress=False)
+        service.run_index(IndexRequest(paths=[str(private)], allowed=["C-secret"]), progress=False)
+        client = TestClient(create_app(settings, service))
+
+        def search(dialog, k=3):
+            body = {"dialog": dialog, "k": k, "filter": scope}
+            response = client.post("/v1/search", json=body)
+            assert response.status_code == 200, response.text
+            return response.json()["hits"]
+
+        asked = {"caption": "a red bicycle leaning on a brick wall"}
+        everything = search(asked, k=10)
+        last = everything[-1]
+        assert last["id"] not in [h["id"] for h in search(asked)]
+        secret = service.index.iter_records()
+        secret_ids = [r.id for r in secret if "C-secret" in (r.allowed or [])]
+        assert len(secret_ids) == 3
+        _caption(service, last["id"], "a red bicycle near a wall")
+        _caption(service, everything[0]["id"], "a cat on a sofa")
+        for image_id in secret_ids:
+            _caption(service, image_id, "a red bicycle leaning on a brick wall")
+
+        top = search(asked)
+        assert last["id"] in [h["id"] for h in top]
+        assert not {h["id"] for h in top} & set(secret_ids)
+        found = next(h for h in top if h["id"] == last["id"])
+        assert found["score"] == pytest.approx(last["score"], abs=1e-5)
+        assert found["caption"] == "a red bicycle near a wall"
+
+        denied = {
+            "caption": "a picture",
+            "rounds": [{"question": "is there a bicycle?", "answer": "no bicycle"}],
+        }
+        assert last["id"] not in [h["id"] for h in search(denied)]
+        assert last["id"] in [
+            h["id"]
+            for h in search({**denied, "rounds": [{"question": "what is in it?", "answer": "a bicycle"}]})
+        ]
+
+        service.settings = settings.model_copy(update={"caption_search": False})
+        assert last["id"] not in [h["id"] for h in search(asked)]
+
+
+def test_caption_terms_rank_and_fusion():
+    from chatir.dialog import Dialog
+    from retriever_service.index.caption_search import dialog_terms, fuse, rank_by_terms
+
+    dialog = Dialog(
+        caption="A photo of the Golden Gate bridge",
+        rounds=[
+            {"question": "is it foggy?", "answer": "yes, thick fog"},
+            {"question": "any boats?", "answer": "there isn't a boat"},
+        ],
+    )
+    assert dialog_terms(dialog) == ["golden", "gate", "bridge", "thick", "fog"]
+    captions = {"a": "a bridge in fog", "b": "a golden retriever", "c": "a bridge", "d": "a cat"}
+    assert [i for i, _ in rank_by_terms(captions, ["bridge", "fog", "golden"])] == ["a", "b", "c"]
+    assert fuse(["x", "a", "y"], ["a", "z"], 3) == ["a", "x", "z"]

@@ -23,6 +23,8 @@ from chatir.scope import SearchScope
 
 FILTER_FIELDS = ("allowed", "source", "tags")
 """Payload fields a search can filter on (keyword payload indexes on the server)."""
+CAPTION_FIELD = "caption"
+"""Payload field of the captioner's sentence (a full-text payload index on the server)."""
 
 
 def point_id(image_id: str) -> str:
@@ -168,6 +170,7 @@ class ImageRecord(BaseModel):
 
 
 __all__ = [
+    "CAPTION_FIELD",
     "FILTER_FIELDS",
     "ID_LENGTH",
     "Copy",

@@ -26,7 +26,14 @@ from chatir.errors import IndexMismatchError, ServiceUnavailableError
 from chatir.schemas import SearchFilter
 from chatir.settings import Settings
 from retriever_service.index.filters import Scope
-from retriever_service.index.records import FILTER_FIELDS, Copy, ImageRecord, is_image_id, point_id
+from retriever_service.index.records import (
+    CAPTION_FIELD,
+    FILTER_FIELDS,
+    Copy,
+    ImageRecord,
+    is_image_id,
+    point_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +214,11 @@ class ImageIndex:
                 self.client.create_payload_index(
                     self.collection, name, field_schema=models.PayloadSchemaType.KEYWORD
                 )
+        if CAPTION_FIELD not in schema:  # captions are searchable as words (caption_search.py)
+            text_index = models.TextIndexParams(
+                type=models.TextIndexType.TEXT, tokenizer=models.TokenizerType.WORD, lowercase=True
+            )
+            self.client.create_payload_index(self.collection, CAPTION_FIELD, field_schema=text_index)
 
     def _tune_local_persistence(self) -> None:
         """The embedded store commits (and fsyncs) one SQLite transaction per point: ~20 ms per image on
@@ -436,6 +448,39 @@ class ImageIndex:
             records = {r.id: r for r in self.get_many(list({i for result in hits for i, _ in result}))}
             return [[(records[i], score) for i, score in result if i in records] for result in hits]
         return self._query_points(vectors, k, scope)
+
+    def caption_matches(
+        self,
+        words: Sequence[str],
+        filter: SearchFilter | None = None,
+        exclude_ids: Sequence[str] = (),
+        limit: int = 2000,
+    ) -> dict[str, str]:
+        """``{id: caption}`` of up to ``limit`` images in scope whose caption holds one of ``words``."""
+        from qdrant_client import models
+
+        scope = Scope.build(filter, exclude_ids)
+        if scope.empty or not words or limit < 1:
+            return {}
+        scoped = scope.to_client_filter() or models.Filter()
+        text = models.FieldCondition(key=CAPTION_FIELD, match=models.MatchTextAny(text_any=" ".join(words)))
+        must = list(scoped.must) if isinstance(scoped.must, list) else []
+        query = models.Filter(must=[*must, text], must_not=scoped.must_not)
+        found: dict[str, str] = {}
+        offset = None
+        while len(found) < limit:
+            points, offset = self.client.scroll(
+                self.collection,
+                scroll_filter=query,
+                limit=min(limit - len(found), _SERVER_PAGE if self.server else _LOCAL_PAGE),
+                offset=offset,
+                with_payload=["id", CAPTION_FIELD],
+                with_vectors=False,
+            )
+            found.update({p.payload["id"]: p.payload[CAPTION_FIELD] for p in points if p.payload})
+            if offset is None:
+                break
+        return found
 
     def _query_points(
         self, vectors: np.ndarray, k: int, scope: Scope
