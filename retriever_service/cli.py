@@ -32,6 +32,7 @@ def register(app: typer.Typer) -> None:
     app.command("search")(search)
     app.command("index")(index)
     app.command("convert-checkpoint")(convert_checkpoint)
+    app.command("migrate-index")(migrate_index)
 
 
 # --- serve -----------------------------------------------------------------------------------------
@@ -302,6 +303,56 @@ def _print_report(report: dict[str, Any]) -> None:
         typer.echo(f"skipped {len(skipped)} file(s):")
         for path, reason in skipped:
             typer.echo(f"  {path}: {reason}")
+
+
+# --- migrate-index ---------------------------------------------------------------------------------
+def migrate_index(
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to",
+            metavar="URL",
+            help="Where to copy the collection: a Qdrant server (http://qdrant:6333, https://...) or another ChatIR "
+            "home on this machine (path:/srv/chatir or file:///srv/chatir: its embedded store <home>/qdrant).",
+        ),
+    ],
+    collection: Annotated[
+        str | None, typer.Option(help="Target collection (default: the source's, CHATIR_COLLECTION).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Points per read and write.")] = 256,
+    sample: Annotated[
+        int, typer.Option(min=0, help="Random points whose vectors and payloads are compared at the end.")
+    ] = 256,
+    verify_only: Annotated[bool, typer.Option("--verify-only", help="Copy nothing; only compare.")] = False,
+    api_key_env: Annotated[
+        str, typer.Option(help="Environment variable holding the target server's API key (if it has one).")
+    ] = "QDRANT_API_KEY",
+) -> None:
+    """Copy the image index (the embedded store of CHATIR_HOME, or QDRANT_URL's) into another Qdrant store.
+
+    Ids, vectors, payloads and the collection's model are copied in batches; run it again to resume (points
+    already there with equal content are skipped). Verified at the end by counts and a random sample of
+    vectors: a mismatch exits with status 1. A target collection of another model is refused. Stop the
+    service that holds an embedded store first."""
+    import os
+
+    from chatir.settings import get_settings
+    from retriever_service.index.migrate import migrate_collection, target_settings
+
+    source = get_settings()
+    target = target_settings(source, to, collection=collection, api_key=os.environ.get(api_key_env) or None)
+    typer.echo(
+        f"migrating collection {source.collection!r}: {_store_label(source)} -> {_store_label(target)}"
+    )
+    report = migrate_collection(source, target, batch_size=batch_size, sample=sample, verify_only=verify_only)
+    if not verify_only:
+        typer.echo(
+            f"{report.copied} copied, {report.updated} updated, {report.unchanged} already there "
+            f"({report.model}, {report.dim}-d)"
+        )
+    typer.echo(
+        f"verified: {report.target_count} points in both, {report.sampled} sampled vectors and payloads equal"
+    )
 
 
 # --- convert-checkpoint ----------------------------------------------------------------------------
