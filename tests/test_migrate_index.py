@@ -165,7 +165,7 @@ def test_a_target_of_another_model_or_size_is_refused_untouched(source, model, t
         home = tmp_path / f"other-{dim}-{other_model}"
         target = target_settings(source, f"path:{home}")
         ImageIndex(target, other_model, dim, fast=False, progress=False).close()  # someone else's collection
-        with pytest.raises(IndexMismatchError, match="Refusing to migrate .* --collection"):
+        with pytest.raises(IndexMismatchError, match=r"Refusing to migrate .* --collection"):
             migrate_collection(source, target, progress=False)
         with ImageIndex(target, other_model, dim, fast=False, progress=False) as index:
             assert index.count() == 0

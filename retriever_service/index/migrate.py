@@ -45,6 +45,10 @@ ProgressCallback = Callable[[int, int], None]
 class MigrationMismatchError(ChatIRError):
     """The target does not hold what the source holds after the copy (counts or sampled points differ)."""
 
+    def __init__(self, message: str, report: MigrationReport) -> None:
+        super().__init__(message)
+        self.report = report
+
 
 class MigrationReport(BaseModel):
     """What a migration did and what its verification found."""
@@ -154,13 +158,12 @@ def migrate_collection(
     if report.mismatches:
         shown = "; ".join(report.mismatches[:_SHOWN_MISMATCHES])
         more = len(report.mismatches) - _SHOWN_MISMATCHES
-        error = MigrationMismatchError(
+        raise MigrationMismatchError(
             f"The {report.target} does not match the {report.source}: {shown}"
             + (f"; and {more} more" if more > 0 else "")
-            + ". Run `chatir migrate-index` again to copy what is missing or different."
+            + ". Run `chatir migrate-index` again to copy what is missing or different.",
+            report,
         )
-        error.report = report  # type: ignore[attr-defined]
-        raise error
     return report
 
 
@@ -283,8 +286,10 @@ def _verify(
     report.source_count = _count(reader, collection)
     report.target_count = writer.count()
     if report.target_count != report.source_count:
+        extra = report.target_count > report.source_count
         report.mismatches.append(
             f"the source holds {report.source_count} points, the target {report.target_count}"
+            + (" (points of its own, never deleted here: migrate into a new --collection)" if extra else "")
         )
     ids = _reservoir(
         (p.id for page in _pages(reader, collection, 10_000, content=False) for p in page), sample, seed
