@@ -155,6 +155,45 @@ def test_three_shards_equal_one_unsharded_run_and_store_duplicates_once(folder, 
         assert got[image_id][1:] == (locations, copies, fields), image_id
 
 
+def test_three_shards_writing_at_once_store_each_image_once_and_a_second_pass_restores_every_location(
+    folder, model, tmp_path
+):
+    """Like three pods writing to one server: the shards' store calls interleave (one lock per call, as the
+    service shares its index). Racing writers of the same bytes never make two records; a location lost to the
+    check-then-write window comes back when the shards run again (which embeds nothing)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from retriever_service.service import _Serialized
+
+    with ImageIndex(Settings(home=tmp_path / "whole"), model.model_id, model.dim, progress=False) as index:
+        index_paths([folder], model=model, index=index, progress=False, batch_size=2)
+        expected = _snapshot(index)
+    settings = Settings(home=tmp_path / "together")
+    with ImageIndex(settings, model.model_id, model.dim, progress=False) as raw:
+        shared = _Serialized(raw, threading.RLock())
+        encoder = _Serialized(model, threading.RLock())
+
+        def run(i: int, encoder=encoder):
+            shard = Shard(index=i, count=3)
+            return index_paths(
+                [folder], model=encoder, index=shared, progress=False, batch_size=2, shard=shard
+            )
+
+        with ThreadPoolExecutor(3) as pool:
+            first = list(pool.map(run, range(3)))
+        assert raw.count() == len(expected) and sum(r.added for r in first) >= len(
+            expected
+        )  # (a race embeds twice)
+        counting = CountingModel(model)
+        again = [run(i, encoder=counting) for i in range(3)]
+        assert counting.images == 0 and sum(r.added for r in again) == 0
+        got = _snapshot(raw)
+    assert sorted(got) == sorted(expected)
+    for image_id, (vector, locations, copies, fields) in expected.items():
+        assert np.allclose(got[image_id][0], vector, atol=1e-5), image_id
+        assert got[image_id][1:] == (locations, copies, fields), image_id
+
+
 def test_prune_with_a_shard_forgets_only_that_shards_vanished_files(folder, model, tmp_path):
     settings = Settings(home=tmp_path / "home")
     with ImageIndex(settings, model.model_id, model.dim, progress=False) as index:

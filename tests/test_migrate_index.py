@@ -196,7 +196,9 @@ def test_bad_targets_and_sources_are_clear_errors(source, tmp_path):
 
 
 def test_an_embedded_source_held_by_another_client_is_a_clear_error(source, model, tmp_path):
-    with ImageIndex(source, model.model_id, model.dim, fast=False, progress=False):  # as a running service holds it
-        with pytest.raises(ServiceUnavailableError, match="in use by another process"):
-            migrate_collection(source, target_settings(source, f"path:{tmp_path / 't'}"), progress=False)
+    held = ImageIndex(
+        source, model.model_id, model.dim, fast=False, progress=False
+    )  # as a running service holds it
+    with held, pytest.raises(ServiceUnavailableError, match="in use by another process"):
+        migrate_collection(source, target_settings(source, f"path:{tmp_path / 't'}"), progress=False)
     assert not (tmp_path / "t").exists()  # nothing created before the source was open
