@@ -10,6 +10,7 @@ from typing import Annotated
 from pydantic import BaseModel, Field, StrictBool, StrictInt
 
 from chatir.dialog import MAX_TEXT_CHARS, Dialog
+from chatir.shard import Shard
 
 PUBLIC = "public"
 """Visibility group of images everybody may see (e.g. the demo gallery, an admin's shared folder)."""
@@ -107,6 +108,11 @@ class IndexRequest(BaseModel):
         "message they were shared with); defaults to each file's name.",
     )
     prune: bool = False
+    shard: Shard | None = Field(
+        None,
+        description='Index only this shard of the files ("I/N" or {"index": I, "count": N}, I from 0): a stable '
+        "share by a hash of each file's path relative to its folder, so N jobs split one input.",
+    )
 
 
 class IndexJob(BaseModel):
@@ -123,6 +129,7 @@ class IndexJob(BaseModel):
     captioned: int = Field(
         0, description="Images given a caption by the service's captioner (CHATIR_CAPTIONER)."
     )
+    other_shards: int = Field(0, description="Files left to the other shards (a sharded job).")
 
 
 class ErrorResponse(BaseModel):

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from chatir.schemas import IndexJob, IndexRequest, SearchRequest, SearchResponse
     from chatir.settings import Settings
+    from chatir.shard import Shard
 
 PROBE_TIMEOUT_S = 2.0
 """How long ``search``/``index`` wait for a service to answer before working locally."""
@@ -31,6 +32,7 @@ def register(app: typer.Typer) -> None:
     app.command("search")(search)
     app.command("index")(index)
     app.command("convert-checkpoint")(convert_checkpoint)
+    app.command("migrate-index")(migrate_index)
 
 
 # --- serve -----------------------------------------------------------------------------------------
@@ -151,11 +153,22 @@ def index(
     ] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag to attach.")] = None,
     owner: Annotated[str | None, typer.Option(help="Owner to record.")] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            "--shard",
+            metavar="I/N",
+            help="Index only shard I of N (I from 0: 0/3, 1/3, 2/3), a stable share by a hash of each file's path "
+            "relative to the folder given, so N processes (a Kubernetes Indexed Job: $(JOB_COMPLETION_INDEX)/N) "
+            "split one input into one collection; run a shard again to resume it.",
+        ),
+    ] = None,
 ) -> None:
     """Index images: incremental, deduplicated; bad files are skipped and listed at the end."""
     from chatir.schemas import PUBLIC, IndexRequest
     from chatir.settings import get_settings
 
+    parsed_shard = _parse_shard(shard)
     settings = _follow_run_file(get_settings())
     missing = [str(p) for p in paths if not p.expanduser().exists()]
     if missing:
@@ -167,7 +180,10 @@ def index(
         tags=tag or [],
         owner=owner,
         prune=prune,
+        shard=parsed_shard,
     )
+    if parsed_shard is not None:
+        typer.echo(f"shard {parsed_shard} of the files under {', '.join(request.paths)}")
     if _service_holds_store(settings):
         typer.echo(
             f"a running service at {settings.service_url} holds the {_store_label(settings)}; indexing through it"
@@ -181,6 +197,17 @@ def index(
         typer.echo(f"indexing into the {_store_label(settings)} with model {service.model_id}")
         report = service.run_index(request)
     _print_report(_local_report(report))
+
+
+def _parse_shard(text: str | None) -> Shard | None:
+    from chatir.shard import InvalidShardError, Shard
+
+    if text is None:
+        return None
+    try:
+        return Shard.parse(text)
+    except InvalidShardError as error:
+        raise typer.BadParameter(str(error), param_hint="--shard") from error
 
 
 def _follow_run_file(settings: Settings) -> Settings:
@@ -252,6 +279,7 @@ def _job_report(job: IndexJob) -> dict[str, Any]:
         "unchanged": job.unchanged,
         "duplicates": job.duplicates,
         "pruned": job.pruned,
+        "other_shards": job.other_shards,
         "skipped": [(s.get("path", "?"), s.get("reason", "?")) for s in job.skipped],
     }
 
@@ -268,11 +296,63 @@ def _print_report(report: dict[str, Any]) -> None:
         f"{report.get(name, 0)} {name}" for name in ("added", "unchanged", "duplicates", "pruned")
     )
     typer.echo(counts)
+    if report.get("other_shards"):
+        typer.echo(f"{report['other_shards']} file(s) left to the other shards")
     skipped = report.get("skipped") or []
     if skipped:
         typer.echo(f"skipped {len(skipped)} file(s):")
         for path, reason in skipped:
             typer.echo(f"  {path}: {reason}")
+
+
+# --- migrate-index ---------------------------------------------------------------------------------
+def migrate_index(
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to",
+            metavar="URL",
+            help="Where to copy the collection: a Qdrant server (http://qdrant:6333, https://...) or another ChatIR "
+            "home on this machine (path:/srv/chatir or file:///srv/chatir: its embedded store <home>/qdrant).",
+        ),
+    ],
+    collection: Annotated[
+        str | None, typer.Option(help="Target collection (default: the source's, CHATIR_COLLECTION).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Points per read and write.")] = 256,
+    sample: Annotated[
+        int, typer.Option(min=0, help="Random points whose vectors and payloads are compared at the end.")
+    ] = 256,
+    verify_only: Annotated[bool, typer.Option("--verify-only", help="Copy nothing; only compare.")] = False,
+    api_key_env: Annotated[
+        str, typer.Option(help="Environment variable holding the target server's API key (if it has one).")
+    ] = "QDRANT_API_KEY",
+) -> None:
+    """Copy the image index (the embedded store of CHATIR_HOME, or QDRANT_URL's) into another Qdrant store.
+
+    Ids, vectors, payloads and the collection's model are copied in batches; run it again to resume (points
+    already there with equal content are skipped). Verified at the end by counts and a random sample of
+    vectors: a mismatch exits with status 1. A target collection of another model is refused. Stop the
+    service that holds an embedded store first."""
+    import os
+
+    from chatir.settings import get_settings
+    from retriever_service.index.migrate import migrate_collection, target_settings
+
+    source = get_settings()
+    target = target_settings(source, to, collection=collection, api_key=os.environ.get(api_key_env) or None)
+    typer.echo(
+        f"migrating collection {source.collection!r}: {_store_label(source)} -> {_store_label(target)}"
+    )
+    report = migrate_collection(source, target, batch_size=batch_size, sample=sample, verify_only=verify_only)
+    if not verify_only:
+        typer.echo(
+            f"{report.copied} copied, {report.updated} updated, {report.unchanged} already there "
+            f"({report.model}, {report.dim}-d)"
+        )
+    typer.echo(
+        f"verified: {report.target_count} points in both, {report.sampled} sampled vectors and payloads equal"
+    )
 
 
 # --- convert-checkpoint ----------------------------------------------------------------------------

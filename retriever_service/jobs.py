@@ -73,7 +73,7 @@ class JobRegistry:
 def job_fields(report: Any) -> dict[str, Any]:
     """IndexJob fields from the indexer's report (tolerant of its exact shape)."""
     fields: dict[str, Any] = {}
-    for name in ("added", "unchanged", "duplicates", "pruned", "captioned"):
+    for name in ("added", "unchanged", "duplicates", "pruned", "captioned", "other_shards"):
         value = getattr(report, name, None)
         if value is None:
             continue

@@ -391,6 +391,7 @@ class RetrieverService:
             progress=progress,
             batch_size=self.settings.batch_size,
             captioner=self.captioner,
+            shard=request.shard,
         )
 
     def _run_job(self, job_id: str, request: IndexRequest) -> None:

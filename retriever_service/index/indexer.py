@@ -7,7 +7,10 @@
 * ``prune``: files that vanished from the walked folders are forgotten (an image goes with its last copy);
 * never aborts on a bad file: corrupt, unreadable and non-image files are listed with a reason;
 * each batch is written as soon as it is embedded, so Ctrl-C loses nothing already indexed and the next
-  run carries on where this one stopped.
+  run carries on where this one stopped;
+* ``shard``: only this process's share of the files (:mod:`retriever_service.index.shard`), so N processes
+  index one input into one collection; an image another writer stored meanwhile becomes a copy, not a
+  second embedding (the bytes are stored once across shards).
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from chatir.schemas import PUBLIC
+from chatir.shard import Shard
 from retriever_service.index.records import Copy, ImageRecord, file_content_id, text_from_filename
+from retriever_service.index.shard import owns_location, take_shard
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +54,7 @@ class IndexReport(BaseModel):
     pruned: int = Field(0, description="Vanished files forgotten (with --prune).")
     captioned: int = Field(0, description="Images given a caption (new ones and earlier ones without).")
     skipped: list[SkippedFile] = Field(default_factory=list, description="Files that could not be indexed.")
+    other_shards: int = Field(0, description="Files left to the other shards (with a shard).")
 
     @property
     def seen(self) -> int:
@@ -90,6 +96,7 @@ def index_paths(
     batch_size: int | None = None,
     workers: int | None = None,
     captioner: Any = None,
+    shard: Shard | None = None,
 ) -> IndexReport:
     """Index the image files under ``paths`` (files or folders, recursively) into ``index``.
 
@@ -98,6 +105,7 @@ def index_paths(
     line; ``text`` to the file name. ``progress``: a tqdm bar (True), nothing (False) or a callback
     ``(done, total)``. ``captioner`` (optional, :class:`~retriever_service.models.captioner.Captioner`)
     captions new images, and images under ``paths`` indexed before without a caption (a backfill).
+    ``shard``: index only the files of this shard (pruning, too, only forgets this shard's files).
     A ``KeyboardInterrupt`` propagates after the batches already embedded are stored.
     """
     report = IndexReport()
@@ -115,6 +123,7 @@ def index_paths(
             continue
         candidates.extend(_walk(root.resolve(), report))
     candidates = list({c.key: c for c in candidates}.values())  # overlapping roots: each file once
+    candidates, report.other_shards = take_shard(candidates, shard)
 
     todo: list[_Candidate] = []
     for candidate in candidates:
@@ -154,7 +163,8 @@ def index_paths(
             index, captioner, {c.key for c in candidates}, batch_size=batch_size
         )
     if prune:
-        report.pruned = _prune(index, known, roots, seen={c.key for c in candidates})
+        mine = {loc: entry for loc, entry in known.items() if owns_location(loc, roots, shard)}
+        report.pruned = _prune(index, mine, roots, seen={c.key for c in candidates})
     if report.added:
         index.optimize()
     return report
@@ -329,12 +339,35 @@ class _BatchWriter:
             self.report.captioned += _caption_records(
                 self.captioner, records, [images[r.id] for r in records]
             )
+        records, vectors = self._copies_of_images_stored_meanwhile(records, vectors)
         if records:
             self.index.upsert(records, vectors)
             self.known_ids.update(r.id for r in records)
             self.report.added += len(records)
         self.pending.clear()
         self._pending_by_id.clear()
+
+    def _copies_of_images_stored_meanwhile(
+        self, records: list[ImageRecord], vectors: np.ndarray
+    ) -> tuple[list[ImageRecord], np.ndarray]:
+        """Another writer (a shard in another process) may have stored some of these images since this run
+        read the index: their files become copies of the stored image, as if this run had seen it, so a new
+        embedding never replaces the record (and its other locations) written by the other shard."""
+        if not records:
+            return records, vectors
+        stored = {r.id for r in self.index.get_many([r.id for r in records])}
+        if not stored:
+            return records, vectors
+        keep = [i for i, record in enumerate(records) if record.id not in stored]
+        for record in records:
+            if record.id in stored:
+                for location in record.locations:
+                    copy = record.copies[location]
+                    mtime = record.location_mtimes.get(location)
+                    self.index.add_location(record.id, location, mtime=mtime, **copy.model_dump())
+                self.report.duplicates += 1  # its other locations were counted as duplicates already
+        self.known_ids.update(stored)
+        return [records[i] for i in keep], vectors[keep]
 
     def _embed(self, records: list[ImageRecord], images: list[Any]) -> tuple[list[ImageRecord], np.ndarray]:
         try:
