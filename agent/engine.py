@@ -498,7 +498,7 @@ class ConversationEngine:
             self.outcomes.record(
                 state.conversation_id, action, rounds=state.rounds, questioner=name, rank=rank
             )
-        except Exception:  # noqa: BLE001 - measurement is a side channel
+        except Exception:  # measurement is a side channel: never the turn's failure
             logger.exception("could not record the outcome of %s", state.conversation_id)
 
     def close(self) -> None:
