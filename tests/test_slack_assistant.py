@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 
@@ -307,3 +308,12 @@ def test_suggested_prompts_come_from_captions_in_scope_then_examples():
     assert [p["message"] for p in suggested_prompts(Down(), SearchScope(), bank="x")] == list(
         EXAMPLES["generic"]
     )
+
+
+def test_the_manifest_asks_for_what_the_panel_uses():
+    yaml = pytest.importorskip("yaml")
+    manifest = yaml.safe_load((Path(__file__).parents[1] / "deploy" / "slack" / "manifest.yaml").read_text())
+    assert manifest["features"]["assistant_view"]["assistant_description"]
+    assert "assistant:write" in manifest["oauth_config"]["scopes"]["bot"]
+    events = manifest["settings"]["event_subscriptions"]["bot_events"]
+    assert {"assistant_thread_started", "assistant_thread_context_changed", "message.im"} <= set(events)
