@@ -5,7 +5,8 @@ One row per *search* (a description and everything until it ends). A search ends
 - ``found``: the person picked an image -- at which dialog round (0 = right after the description: ChatIR's
   first-hitting time) and at which rank of the matches shown (Hits@K);
 - ``none_of_these``: the person rejected the matches ("None of these") and then went quiet;
-- ``abandoned``: the person went quiet otherwise (no turn for ``abandon_after_s``; decided when the log is read);
+- ``abandoned``: the person went quiet otherwise (no turn for ``abandon_after_s``; decided when the log is read,
+  and undone if they come back to the same search);
 - ``started_over``: "Start over", or a new description while the search was still open.
 
 A "was this helpful?" answer after a pick is kept with the found search. **No message text is stored**: no
@@ -143,14 +144,8 @@ class OutcomeLog:
                 if open_id is not None:
                     self._end(db, open_id, "started_over", now)
                 return
-            if open_id is None and action == "chosen":
-                last = db.execute(
-                    "SELECT id, outcome FROM searches WHERE conversation = ? ORDER BY id DESC LIMIT 1", (key,)
-                ).fetchone()
-                if (
-                    last is not None and last[1] == "found"
-                ):  # a second pick in the same search: the later one counts
-                    open_id = last[0]
+            if open_id is None:
+                open_id = self._resume(db, key, action)
             if open_id is None:  # a search older than the log (or than a purge): count it from here
                 open_id = self._open(db, key, conversation_id, questioner, now, rounds)
             db.execute(
@@ -234,6 +229,23 @@ class OutcomeLog:
             (key, frontend_of(conversation_id), questioner, now, now, rounds),
         )
         return int(cursor.lastrowid or 0)
+
+    @staticmethod
+    def _resume(db: sqlite3.Connection, key: str, action: str) -> int | None:
+        """The conversation's latest search, when this turn continues it: a person back after the idle
+        timeout (its abandonment was provisional: it is open again), or a second pick in a found search
+        (the later pick counts)."""
+        last = db.execute(
+            "SELECT id, outcome FROM searches WHERE conversation = ? ORDER BY id DESC LIMIT 1", (key,)
+        ).fetchone()
+        if last is None:
+            return None
+        if last[1] in ("abandoned", "none_of_these"):
+            db.execute("UPDATE searches SET outcome = NULL, ended_at = NULL WHERE id = ?", (last[0],))
+            return int(last[0])
+        if last[1] == "found" and action == "chosen":
+            return int(last[0])
+        return None
 
     @staticmethod
     def _end(db: sqlite3.Connection, search_id: int, outcome: Outcome, now: float) -> None:

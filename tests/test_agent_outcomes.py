@@ -103,6 +103,16 @@ def test_every_ending_is_recorded_without_any_text(engine, log, clock, settings)
         assert secret not in raw, secret
 
 
+def test_coming_back_after_the_timeout_continues_the_same_search(engine, log, clock):
+    first = engine.handle("slack:T:D:2.2", "a shape", SCOPE)
+    clock.now += 3600
+    assert [s.outcome for s in log.searches()] == ["abandoned"]  # as far as anyone could tell
+    answered = engine.handle("slack:T:D:2.2", toy_oracle(TARGET, first.question))
+    assert [s.outcome for s in log.searches()] == [None]
+    engine.choose("slack:T:D:2.2", answered.hits[0].id)
+    assert [(s.outcome, s.found_round, s.found_rank) for s in log.searches()] == [("found", 1, 1)]
+
+
 def test_a_new_description_after_a_pick_is_a_new_search_and_feedback_lands_on_the_pick(engine, log):
     find_target(engine, "web:twice")
     assert log.feedback("web:twice", helpful=False)

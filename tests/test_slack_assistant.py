@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
+from slack_bolt.request import BoltRequest
 
 from agent.outcomes import OutcomeLog
 from chatir.schemas import PUBLIC, Hit
@@ -22,7 +24,7 @@ from frontends.slack.blocks import HELPFUL, SCOPE_ALL, THIS_ONE
 from frontends.slack.prompts import EXAMPLES, suggested_prompts
 from tests import test_slack_app as channel_flow
 from tests.fakes.slack_api import TEAM_ID
-from tests.test_slack_app import make_app, send_action, send_event, shown_ids
+from tests.test_slack_app import make_app, send_action, send_event, shown_ids, signed
 
 # the channel flow's workspace, retriever service and settings (pytest fixtures)
 retriever = channel_flow.retriever
@@ -84,6 +86,33 @@ def replies(slack, count: int, dm: str = "D_U1"):
             and "Hi!" not in c.args.get("text", "")
         ),
     )
+
+
+def click_in_message(app, action_id: str, value: str, *, message: dict, user: str = "U1"):
+    """A ``block_actions`` payload as Slack sends it for a button in a bot message (with that message's
+    blocks), signed like every request."""
+    payload = {
+        "type": "block_actions",
+        "team": {"id": TEAM_ID},
+        "user": {"id": user},
+        "api_app_id": "A1",
+        "channel": {"id": message["channel"]},
+        "container": {"type": "message", "message_ts": message["ts"], "channel_id": message["channel"]},
+        "message": {
+            "type": "message",
+            "ts": message["ts"],
+            "thread_ts": message.get("thread_ts"),
+            "text": message.get("text", ""),
+            "blocks": message.get("blocks", []),
+        },
+        "trigger_id": "t1",
+        "actions": [
+            {"action_id": action_id, "value": value, "type": "button", "block_id": "b", "action_ts": "1"}
+        ],
+    }
+    raw = urlencode({"payload": json.dumps(payload)})
+    response = app.dispatch(BoltRequest(body=raw, headers=signed(raw, "application/x-www-form-urlencoded")))
+    assert response.status == 200, response.body
 
 
 def context_text(call) -> str:
@@ -150,16 +179,11 @@ def test_from_thread_start_to_a_recorded_outcome(settings, slack, retriever):
     )
     found = slack.wait_for("chat.update", where=lambda c: "Found it" in c.args.get("text", ""))[0]
     assert any(b.get("block_id") == HELPFUL for b in found.args["blocks"])  # "was this helpful?"
-    send_action(
-        app,
-        action_id=f"{HELPFUL}_yes",
-        value="yes",
-        channel="D_U1",
-        message_ts=found.args["ts"],
-        thread_ts=THREAD,
-    )
+    click_in_message(app, f"{HELPFUL}_yes", "yes", message={**found.args, "thread_ts": THREAD})
     thanked = slack.wait_for("chat.update", where=lambda c: "feedback" in c.args.get("text", ""))[0]
-    assert "noted as helpful" in json.dumps(thanked.args["blocks"])
+    assert thanked.args["ts"] == found.args["ts"]
+    kept = json.dumps(thanked.args["blocks"])
+    assert "Found it" in kept and "noted as helpful" in kept and HELPFUL not in kept  # the control is gone
 
     log = OutcomeLog(settings.outcomes_db)
     searches = log.searches()
