@@ -20,6 +20,7 @@ from slack_bolt.request import BoltRequest
 from agent.outcomes import OutcomeLog
 from chatir.schemas import PUBLIC, Hit
 from chatir.scope import SearchScope
+from frontends.slack.assistant_threads import AssistantThreads
 from frontends.slack.blocks import HELPFUL, SCOPE_ALL, THIS_ONE
 from frontends.slack.prompts import EXAMPLES, suggested_prompts
 from tests import test_slack_app as channel_flow
@@ -48,12 +49,32 @@ def thread_event(
     }
 
 
-def start_thread(app, **options):
-    return send_event(app, thread_event("assistant_thread_started", **options))
+def start_thread(app, settings, **options):
+    """The thread start, then a wait until the bot stored the thread (as the person reads the greeting)."""
+    event = thread_event("assistant_thread_started", **options)
+    send_event(app, event)
+    wait_stored(settings, event["assistant_thread"], lambda stored: bool(stored.user_id))
 
 
-def change_context(app, **options):
-    return send_event(app, thread_event("assistant_thread_context_changed", **options))
+def change_context(app, settings, **options):
+    """The context change, then a wait until the bot stored it (bolt runs the listener in a thread of its own;
+    in Slack the change comes long before the person types)."""
+    event = thread_event("assistant_thread_context_changed", **options)
+    send_event(app, event)
+    channel = event["assistant_thread"]["context"].get("channel_id")
+    wait_stored(settings, event["assistant_thread"], lambda stored: stored.viewed_channel == channel)
+
+
+def wait_stored(settings, thread: dict, done) -> None:
+    threads = AssistantThreads(settings.home / "slack" / "assistant.sqlite")
+    deadline = time.monotonic() + 10
+    while True:
+        stored = threads.get(thread["channel_id"], thread["thread_ts"])
+        if stored is not None and done(stored):
+            break
+        assert time.monotonic() < deadline, f"the bot did not store {thread}"
+        time.sleep(0.02)
+    threads.close()
 
 
 def say(app, text: str, *, user: str = "U1", dm: str = "D_U1", ts: str = THREAD, n: int = 0):
@@ -126,7 +147,7 @@ def context_text(call) -> str:
 
 def test_thread_started_greets_says_what_is_searched_and_suggests_prompts(settings, slack):
     app = make_app(settings)
-    start_thread(app)
+    start_thread(app, settings)
     greeting = slack.wait_for("chat.postMessage", where=lambda c: c.args.get("channel") == "D_U1")[0]
     assert greeting.args["thread_ts"] == THREAD and "Describe an image" in greeting.args["text"]
     assert "<#C_GENERAL>" in context_text(greeting)  # the channel U1 is viewing (and is a member of)
@@ -142,7 +163,7 @@ def test_from_thread_start_to_a_recorded_outcome(settings, slack, retriever):
     """thread started -> prompts -> description -> status -> results -> answer -> pick -> helpful -> log."""
     _, groups = retriever
     app = make_app(settings)
-    start_thread(app)
+    start_thread(app, settings)
     slack.wait_for("assistant.threads.setSuggestedPrompts")
     say(app, "a bright orange picture")
     first = replies(slack, 1)[0]
@@ -177,11 +198,14 @@ def test_from_thread_start_to_a_recorded_outcome(settings, slack, retriever):
         message_ts="1700005998.000100",
         thread_ts=THREAD,
     )
-    found = slack.wait_for("chat.update", where=lambda c: "Found it" in c.args.get("text", ""))[0]
+    found = slack.wait_for("chat.postMessage", where=lambda c: "Found it" in c.args.get("text", ""))[0]
+    assert len(slack.calls_to("assistant.threads.setStatus")) == 3  # the pick is a panel turn too
+    original = slack.wait_for("files.completeUploadExternal", where=lambda c: c.args.get("thread_ts"))[0]
+    assert original.args["channel_id"] == "D_U1" and original.args["thread_ts"] == THREAD
     assert any(b.get("block_id") == HELPFUL for b in found.args["blocks"])  # "was this helpful?"
-    click_in_message(app, f"{HELPFUL}_yes", "yes", message={**found.args, "thread_ts": THREAD})
+    click_in_message(app, f"{HELPFUL}_yes", "yes", message={**found.args, "ts": "1700005999.000100"})
     thanked = slack.wait_for("chat.update", where=lambda c: "feedback" in c.args.get("text", ""))[0]
-    assert thanked.args["ts"] == found.args["ts"]
+    assert thanked.args["ts"] == "1700005999.000100"
     kept = json.dumps(thanked.args["blocks"])
     assert "Found it" in kept and "noted as helpful" in kept and HELPFUL not in kept  # the control is gone
 
@@ -200,8 +224,8 @@ def test_from_thread_start_to_a_recorded_outcome(settings, slack, retriever):
 def test_a_context_change_to_a_channel_the_person_is_not_in_never_widens(settings, slack, retriever):
     _, groups = retriever
     app = make_app(settings)
-    start_thread(app, viewing="C_GENERAL")
-    change_context(app, viewing="C_SECRET")  # U1 is not a member of #secret
+    start_thread(app, settings, viewing="C_GENERAL")
+    change_context(app, settings, viewing="C_SECRET")  # U1 is not a member of #secret
     say(app, "secret yellow purple black")
     reply = replies(slack, 1)[0]
     assert {groups[i] for i in shown_ids(reply)} == {PUBLIC}
@@ -210,8 +234,8 @@ def test_a_context_change_to_a_channel_the_person_is_not_in_never_widens(setting
     assert all(c.args["user"] == "U1" for c in slack.calls_to("users.conversations"))
 
     # positive control: U2 is in #secret, and viewing it searches it
-    start_thread(app, user="U2", dm="D_U2", viewing="C_GENERAL", ts="1700005100.000100")
-    change_context(app, user="U2", dm="D_U2", viewing="C_SECRET", ts="1700005100.000100")
+    start_thread(app, settings, user="U2", dm="D_U2", viewing="C_GENERAL", ts="1700005100.000100")
+    change_context(app, settings, user="U2", dm="D_U2", viewing="C_SECRET", ts="1700005100.000100")
     say(app, "secret yellow purple black", user="U2", dm="D_U2", ts="1700005100.000100")
     other = replies(slack, 1, dm="D_U2")[0]
     assert "C_SECRET" in {groups[i] for i in shown_ids(other)}
@@ -221,10 +245,10 @@ def test_a_context_change_to_a_channel_the_person_is_not_in_never_widens(setting
 def test_a_context_change_applies_to_the_next_search_not_the_one_under_way(settings, slack, retriever):
     _, groups = retriever
     app = make_app(settings)
-    start_thread(app, user="U2", dm="D_U2", viewing="C_GENERAL")
+    start_thread(app, settings, user="U2", dm="D_U2", viewing="C_GENERAL")
     say(app, "a picture", user="U2", dm="D_U2")
     replies(slack, 1, dm="D_U2")
-    change_context(app, user="U2", dm="D_U2", viewing="C_SECRET")
+    change_context(app, settings, user="U2", dm="D_U2", viewing="C_SECRET")
     say(app, "no", user="U2", dm="D_U2", n=1)  # an answer: same search, same scope
     answer = replies(slack, 2, dm="D_U2")[1]
     assert {groups[i] for i in shown_ids(answer)} <= {PUBLIC, "C_GENERAL"}
@@ -240,7 +264,7 @@ def test_a_context_change_applies_to_the_next_search_not_the_one_under_way(setti
 def test_widening_to_all_my_channels_reruns_the_search_within_membership(settings, slack, retriever):
     _, groups = retriever
     app = make_app(settings.model_copy(update={"top_k": 8}))
-    start_thread(app, viewing="C_GENERAL")
+    start_thread(app, settings, viewing="C_GENERAL")
     say(app, "a picture")
     first = replies(slack, 1)[0]
     assert {groups[i] for i in shown_ids(first)} == {PUBLIC, "C_GENERAL"}
@@ -265,7 +289,7 @@ def test_widening_to_all_my_channels_reruns_the_search_within_membership(setting
 
 def test_a_restart_in_the_middle_of_an_assistant_thread(settings, slack, retriever):
     _, groups = retriever
-    start_thread(make_app(settings), viewing="C_GENERAL")
+    start_thread(make_app(settings), settings, viewing="C_GENERAL")
     first_app = make_app(settings)
     say(first_app, "a bright picture")
     replies(slack, 1)

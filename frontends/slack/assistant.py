@@ -99,6 +99,7 @@ class SlackAssistant:
         self.threads = threads
         self.bank = bank
         self.count_images = count_images
+        conversations.panel = self.panel_turn  # buttons in panel threads get the panel's turns too
 
     @property
     def engine(self):
@@ -207,6 +208,15 @@ class SlackAssistant:
         return self.turn(client, place, run, thread=thread)
 
     # --- one turn -----------------------------------------------------------------------------------
+    def panel_turn(
+        self, client: WebClient, place: Place, run: Callable[[], TurnResult]
+    ) -> tuple[bool, TurnResult | None]:
+        """A button's turn (None of these, More, Start over, This one) when ``place`` is a panel thread."""
+        thread = self.threads.get(place.channel, place.thread_ts)
+        if thread is None:
+            return False, None
+        return True, self.turn(client, place, run, thread=thread)
+
     def turn(
         self,
         client: WebClient,

@@ -45,6 +45,10 @@ def is_direct_message(channel_id: str) -> bool:
     return channel_id.startswith("D")
 
 
+PanelTurn = Callable[[WebClient, "Place", Callable[[], TurnResult]], tuple[bool, TurnResult | None]]
+"""(client, place, run) -> (whether the place is a panel thread and the turn ran there, its result)."""
+
+
 @dataclass(frozen=True)
 class Place:
     """Where a conversation lives: its channel and thread (``thread_ts`` None = top level of a DM)."""
@@ -72,6 +76,8 @@ class SlackConversations:
         self.publisher = publisher
         self.membership = membership
         self.top_k = top_k
+        self.panel: PanelTurn | None = None
+        """Runs turns of assistant-panel threads in the panel's style (set by :class:`SlackAssistant`)."""
 
     def scope(self, *, user_id: str, channel_id: str) -> SearchFilter:
         groups = scope_for(
@@ -157,6 +163,10 @@ class SlackConversations:
         return fallback_text(result), turn_blocks(shown, file_ids, first_rank=start + 1)
 
     def _turn(self, client: WebClient, place: Place, run: Callable[[], TurnResult]) -> TurnResult | None:
+        if self.panel is not None:
+            handled, result = self.panel(client, place, run)
+            if handled:
+                return result
         status = client.chat_postMessage(
             channel=place.channel, thread_ts=place.thread_ts, text="Searching…", blocks=searching_blocks()
         )
