@@ -365,3 +365,21 @@ def test_the_manifest_asks_for_what_the_panel_uses():
     assert "assistant:write" in manifest["oauth_config"]["scopes"]["bot"]
     events = manifest["settings"]["event_subscriptions"]["bot_events"]
     assert {"assistant_thread_started", "assistant_thread_context_changed", "message.im"} <= set(events)
+
+
+def test_unsigned_assistant_events_are_refused(settings, slack):
+    """Bolt's Assistant middleware runs after the request verification (a forged thread start posts nothing)."""
+    app = make_app(settings)
+    body = json.dumps(
+        {"type": "event_callback", "team_id": TEAM_ID, "event": thread_event("assistant_thread_started")}
+    )
+    headers = {
+        "content-type": ["application/json"],
+        "x-slack-signature": ["v0=forged"],
+        "x-slack-request-timestamp": [str(int(time.time()))],
+    }
+    assert app.dispatch(BoltRequest(body=body, headers=headers)).status == 401
+    time.sleep(0.5)
+    assert not slack.calls_to("chat.postMessage") and not slack.calls_to(
+        "assistant.threads.setSuggestedPrompts"
+    )
