@@ -119,6 +119,8 @@ class OutcomeLog:
         self._db = sqlite3.connect(str(path), check_same_thread=False, timeout=30.0, isolation_level=None)
         if str(path) != ":memory:":
             self._db.execute("PRAGMA journal_mode=WAL")
+            # a power cut may lose the last turns' rows, never corrupt the file: fine for statistics
+            self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         self.purge()
 
