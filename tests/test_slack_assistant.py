@@ -25,7 +25,7 @@ from frontends.slack.blocks import HELPFUL, SCOPE_ALL, THIS_ONE
 from frontends.slack.prompts import EXAMPLES, suggested_prompts
 from tests import test_slack_app as channel_flow
 from tests.fakes.slack_api import TEAM_ID
-from tests.test_slack_app import make_app, send_action, send_event, shown_ids, signed
+from tests.test_slack_app import make_app, mention, send_action, send_event, shown_ids, signed, turn_updates
 
 # the channel flow's workspace, retriever service and settings (pytest fixtures)
 retriever = channel_flow.retriever
@@ -383,3 +383,24 @@ def test_unsigned_assistant_events_are_refused(settings, slack):
     assert not slack.calls_to("chat.postMessage") and not slack.calls_to(
         "assistant.threads.setSuggestedPrompts"
     )
+
+
+def test_a_pick_in_a_channel_thread_asks_was_this_helpful_too(settings, slack):
+    app = make_app(settings)
+    mention(app, "a picture", ts="1700007000.000100")
+    first = turn_updates(slack, 1)[0]
+    send_action(
+        app,
+        action_id=f"{THIS_ONE}_3",
+        value=shown_ids(first)[2],
+        channel="C_GENERAL",
+        message_ts=first.args["ts"],
+        thread_ts="1700007000.000100",
+    )
+    found = slack.wait_for("chat.update", where=lambda c: "Found it" in c.args.get("text", ""))[0]
+    click_in_message(app, f"{HELPFUL}_no", "no", message={**found.args, "thread_ts": "1700007000.000100"})
+    slack.wait_for("chat.update", where=lambda c: "feedback" in c.args.get("text", ""))
+    log = OutcomeLog(settings.outcomes_db)
+    assert [(s.frontend, s.outcome, s.found_round, s.found_rank, s.helpful) for s in log.searches()] == [
+        ("slack", "found", 0, 3, False)
+    ]

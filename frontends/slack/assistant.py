@@ -24,7 +24,7 @@ from typing import Any
 
 from slack_sdk import WebClient
 
-from agent.engine import TurnResult
+from agent.engine import ConversationEngine, TurnResult
 from agent.intents import classify
 from chatir.schemas import PUBLIC
 from chatir.scope import SearchScope
@@ -102,7 +102,7 @@ class SlackAssistant:
         conversations.panel = self.panel_turn  # buttons in panel threads get the panel's turns too
 
     @property
-    def engine(self):
+    def engine(self) -> ConversationEngine:
         return self.conversations.engine
 
     def scope_of(
@@ -244,8 +244,8 @@ class SlackAssistant:
             viewed = thread.viewed_channel
             label = scope_label(result.scope)
             note = ""
-            if label == "public images only" and viewed and thread.mode == "channel":
-                note = self.scope_of(thread, thread.user_id or "").note
+            if label == "public images only" and viewed and thread.mode == "channel" and thread.user_id:
+                note = self.scope_of(thread, thread.user_id).note
             blocks = blocks + self._scope_blocks(thread, label, note, searched=result.scope)
         client.chat_postMessage(channel=place.channel, thread_ts=place.thread_ts, text=text, blocks=blocks)
         return result
