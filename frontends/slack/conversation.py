@@ -155,7 +155,8 @@ class SlackConversations:
     def render(self, result: TurnResult) -> tuple[str, list[dict]]:
         """(fallback text, blocks) of a turn: its matches (thumbnails uploaded), or the pick."""
         if result.state == "found" and result.chosen is not None:
-            return fallback_text(result), found_blocks(result.chosen) + helpful_blocks()
+            asked = helpful_blocks() if self.engine.outcomes is not None else []  # no log: nothing to ask for
+            return fallback_text(result), found_blocks(result.chosen) + asked
         # a "more" turn shows its new page (numbered on from the earlier ones), any other turn the top
         start = result.page_start
         shown = result.model_copy(update={"hits": result.hits[start : start + self.top_k]})
