@@ -81,7 +81,9 @@ def render(rows: list[OutcomeSummary], *, since: float) -> str:
             lines.append("  ".join("-" * w for w in widths))
     overall = rows[0]
     if overall.found_by_turn:
-        curve = ", ".join(f"{t}: {_pct(v)}" for t, v in enumerate(overall.found_by_turn))
+        shares = overall.found_by_turn
+        last = shares.index(shares[-1])  # no change after this round
+        curve = ", ".join(f"{t}: {_pct(v)}" for t, v in enumerate(shares[: last + 1]))
         lines.append(f"Found by round (all, cumulative): {curve}")
     return "\n".join(lines)
 
