@@ -34,6 +34,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from agent.intents import classify
+from agent.outcomes import OutcomeLog
 from agent.questioners.base import Questioner, ScopeAware, is_repeat
 from agent.rerank import AnswerReranker
 from agent.search import Searcher, as_scope
@@ -121,6 +122,7 @@ class ConversationEngine:
         store: ConversationStore | None = None,
         settings: Settings | None = None,
         reranker: AnswerReranker | None = None,
+        outcomes: OutcomeLog | None = None,
     ) -> None:
         self.settings = settings or get_settings()
         self.searcher = searcher
@@ -128,6 +130,8 @@ class ConversationEngine:
         self.reranker = reranker
         """Re-ranks the top candidates by every answer read against its alternatives (:mod:`agent.rerank`)."""
         self.store = store or ConversationStore(self.settings.state_db)
+        self.outcomes = outcomes
+        """Where each search's outcome is recorded (:mod:`agent.outcomes`); None: not recorded."""
         self._locks = [threading.Lock() for _ in range(64)]
 
     # --- public API: one call per user action ----------------------------------------------------------
@@ -344,6 +348,7 @@ class ConversationEngine:
         seen.update((h.id, h) for h in extra)
         state.seen = list(seen.values())[-MAX_SEEN:]
         saved = self.store.save(state)
+        self._note(saved, "more")
         result = self._result(saved, "more", f"Matches {len(known) + 1}-{len(saved.shown)}.")
         return result.model_copy(update={"page_start": len(known)})
 
@@ -359,15 +364,18 @@ class ConversationEngine:
         return self._choose(state, state.shown[index])
 
     def _choose(self, state: ConversationState, hit: Hit) -> TurnResult:
+        rank = next((i for i, shown in enumerate(state.shown, start=1) if shown.id == hit.id), None)
         state = state.model_copy(deep=True)
         state.status = "found"
         state.chosen = hit
         state.pending_question = None
         saved = self.store.save(state)
+        self._note(saved, "chosen", rank=rank)
         return self._result(saved, "chosen", "Great, glad I could help.")
 
     def _restart(self, state: ConversationState) -> TurnResult:
         saved = self.store.save(self._archived(state))
+        self._note(saved, "restarted")
         return self._result(saved, "restarted", "Starting over. Describe the image you are looking for.")
 
     # --- helpers --------------------------------------------------------------------------------------
@@ -425,6 +433,7 @@ class ConversationEngine:
             elif state.status == "showing" and action in ("started", "answered"):
                 note = note or 'I think it\'s one of these. If not, say "none of these" or tell me more.'
         saved = self.store.save(state)
+        self._note(saved, action)
         return self._result(saved, action, note)
 
     def _ranked(self, state: ConversationState, k: int) -> list[Hit]:
@@ -480,9 +489,23 @@ class ConversationEngine:
             raise InvalidMessageError(f"a conversation id must be 1-{MAX_ID_CHARS} characters of text")
         return self._locks[zlib.crc32(conversation_id.encode()) % len(self._locks)]
 
+    def _note(self, state: ConversationState, action: str, *, rank: int | None = None) -> None:
+        """Records the saved turn in the outcome log; a failing log never costs the user their turn."""
+        if self.outcomes is None:
+            return
+        try:
+            name = str(getattr(self.questioner, "name", type(self.questioner).__name__))
+            self.outcomes.record(
+                state.conversation_id, action, rounds=state.rounds, questioner=name, rank=rank
+            )
+        except Exception:  # measurement is a side channel: never the turn's failure
+            logger.exception("could not record the outcome of %s", state.conversation_id)
+
     def close(self) -> None:
-        """Close the state store (the searcher and questioner belong to the caller)."""
+        """Close the state store and the outcome log (the searcher and questioner belong to the caller)."""
         self.store.close()
+        if self.outcomes is not None:
+            self.outcomes.close()
 
     @staticmethod
     def _result(state: ConversationState, action: Action, message: str | None) -> TurnResult:

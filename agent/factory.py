@@ -6,6 +6,7 @@ import logging
 from typing import TYPE_CHECKING, Literal
 
 from agent.engine import ConversationEngine
+from agent.outcomes import OutcomeLog
 from agent.questioners.bank import QuestionBank, load_bank
 from agent.questioners.base import Questioner
 from agent.questioners.baselines import NoQuestioner, RandomQuestioner
@@ -85,7 +86,15 @@ def build_engine(
         store or ConversationStore(settings.state_db),
         settings,
         reranker=build_reranker(settings, questioner),
+        outcomes=build_outcome_log(settings),
     )
+
+
+def build_outcome_log(settings: Settings) -> OutcomeLog | None:
+    """The outcome log under ``CHATIR_HOME`` (None when ``CHATIR_OUTCOME_RETENTION_DAYS`` is 0)."""
+    if settings.outcome_retention_days <= 0:
+        return None
+    return OutcomeLog(settings.outcomes_db, retention_days=settings.outcome_retention_days)
 
 
 def build_reranker(settings: Settings, questioner: Questioner | None) -> AnswerReranker | None:

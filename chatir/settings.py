@@ -158,6 +158,15 @@ class Settings(BaseSettings):
         "world of the demo) or the path of a JSON bank file.",
     )
 
+    outcome_retention_days: int = Field(
+        180,
+        ge=0,
+        le=3650,
+        validation_alias=_env("CHATIR_OUTCOME_RETENTION_DAYS"),
+        description="Days the outcome log (how searches ended, no message text: agent/outcomes.py, `chatir "
+        "stats`) keeps a search; 0 turns the log off.",
+    )
+
     # --- Slack -----------------------------------------------------------------------------------
     slack_bot_token: SecretStr | None = Field(None, validation_alias=_env("SLACK_BOT_TOKEN"))
     slack_app_token: SecretStr | None = Field(None, validation_alias=_env("SLACK_APP_TOKEN"))
@@ -175,6 +184,11 @@ class Settings(BaseSettings):
     def state_db(self) -> Path:
         """SQLite file holding the durable conversation state."""
         return self.home / "conversations.sqlite"
+
+    @property
+    def outcomes_db(self) -> Path:
+        """SQLite file of the outcome log (agent/outcomes.py)."""
+        return self.home / "outcomes.sqlite"
 
     @property
     def qdrant_path(self) -> Path:

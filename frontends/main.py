@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "evaluation.cli",  # eval
     "tools.cli",  # mcp
     "frontends.cli",  # demo, chat, slack
+    "frontends.stats",  # stats (the outcome log)
 )
 
 for _name in COMMAND_MODULES:

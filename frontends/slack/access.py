@@ -9,6 +9,10 @@ Results are posted where the search happens, so the scope depends on the place a
   search sees that channel's images and public ones -- never another channel's, whoever asks;
 * in a direct message with the bot, the search sees every channel the asking user is a member of.
 
+* in the assistant side panel (a thread of the user's DM with the bot), the search sees the channel the
+  user is viewing -- only when they are a member of it -- or, when they ask for it, every channel they are
+  in (:func:`assistant_scope`).
+
 Membership comes from ``users.conversations`` and is cached for a short TTL (a bounded cache). Nothing the user types
 is ever consulted: the scope is computed from the event's user and channel ids only.
 """
@@ -16,6 +20,8 @@ is ever consulted: the scope is computed from the event's user and channel ids o
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
+from typing import Literal
 
 from cachetools import TTLCache
 from slack_sdk import WebClient
@@ -74,3 +80,37 @@ def scope_for(
     if is_direct_message:
         return sorted(membership.channels_of(user_id) | {PUBLIC})
     return sorted({channel_id, PUBLIC})
+
+
+ScopeMode = Literal["channel", "all"]
+"""An assistant thread searches the channel the person is viewing (``channel``) or all their channels."""
+
+
+@dataclass(frozen=True)
+class AssistantScope:
+    """The groups an assistant-panel search may return, and how to say it to the person."""
+
+    groups: list[str]
+    label: str
+    note: str = ""
+
+
+def assistant_scope(
+    membership: MembershipCache, *, user_id: str, viewed_channel: str | None, mode: ScopeMode
+) -> AssistantScope:
+    """The scope of a search in ``user_id``'s assistant panel (answers go to their own DM with the bot).
+
+    ``channel`` mode: the channel being viewed (Slack's thread context) *intersected with the channels the
+    person is a member of*, plus public images -- a context naming a channel they are not in searches public
+    images only, never that channel. ``all`` mode (or no channel in view): every channel they are in, as in a
+    direct message. The thread context comes from Slack's events, never from what the person typed."""
+    mine = membership.channels_of(user_id)
+    if mode == "all" or not viewed_channel or not viewed_channel.startswith(("C", "G")):
+        return AssistantScope(sorted(mine | {PUBLIC}), "all your channels")
+    if viewed_channel in mine:
+        return AssistantScope(sorted({viewed_channel, PUBLIC}), f"<#{viewed_channel}>")
+    return AssistantScope(
+        [PUBLIC],
+        "public images only",
+        f"you are not a member of <#{viewed_channel}>, so its images are not searched",
+    )

@@ -14,6 +14,8 @@ from agent.engine import ConversationEngine
 from chatir.errors import ChatIRError
 from chatir.settings import Settings
 from frontends.slack.access import MembershipCache
+from frontends.slack.assistant import ImageCount, SlackAssistant
+from frontends.slack.assistant_threads import AssistantThreads
 from frontends.slack.conversation import SlackConversations
 from frontends.slack.images import SlackImagePublisher
 from frontends.slack.indexing import SlackIndexer
@@ -63,7 +65,13 @@ def create_slack_app(
         engine, publisher, MembershipCache(client, membership_ttl_s), top_k=settings.top_k
     )
     indexer = SlackIndexer(client, retriever, client.token or "")
-    register_all(app, SlackDeps(conversations=conversations, indexer=indexer))
+    assistant = SlackAssistant(
+        conversations,
+        AssistantThreads(settings.home / "slack" / "assistant.sqlite"),
+        bank=settings.question_bank,
+        count_images=ImageCount(retriever.ready),
+    )
+    register_all(app, SlackDeps(conversations=conversations, indexer=indexer, assistant=assistant))
     return app
 
 

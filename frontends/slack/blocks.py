@@ -11,6 +11,10 @@ THIS_ONE = "chatir_this_one"
 NONE_OF_THESE = "chatir_none_of_these"
 START_OVER = "chatir_start_over"
 MORE = "chatir_more"
+HELPFUL = "chatir_helpful"
+"""Action id prefix of the "was this helpful?" buttons (``chatir_helpful_yes`` / ``chatir_helpful_no``)."""
+SCOPE_ALL = "chatir_scope_all"
+SCOPE_CHANNEL = "chatir_scope_channel"
 MAX_TITLE = 150
 
 
@@ -105,6 +109,66 @@ def found_blocks(hit: Hit) -> list[dict[str, Any]]:
             },
         }
     ]
+
+
+def helpful_blocks() -> list[dict[str, Any]]:
+    """The "was this helpful?" control shown after a pick (it feeds the outcome log: ``chatir stats``)."""
+    return [
+        {
+            "type": "actions",
+            "block_id": HELPFUL,
+            "elements": [
+                {
+                    "type": "button",
+                    "text": _plain("Yes, this helped"),
+                    "action_id": f"{HELPFUL}_yes",
+                    "value": "yes",
+                },
+                {"type": "button", "text": _plain("No"), "action_id": f"{HELPFUL}_no", "value": "no"},
+            ],
+        },
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": "Was this helpful?"}]},
+    ]
+
+
+def thanked_blocks(blocks: list[dict[str, Any]], helpful: bool) -> list[dict[str, Any]]:
+    """The message after a "was this helpful?" answer: the control replaced by a thank-you line."""
+    kept = [b for b in blocks if b.get("block_id") != HELPFUL and not _is_helpful_prompt(b)]
+    answer = "helpful" if helpful else "not helpful"
+    return [
+        *kept,
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": f"Thanks: noted as {answer}."}]},
+    ]
+
+
+def _is_helpful_prompt(block: dict[str, Any]) -> bool:
+    elements = block.get("elements") or []
+    return block.get("type") == "context" and any(e.get("text") == "Was this helpful?" for e in elements)
+
+
+def scope_blocks(
+    label: str, *, note: str = "", hint: str = "", button: tuple[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """Which images an assistant-panel search looks at, and how to widen or narrow it.
+
+    ``button``: (action id, label) of the one scope change offered (all my channels / only this channel)."""
+    text = f":mag: Searching *{label}*" + ("" if label.startswith("public") else " and public images") + "."
+    if note:
+        text += f" ({note}.)"
+    if hint:
+        text += f" {hint}"
+    blocks: list[dict[str, Any]] = [{"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}]
+    if button is not None:
+        action_id, title = button
+        blocks.append(
+            {
+                "type": "actions",
+                "elements": [
+                    {"type": "button", "text": _plain(title), "action_id": action_id, "value": action_id}
+                ],
+            }
+        )
+    return blocks
 
 
 def fallback_text(result: TurnResult) -> str:

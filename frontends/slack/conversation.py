@@ -17,7 +17,14 @@ from agent.engine import ConversationEngine, TurnResult
 from chatir.errors import ChatIRError, ServiceUnavailableError
 from chatir.schemas import SearchFilter
 from frontends.slack.access import MembershipCache, scope_for
-from frontends.slack.blocks import fallback_text, found_blocks, searching_blocks, turn_blocks
+from frontends.slack.blocks import (
+    fallback_text,
+    found_blocks,
+    helpful_blocks,
+    searching_blocks,
+    thanked_blocks,
+    turn_blocks,
+)
 from frontends.slack.images import SlackImagePublisher
 
 logger = logging.getLogger(__name__)
@@ -36,6 +43,10 @@ def strip_mentions(text: str) -> str:
 
 def is_direct_message(channel_id: str) -> bool:
     return channel_id.startswith("D")
+
+
+PanelTurn = Callable[[WebClient, "Place", Callable[[], TurnResult]], tuple[bool, TurnResult | None]]
+"""(client, place, run) -> (whether the place is a panel thread and the turn ran there, its result)."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +76,8 @@ class SlackConversations:
         self.publisher = publisher
         self.membership = membership
         self.top_k = top_k
+        self.panel: PanelTurn | None = None
+        """Runs turns of assistant-panel threads in the panel's style (set by :class:`SlackAssistant`)."""
 
     def scope(self, *, user_id: str, channel_id: str) -> SearchFilter:
         groups = scope_for(
@@ -113,33 +126,56 @@ class SlackConversations:
             except Exception as error:  # noqa: BLE001 - the choice is made; the image post is a courtesy
                 logger.warning("could not post the original of %s: %s", hit.id, error)
 
+    def feedback(self, client: WebClient, place: Place, *, helpful: bool, message: dict) -> bool:
+        """A "was this helpful?" answer: recorded with the conversation's latest pick, and the control in
+        ``message`` (the action's message) replaced by a thank-you line."""
+        recorded = False
+        if self.engine.outcomes is not None:
+            recorded = self.engine.outcomes.feedback(place.conversation_id, helpful)
+        if message.get("ts"):
+            blocks = thanked_blocks(message.get("blocks") or [], helpful)
+            client.chat_update(
+                channel=place.channel, ts=message["ts"], text="Thanks for the feedback", blocks=blocks
+            )
+        return recorded
+
+    def run_turn(self, place: Place, run: Callable[[], TurnResult]) -> tuple[TurnResult | None, str]:
+        """(the turn's result, "") or (None, what to tell the person) -- a failed turn changes nothing."""
+        try:
+            return run(), ""
+        except ServiceUnavailableError as error:
+            logger.warning("retriever unavailable: %s", error)
+            return None, UNAVAILABLE
+        except ChatIRError as error:
+            return None, str(error)
+        except Exception:
+            logger.exception("turn failed in %s", place.conversation_id)
+            return None, FAILED
+
+    def render(self, result: TurnResult) -> tuple[str, list[dict]]:
+        """(fallback text, blocks) of a turn: its matches (thumbnails uploaded), or the pick."""
+        if result.state == "found" and result.chosen is not None:
+            asked = helpful_blocks() if self.engine.outcomes is not None else []  # no log: nothing to ask for
+            return fallback_text(result), found_blocks(result.chosen) + asked
+        # a "more" turn shows its new page (numbered on from the earlier ones), any other turn the top
+        start = result.page_start
+        shown = result.model_copy(update={"hits": result.hits[start : start + self.top_k]})
+        file_ids = self.publisher.thumbnail_file_ids([h.id for h in shown.hits], allowed=result.scope.allowed)
+        return fallback_text(result), turn_blocks(shown, file_ids, first_rank=start + 1)
+
     def _turn(self, client: WebClient, place: Place, run: Callable[[], TurnResult]) -> TurnResult | None:
+        if self.panel is not None:
+            handled, result = self.panel(client, place, run)
+            if handled:
+                return result
         status = client.chat_postMessage(
             channel=place.channel, thread_ts=place.thread_ts, text="Searching…", blocks=searching_blocks()
         )
         status_ts = status["ts"]
-        try:
-            result = run()
-        except ServiceUnavailableError as error:
-            logger.warning("retriever unavailable: %s", error)
-            client.chat_update(channel=place.channel, ts=status_ts, text=UNAVAILABLE, blocks=[])
+        result, error = self.run_turn(place, run)
+        if result is None:
+            client.chat_update(channel=place.channel, ts=status_ts, text=error, blocks=[])
             return None
-        except ChatIRError as error:
-            client.chat_update(channel=place.channel, ts=status_ts, text=str(error), blocks=[])
-            return None
-        except Exception:
-            logger.exception("turn failed in %s", place.conversation_id)
-            client.chat_update(channel=place.channel, ts=status_ts, text=FAILED, blocks=[])
-            return None
-        if result.state == "found" and result.chosen is not None:
-            blocks = found_blocks(result.chosen)
-        else:
-            # a "more" turn shows its new page (numbered on from the earlier ones), any other turn the top
-            start = result.page_start
-            shown = result.model_copy(update={"hits": result.hits[start : start + self.top_k]})
-            file_ids = self.publisher.thumbnail_file_ids(
-                [h.id for h in shown.hits], allowed=result.scope.allowed
-            )
-            blocks = turn_blocks(shown, file_ids, first_rank=start + 1)
-        client.chat_update(channel=place.channel, ts=status_ts, text=fallback_text(result), blocks=blocks)
+        text, blocks = self.render(result)
+        client.chat_update(channel=place.channel, ts=status_ts, text=text, blocks=blocks)
         return result

@@ -160,6 +160,27 @@ class FakeSlack:
     def api_chat_postEphemeral(self, args):
         return {"ok": True, "message_ts": self.next_ts()}
 
+    # the assistant side panel (assistant:write): as Slack, channel_id and thread_ts are required
+    def _assistant_thread_call(self, args, *required: str):
+        missing = [name for name in ("channel_id", "thread_ts", *required) if not args.get(name)]
+        if missing:
+            return {"ok": False, "error": "invalid_arguments", "missing": missing}
+        return {"ok": True}
+
+    def api_assistant_threads_setStatus(self, args):
+        return self._assistant_thread_call(args)  # an empty status clears it: still required as a key
+
+    def api_assistant_threads_setTitle(self, args):
+        return self._assistant_thread_call(args, "title")
+
+    def api_assistant_threads_setSuggestedPrompts(self, args):
+        prompts = args.get("prompts")
+        if isinstance(prompts, str):
+            prompts = json.loads(prompts)
+        if not prompts or len(prompts) > 4 or not all({"title", "message"} <= set(p) for p in prompts):
+            return {"ok": False, "error": "invalid_arguments"}
+        return self._assistant_thread_call(args)
+
     def api_files_getUploadURLExternal(self, args):
         with self._lock:
             file_id = f"FUP{next(self._ids):05d}"
@@ -280,7 +301,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _api(self, method: str, args: dict[str, Any]) -> None:
         fake = self.server.fake
-        for key in ("blocks", "files", "attachments"):
+        for key in ("blocks", "files", "attachments", "prompts", "metadata"):
             if isinstance(args.get(key), str):
                 with contextlib.suppress(ValueError):
                     args[key] = json.loads(args[key])

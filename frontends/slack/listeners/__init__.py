@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from slack_bolt import App
 
-from frontends.slack.listeners import actions, commands, files, mentions, messages
+from frontends.slack.listeners import actions, assistant, commands, files, mentions, messages
 from frontends.slack.listeners.deps import SlackDeps
 
 
 def register_all(app: App, deps: SlackDeps) -> None:
-    for module in (mentions, messages, actions, commands, files):
+    for module in (assistant, mentions, messages, actions, commands, files):
         module.register(app, deps)

@@ -6,7 +6,15 @@ import re
 
 from slack_bolt import App
 
-from frontends.slack.blocks import MORE, NONE_OF_THESE, START_OVER, THIS_ONE
+from frontends.slack.blocks import (
+    HELPFUL,
+    MORE,
+    NONE_OF_THESE,
+    SCOPE_ALL,
+    SCOPE_CHANNEL,
+    START_OVER,
+    THIS_ONE,
+)
 from frontends.slack.conversation import Place, is_direct_message
 from frontends.slack.listeners.deps import SlackDeps, just_ack
 
@@ -34,7 +42,22 @@ def register(app: App, deps: SlackDeps) -> None:
     def more(body: dict, client) -> None:
         deps.conversations.more(client, _place(body))
 
+    def helpful(body: dict, client) -> None:
+        answer = body["actions"][0]["value"] == "yes"
+        deps.conversations.feedback(client, _place(body), helpful=answer, message=body.get("message") or {})
+
+    def scope_all(body: dict, client) -> None:
+        if deps.assistant is not None:
+            deps.assistant.change_scope(client, _place(body), user_id=body["user"]["id"], mode="all")
+
+    def scope_channel(body: dict, client) -> None:
+        if deps.assistant is not None:
+            deps.assistant.change_scope(client, _place(body), user_id=body["user"]["id"], mode="channel")
+
     app.action(re.compile(f"^{THIS_ONE}_\\d+$"))(ack=just_ack, lazy=[this_one])
+    app.action(re.compile(f"^{HELPFUL}_(yes|no)$"))(ack=just_ack, lazy=[helpful])
+    app.action(SCOPE_ALL)(ack=just_ack, lazy=[scope_all])
+    app.action(SCOPE_CHANNEL)(ack=just_ack, lazy=[scope_channel])
     app.action(NONE_OF_THESE)(ack=just_ack, lazy=[none_of_these])
     app.action(START_OVER)(ack=just_ack, lazy=[start_over])
     app.action(MORE)(ack=just_ack, lazy=[more])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from frontends.slack.assistant import SlackAssistant
 from frontends.slack.conversation import SlackConversations
 from frontends.slack.indexing import SlackIndexer
 
@@ -13,6 +14,7 @@ class SlackDeps:
     conversations: SlackConversations
     indexer: SlackIndexer
     index_shared_files: bool = True
+    assistant: SlackAssistant | None = None
 
 
 def just_ack(ack) -> None:

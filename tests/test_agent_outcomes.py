@@ -1,0 +1,224 @@
+"""The outcome log (agent/outcomes.py) fed by the real engine, and ``chatir stats`` reading it."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent import ConversationEngine, ConversationStore
+from agent.outcomes import OutcomeLog, frontend_of, summaries, summarize
+from agent.questioners import InfoGainQuestioner, ModelCandidateScorer
+from chatir.errors import ChatIRError
+from chatir.schemas import PUBLIC
+from chatir.settings import Settings
+from frontends.stats import parse_since, render
+from tests.test_agent_support import GALLERY, TOY_BANK, KeywordModel, toy_oracle, toy_searcher
+from tools.scope import SearchScope
+
+SCOPE = SearchScope(allowed=[PUBLIC])
+TARGET = GALLERY[7]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    return Settings(home=tmp_path, top_k=5, max_rounds=10)
+
+
+@pytest.fixture
+def log(settings, clock) -> OutcomeLog:
+    return OutcomeLog(settings.outcomes_db, retention_days=30, abandon_after_s=600, clock=clock)
+
+
+@pytest.fixture
+def engine(settings, log) -> ConversationEngine:
+    model = KeywordModel()
+    searcher = toy_searcher(model)
+    questioner = InfoGainQuestioner(ModelCandidateScorer(model, searcher), TOY_BANK)
+    return ConversationEngine(
+        searcher, questioner, ConversationStore(settings.state_db), settings, outcomes=log
+    )
+
+
+def find_target(engine: ConversationEngine, cid: str, max_rounds: int = 8) -> int:
+    """Describe TARGET, answer like the oracle until it shows, pick it; returns the rank it was picked at."""
+    result = engine.handle(cid, f"a {TARGET.colour} shape", SCOPE)
+    for _ in range(max_rounds):
+        ids = [h.id for h in result.hits]
+        if TARGET.id in ids:
+            engine.choose(cid, TARGET.id)
+            return ids.index(TARGET.id) + 1
+        assert result.question
+        result = engine.handle(cid, toy_oracle(TARGET, result.question))
+    raise AssertionError("the target never showed")
+
+
+def test_every_ending_is_recorded_without_any_text(engine, log, clock, settings):
+    rank = find_target(engine, "web:found")
+    engine.handle("slack:T1:D1:1.1", "a blue circle", SCOPE)
+    engine.restart("slack:T1:D1:1.1")  # started over
+    engine.handle("cli:quiet", "a shape", SCOPE)  # then nothing: abandoned
+    engine.handle("cli:rejects", "a yellow thing", SCOPE)
+    engine.reject_all("cli:rejects")  # then nothing: none of these
+    clock.now += 60
+    assert [s.outcome for s in log.searches()] == [
+        "found",
+        "started_over",
+        None,
+        None,
+    ]  # not idle long enough
+    clock.now += 600
+    searches = log.searches()
+    assert [(s.frontend, s.outcome) for s in searches] == [
+        ("web", "found"),
+        ("slack", "started_over"),
+        ("terminal", "abandoned"),
+        ("terminal", "none_of_these"),
+    ]
+    found = searches[0]
+    assert found.found_rank == rank and found.found_round == found.rounds and found.questioner == "info_gain"
+    assert searches[3].rejections == 1
+    # no message text, no conversation id, no image id anywhere in the file
+    raw = b"".join(Path(p).read_bytes() for p in settings.home.glob("outcomes.sqlite*"))
+    for secret in (b"blue circle", b"yellow thing", b"shape", b"slack:T1", b"D1", TARGET.id.encode()):
+        assert secret not in raw, secret
+
+
+def test_coming_back_after_the_timeout_continues_the_same_search(engine, log, clock):
+    first = engine.handle("slack:T:D:2.2", "a shape", SCOPE)
+    clock.now += 3600
+    assert [s.outcome for s in log.searches()] == ["abandoned"]  # as far as anyone could tell
+    answered = engine.handle("slack:T:D:2.2", toy_oracle(TARGET, first.question))
+    assert [s.outcome for s in log.searches()] == [None]
+    engine.choose("slack:T:D:2.2", answered.hits[0].id)
+    assert [(s.outcome, s.found_round, s.found_rank) for s in log.searches()] == [("found", 1, 1)]
+
+
+def test_a_new_description_after_a_pick_is_a_new_search_and_feedback_lands_on_the_pick(engine, log):
+    find_target(engine, "web:twice")
+    assert log.feedback("web:twice", helpful=False)
+    engine.handle("web:twice", "something else now", SCOPE)  # a new search in the same conversation
+    engine.handle("web:twice", "a red one", SCOPE)  # an answer
+    engine.start("web:twice", "another description", SCOPE)  # a new search while one is open
+    searches = log.searches()
+    assert [s.outcome for s in searches] == ["found", "started_over", None]
+    assert searches[0].helpful is False and searches[1].rounds == 1
+    assert not log.feedback("web:never", helpful=True)
+
+
+def test_a_second_pick_in_the_same_search_replaces_the_first(engine, log):
+    first = engine.handle("web:p", "a shape", SCOPE)
+    engine.choose("web:p", first.hits[0].id)
+    engine.choose("web:p", first.hits[2].id)
+    searches = log.searches()
+    assert len(searches) == 1 and searches[0].found_rank == 3
+
+
+def test_retention_deletes_old_searches_and_zero_means_off(engine, log, clock, settings):
+    engine.handle("web:old", "a shape", SCOPE)
+    clock.now += 31 * 86400
+    engine.handle("web:new", "a shape", SCOPE)
+    assert len(log.searches(since=0)) == 1
+    from agent.factory import build_outcome_log
+
+    assert build_outcome_log(settings.model_copy(update={"outcome_retention_days": 0})) is None
+    kept = build_outcome_log(settings)
+    assert kept is not None and kept.retention_days == 180
+
+
+def test_a_broken_log_never_costs_the_turn(engine, log):
+    log.close()  # every write now fails
+    result = engine.handle("web:x", "a shape", SCOPE)
+    assert result.hits and result.action == "started"
+
+
+def test_the_log_survives_a_new_process_and_is_shared(settings, engine, log, clock):
+    engine.handle("web:s", "a shape", SCOPE)
+    again = OutcomeLog(settings.outcomes_db, retention_days=30, clock=clock)
+    engine2 = ConversationEngine(
+        engine.searcher, engine.questioner, ConversationStore(settings.state_db), settings, outcomes=again
+    )
+    engine2.choose("web:s", engine2.current("web:s").hits[1].id)
+    assert [(s.outcome, s.found_rank) for s in log.searches()] == [("found", 2)]
+    with sqlite3.connect(settings.outcomes_db) as db:
+        assert db.execute("SELECT count(*) FROM searches").fetchone()[0] == 1
+
+
+def test_summaries_compute_hits_and_first_hitting_time(engine, log, clock):
+    ranks = [find_target(engine, f"web:{i}") for i in range(3)]
+    engine.handle("cli:a", "a shape", SCOPE)
+    clock.now += 3600
+    rows = summaries(log.searches())
+    overall = rows[0]
+    assert overall.group == "all" and overall.ended == 4 and overall.open == 0
+    assert overall.success_rate == pytest.approx(0.75)
+    assert overall.hits_at[10] == pytest.approx(0.75)
+    assert overall.hits_at[1] == pytest.approx(sum(r == 1 for r in ranks) / 4)
+    assert overall.found_by_turn[-1] == pytest.approx(0.75)
+    assert [r.group for r in rows] == [
+        "all",
+        "front-end: terminal",
+        "front-end: web",
+        "questioner: info_gain",
+    ]
+    assert rows[1].success_rate == 0 and rows[2].success_rate == 1
+    empty = summarize("none", [])
+    assert empty.success_rate is None and empty.hits_at == {}
+    text = render(rows, since=0)
+    assert "Hits@10" in text and "75.0%" in text and "front-end: web" in text
+
+
+def test_frontends_and_since():
+    assert [frontend_of(c) for c in ("slack:T:C:1", "web:x", "cli:y", "eval-3", "x:y")] == [
+        "slack",
+        "web",
+        "terminal",
+        "other",
+        "other",
+    ]
+    assert parse_since("7d", now=1_000_000) == 1_000_000 - 7 * 86400
+    assert parse_since("2026-11-01") == parse_since("2026-11-01T00:00:00+00:00")
+    with pytest.raises(ChatIRError, match="--since"):
+        parse_since("last tuesday")
+
+
+def test_chatir_stats_reports_recorded_conversations(engine, log, settings):
+    """The command, as a person runs it, on conversations the engine just recorded."""
+    find_target(engine, "web:cmd")
+    engine.handle("cli:cmd", "a shape", SCOPE)
+    engine.restart("cli:cmd")
+    env = {**os.environ, "CHATIR_HOME": str(settings.home), "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "frontends.main", "stats", "--since", "3650d"]
+    # the engine's clock is years ahead of the real one: look far ahead and back
+    text = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=True).stdout
+    assert "front-end: web" in text and "front-end: terminal" in text and "questioner: info_gain" in text
+    figures = json.loads(
+        subprocess.run(
+            [*command, "--json"], env=env, capture_output=True, text=True, timeout=120, check=True
+        ).stdout
+    )
+    overall = figures[0]
+    assert overall["ended"] == 2 and overall["success_rate"] == 0.5 and overall["counts"]["started_over"] == 1
+    missing = subprocess.run(
+        command, env={**env, "CHATIR_HOME": str(settings.home / "nothing")}, capture_output=True, text=True
+    )
+    assert missing.returncode == 1 and "no outcome log" in missing.stderr
