@@ -38,6 +38,7 @@ from chatir.schemas import (
 )
 from chatir.settings import Settings
 from retriever_service import files, uploads
+from retriever_service.decode import DecodeError
 from retriever_service.errors import (
     InvalidRequestError,
     JobCancelledError,
@@ -282,7 +283,7 @@ class RetrieverService:
         path, _ = self._image_file(record)  # the same bytes whichever copy: the thumbnail is shared
         try:
             files.write_thumbnail(path, cached, size)
-        except OSError as error:  # the file changed since it was indexed
+        except (OSError, DecodeError) as error:  # the file changed since it was indexed
             raise NotFoundError(
                 f"Image {record.id!r}: its file {path} is no longer a readable image ({error})."
             ) from error
