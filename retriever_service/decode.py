@@ -110,6 +110,9 @@ def _open_raster(path: Path, max_side: int | None) -> OpenedImage:
             if max_side is not None:
                 rgb.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)
     except UnidentifiedImageError:
+        claimed = _claimed_format(path)
+        if claimed:
+            raise DecodeError(f"corrupt or truncated {claimed} image (its data cannot be read)") from None
         raise DecodeError("not an image (unrecognised file format)") from None
     except Image.DecompressionBombError as error:
         raise DecodeError(f"image too large (decompression-bomb protection): {error}") from None
@@ -322,6 +325,8 @@ def _open_pdf(path: Path, max_side: int | None) -> OpenedImage:
         except pdfium.PdfiumError as error:
             if "password" in str(error).lower():
                 raise DecodeError("PDF is password-protected (encrypted): cannot render it") from None
+            if _pdf_page_tree_is_empty(path):  # pdfium refuses to load a document without pages
+                raise DecodeError("PDF has no pages") from None
             raise DecodeError(f"corrupt or truncated PDF: {error}") from None
         try:
             if len(document) == 0:
@@ -338,6 +343,41 @@ def _open_pdf(path: Path, max_side: int | None) -> OpenedImage:
         finally:
             document.close()
     return OpenedImage(image=rgb, width=round(width), height=round(height), format="PDF", mime="application/pdf")
+
+
+def _pdf_page_tree_is_empty(path: Path) -> bool:
+    """Whether a PDF pdfium would not load declares an empty page tree (``/Type /Pages ... /Count 0``, no page)."""
+    with path.open("rb") as handle:
+        data = handle.read(1 << 20)
+    return bool(re.search(rb"/Count\s+0\b", data)) and not re.search(rb"/Type\s*/Page(?![a-zA-Z])", data)
+
+
+# --- what a file claims to be (for the reasons given when it cannot be opened) ---------------------------
+_SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
+    (0, b"\xff\xd8\xff", "JPEG"),
+    (0, b"\x89PNG\r\n\x1a\n", "PNG"),
+    (0, b"GIF8", "GIF"),
+    (8, b"WEBP", "WebP"),
+    (0, b"II*\x00", "TIFF"),
+    (0, b"MM\x00*", "TIFF"),
+    (0, b"BM", "BMP"),
+    (8, b"avif", "AVIF"),
+    (8, b"avis", "AVIF"),
+    (8, b"heic", "HEIC"),
+    (8, b"heix", "HEIC"),
+    (8, b"mif1", "HEIF"),
+    (8, b"msf1", "HEIF"),
+)
+
+
+def _claimed_format(path: Path) -> str | None:
+    """The image format ``path``'s first bytes announce, if any."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(16)
+    except OSError:
+        return None
+    return next((name for offset, magic, name in _SIGNATURES if head[offset:].startswith(magic)), None)
 
 
 __all__ = [
