@@ -243,6 +243,8 @@ def check_svg_is_self_contained(data: bytes) -> tuple[float, float]:
     try:
         parser.Parse(data, True)
     except xml.parsers.expat.ExpatError as error:
+        if "amplification" in str(error):  # expat >= 2.4 stops a "billion laughs" document
+            raise DecodeError("unsafe SVG: its entities expand without bound (a 'billion laughs' file)") from None
         raise DecodeError(f"corrupt or truncated SVG: {error}") from None
     if state["root"] is None:
         raise DecodeError("not an SVG image (no <svg> element)")

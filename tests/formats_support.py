@@ -90,9 +90,9 @@ GOOD: dict[Sample, Callable[[Path], None]] = {
         p, "JPEG", quality=95
     ),
     Sample("print.tif", (255, 255, 0), 0, "TIFF"): lambda p: Image.new("CMYK", SIZE, (0, 0, 255, 0)).save(p, "TIFF"),
-    Sample("scan16.png", (160, 160, 160), 0, "PNG"): lambda p: _gray16(p, 0xA0A0, "PNG"),
-    Sample("scan16.tif", (64, 64, 64), 0, "TIFF"): lambda p: _gray16(p, 0x4040, "TIFF"),
-    Sample("deep48.png", (16, 128, 240), 0, "PNG"): lambda p: _png16_rgb(p, (0x1010, 0x8080, 0xF0F0)),
+    Sample("scan16.png", (160, 160, 160), 0, "PNG"): lambda p: _gray16(p, 0xA011, "PNG"),
+    Sample("scan16.tif", (64, 64, 64), 0, "TIFF"): lambda p: _gray16(p, 0x40F9, "TIFF"),
+    Sample("deep48.png", (16, 128, 240), 0, "PNG"): lambda p: _png16_rgb(p, (0x1080, 0x80F0, 0xF010)),
 }
 
 

@@ -51,7 +51,7 @@ def test_each_format_decodes_to_its_first_frame_in_rgb(samples, name):
 @pytest.mark.parametrize("name", list(BROKEN))
 def test_each_broken_file_is_refused_with_its_reason(samples, name):
     path, reason = samples[1][name]
-    with pytest.raises(DecodeError, match=None) as caught:
+    with pytest.raises(DecodeError) as caught:
         open_rgb(path)
     assert reason in str(caught.value)
     failure = load_image(path)
@@ -81,7 +81,7 @@ def test_svg_input_size_entities_and_nested_documents_are_bounded(tmp_path):
         f'<?xml version="1.0"?><!DOCTYPE svg [<!ENTITY l0 "ha">{entities}]>'
         '<svg xmlns="http://www.w3.org/2000/svg"><text>&l9;</text></svg>'
     )
-    with pytest.raises(DecodeError, match="SVG"):
+    with pytest.raises(DecodeError, match="billion laughs"):
         open_rgb(laughs)
     nested = tmp_path / "nested.svg"
     nested.write_text(
