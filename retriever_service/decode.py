@@ -143,16 +143,16 @@ def to_rgb(image: Image.Image) -> Image.Image:
 def _to_8_bits(image: Image.Image) -> Image.Image:
     """``I;16*`` / ``I`` / ``F`` (16-bit and float greyscale) as ``L``: ``convert`` alone clips them to white."""
     if image.mode.startswith("I;16"):
-        pixels = np.asarray(image).astype(np.uint32) >> 8
-        return Image.fromarray(pixels.astype(np.uint8), "L")
+        high_bytes = np.asarray(image).astype(np.uint32) >> 8
+        return Image.fromarray(high_bytes.astype(np.uint8))
     if image.mode in ("I", "F"):
-        pixels = np.asarray(image, dtype=np.float64)
-        top = float(pixels.max()) if pixels.size else 0.0
+        values = np.asarray(image, dtype=np.float64)
+        top = float(values.max()) if values.size else 0.0
         if image.mode == "F" and top <= 1.0:
-            pixels = pixels * 255.0
+            values = values * 255.0
         elif top > 255.0:
-            pixels = pixels / 257.0  # 16-bit data held in 32-bit integers
-        return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "L")
+            values = values / 257.0  # 16-bit data held in 32-bit integers
+        return Image.fromarray(np.clip(values, 0, 255).astype(np.uint8))
     return image
 
 
@@ -182,7 +182,9 @@ def _looks_like_svg(path: Path, head: bytes) -> bool:
     if path.suffix.lower() in _SVG_SUFFIXES:
         return True
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
-    return (text.startswith((b"<?xml", b"<!--", b"<!doctype svg")) and b"<svg" in text) or text.startswith(b"<svg")
+    return (text.startswith((b"<?xml", b"<!--", b"<!doctype svg")) and b"<svg" in text) or text.startswith(
+        b"<svg"
+    )
 
 
 def _read_svg(path: Path) -> bytes:
@@ -203,52 +205,67 @@ def check_svg_is_self_contained(data: bytes) -> tuple[float, float]:
     """Parse the SVG (expat: no entity is fetched, entity expansion is bounded) and refuse anything that
     refers outside it: an ``href`` or CSS ``url()`` other than ``#fragment`` or ``data:`` (a nested SVG
     included), ``@import``, external entities. Returns the intrinsic (width, height) in pixels."""
+    guard = _SvgGuard()
     parser = xml.parsers.expat.ParserCreate(namespace_separator=" ")
     parser.SetParamEntityParsing(xml.parsers.expat.XML_PARAM_ENTITY_PARSING_NEVER)
-    state: dict[str, object] = {"root": None, "in_style": 0}
+    parser.ExternalEntityRefHandler = guard.external_entity
+    parser.EntityDeclHandler = guard.entity_decl
+    parser.StartElementHandler = guard.start
+    parser.EndElementHandler = guard.end
+    parser.CharacterDataHandler = guard.text
+    parser.ProcessingInstructionHandler = guard.instruction
+    try:
+        parser.Parse(data, True)
+    except xml.parsers.expat.ExpatError as error:
+        if "amplification" in str(error):  # expat >= 2.4 stops a "billion laughs" document
+            raise DecodeError(
+                "unsafe SVG: its entities expand without bound (a 'billion laughs' file)"
+            ) from None
+        raise DecodeError(f"corrupt or truncated SVG: {error}") from None
+    if guard.root is None:
+        raise DecodeError("not an SVG image (no <svg> element)")
+    return _svg_size(guard.root)
 
-    def external_entity(*_args: object) -> int:
+
+class _SvgGuard:
+    """expat handlers that raise :class:`DecodeError` on the first reference outside the document."""
+
+    def __init__(self) -> None:
+        self.root: dict[str, str] | None = None
+        self._in_style = 0
+
+    def external_entity(self, *_args: object) -> int:
         raise DecodeError("unsafe SVG: it declares an external entity (a file or URL outside the SVG)")
 
-    def entity_decl(name, _is_param, _value, _base, system_id, public_id, _notation) -> None:  # type: ignore[no-untyped-def]
+    def entity_decl(self, name: str, *args: object) -> None:
+        system_id, public_id = args[3], args[4]  # is_param, value, base, system id, public id, notation
         if system_id or public_id:
-            raise DecodeError(f"unsafe SVG: entity {name!r} refers to {system_id or public_id!r} outside the SVG")
+            raise DecodeError(
+                f"unsafe SVG: entity {name!r} refers to {system_id or public_id!r} outside the SVG"
+            )
 
-    def start(tag: str, attributes: dict[str, str]) -> None:
+    def start(self, tag: str, attributes: dict[str, str]) -> None:
         local = tag.rsplit(" ", 1)[-1]
-        if state["root"] is None:
+        if self.root is None:
             if local != "svg":
                 raise DecodeError(f"not an SVG image (its root element is <{local}>, not <svg>)")
-            state["root"] = attributes
-        if local == "style":
-            state["in_style"] = int(state["in_style"]) + 1  # type: ignore[call-overload]
+            self.root = attributes
+        self._in_style += local == "style"
         for name, value in attributes.items():
             if name.rsplit(" ", 1)[-1] == "href":
                 _check_reference(value)
             _check_css(value)
 
-    def end(tag: str) -> None:
-        if tag.rsplit(" ", 1)[-1] == "style":
-            state["in_style"] = int(state["in_style"]) - 1  # type: ignore[call-overload]
+    def end(self, tag: str) -> None:
+        self._in_style -= tag.rsplit(" ", 1)[-1] == "style"
 
-    def text(data: str) -> None:
-        if state["in_style"]:
+    def text(self, data: str) -> None:
+        if self._in_style:
             _check_css(data)
 
-    parser.ExternalEntityRefHandler = external_entity
-    parser.EntityDeclHandler = entity_decl
-    parser.StartElementHandler = start
-    parser.EndElementHandler = end
-    parser.CharacterDataHandler = text
-    try:
-        parser.Parse(data, True)
-    except xml.parsers.expat.ExpatError as error:
-        if "amplification" in str(error):  # expat >= 2.4 stops a "billion laughs" document
-            raise DecodeError("unsafe SVG: its entities expand without bound (a 'billion laughs' file)") from None
-        raise DecodeError(f"corrupt or truncated SVG: {error}") from None
-    if state["root"] is None:
-        raise DecodeError("not an SVG image (no <svg> element)")
-    return _svg_size(state["root"])  # type: ignore[arg-type]
+    def instruction(self, target: str, data: str) -> None:
+        if target.lower() == "xml-stylesheet":
+            raise DecodeError(f"unsafe SVG: it links a style sheet outside the file ({data[:120]!r})")
 
 
 def _check_reference(value: str) -> None:
@@ -307,7 +324,9 @@ def _open_svg(path: Path, max_side: int | None) -> OpenedImage:
             rgb = to_rgb(rendered)
     except (ValueError, OSError) as error:
         raise DecodeError(f"cannot render SVG: {error}") from None
-    return OpenedImage(image=rgb, width=round(width), height=round(height), format="SVG", mime="image/svg+xml")
+    return OpenedImage(
+        image=rgb, width=round(width), height=round(height), format="SVG", mime="image/svg+xml"
+    )
 
 
 def _fit(width: float, height: float, max_side: int | None) -> tuple[int, int]:
@@ -344,7 +363,9 @@ def _open_pdf(path: Path, max_side: int | None) -> OpenedImage:
             raise DecodeError(f"corrupt PDF: {error}") from None
         finally:
             document.close()
-    return OpenedImage(image=rgb, width=round(width), height=round(height), format="PDF", mime="application/pdf")
+    return OpenedImage(
+        image=rgb, width=round(width), height=round(height), format="PDF", mime="application/pdf"
+    )
 
 
 def _pdf_page_tree_is_empty(path: Path) -> bool:

@@ -42,7 +42,9 @@ def _png16_rgb(path: Path, rgb16: tuple[int, int, int]) -> None:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", raw) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", raw) + chunk(b"IEND", b"")
+    )
 
 
 def _gray16(path: Path, value: int, fmt: str) -> None:
@@ -85,14 +87,24 @@ GOOD: dict[Sample, Callable[[Path], None]] = {
     Sample("animated.webp", (120, 20, 160), 0, "WEBP"): lambda p: _frames(
         p, [(120, 20, 160), (0, 255, 0)], "WEBP", lossless=True, duration=100
     ),
-    Sample("pages.tiff", (90, 60, 30), 0, "TIFF"): lambda p: _frames(p, [(90, 60, 30), (255, 255, 255)], "TIFF"),
+    Sample("pages.tiff", (90, 60, 30), 0, "TIFF"): lambda p: _frames(
+        p, [(90, 60, 30), (255, 255, 255)], "TIFF"
+    ),
     Sample("print.jpg", (0, 255, 255), 6, "JPEG"): lambda p: Image.new("CMYK", SIZE, (255, 0, 0, 0)).save(
         p, "JPEG", quality=95
     ),
-    Sample("print.tif", (255, 255, 0), 0, "TIFF"): lambda p: Image.new("CMYK", SIZE, (0, 0, 255, 0)).save(p, "TIFF"),
+    Sample("print.tif", (255, 255, 0), 0, "TIFF"): lambda p: Image.new("CMYK", SIZE, (0, 0, 255, 0)).save(
+        p, "TIFF"
+    ),
     Sample("scan16.png", (160, 160, 160), 0, "PNG"): lambda p: _gray16(p, 0xA011, "PNG"),
     Sample("scan16.tif", (64, 64, 64), 0, "TIFF"): lambda p: _gray16(p, 0x40F9, "TIFF"),
     Sample("deep48.png", (16, 128, 240), 0, "PNG"): lambda p: _png16_rgb(p, (0x1080, 0x80F0, 0xF010)),
+    Sample("depth32.tif", (127, 127, 127), 1, "TIFF"): lambda p: Image.fromarray(
+        np.full(SIZE[::-1], 0x8000, dtype=np.int32)
+    ).save(p, "TIFF"),
+    Sample("float.tif", (191, 191, 191), 1, "TIFF"): lambda p: Image.fromarray(
+        np.full(SIZE[::-1], 0.75, dtype=np.float32)
+    ).save(p, "TIFF"),
 }
 
 

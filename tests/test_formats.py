@@ -89,6 +89,12 @@ def test_svg_input_size_entities_and_nested_documents_are_bounded(tmp_path):
     )
     with pytest.raises(DecodeError, match="embeds another SVG"):
         open_rgb(nested)
+    linked = tmp_path / "linked.svg"
+    linked.write_text(
+        '<?xml-stylesheet href="https://example.com/a.css"?><svg xmlns="http://www.w3.org/2000/svg"/>'
+    )
+    with pytest.raises(DecodeError, match="links a style sheet"):
+        open_rgb(linked)
     not_svg = tmp_path / "page.svg"
     not_svg.write_text("<html><body>hi</body></html>")
     with pytest.raises(DecodeError, match="root element is <html>"):
@@ -217,7 +223,10 @@ def test_every_format_gets_a_jpeg_thumbnail_of_its_first_frame_and_its_original(
         assert original.status_code == 200 and original.content == path.read_bytes()
     svg = client.get(f"/v1/images/{ids['logo.svg']}")
     assert svg.headers["content-type"].startswith("image/svg+xml")
-    assert "sandbox" in svg.headers["content-security-policy"] and svg.headers["x-content-type-options"] == "nosniff"
+    assert (
+        "sandbox" in svg.headers["content-security-policy"]
+        and svg.headers["x-content-type-options"] == "nosniff"
+    )
 
 
 def test_uploads_of_new_formats_are_indexed_and_broken_ones_discarded(service, samples):

@@ -5,6 +5,7 @@ channel's scope, a broken one is refused with its reason, and "This one" posts a
 from __future__ import annotations
 
 import io
+import json
 import time
 
 import pytest
@@ -12,10 +13,14 @@ from PIL import Image
 from slack_sdk import WebClient
 
 from chatir.schemas import PUBLIC, SearchFilter, SearchRequest
+from tests import test_slack_app as _slack_app
 from tests.fakes.slack_api import BOT_TOKEN
 from tests.formats_support import centre_colour, close, write_broken, write_good
-from tests.test_slack_app import make_app, retriever, send_event, settings, slack  # noqa: F401 -- fixtures
+from tests.test_slack_app import make_app, send_event
 from tools.client import RetrieverClient
+
+# the workspace and the service of the Slack app tests (fixtures shared by reference, their tests not collected)
+retriever, slack, settings = _slack_app.retriever, _slack_app.slack, _slack_app.settings
 
 pytest.importorskip("pillow_heif", reason="HEIC support is not installed")
 
@@ -109,7 +114,9 @@ def test_this_one_for_an_svg_posts_a_jpeg_rendering_slack_can_show(settings, sla
     url, _ = retriever
     path, sample = write_good(tmp_path / "good")["logo.svg"]
     client = RetrieverClient(url)
-    unique = path.read_bytes() + b"<!-- -->"  # not the bytes another test shared (an id is its content's hash)
+    unique = (
+        path.read_bytes() + b"<!-- -->"
+    )  # not the bytes another test shared (an id is its content's hash)
     job = client.index_upload([("logo.svg", unique)], source="slack:C_GENERAL/FH", allowed=["C_GENERAL"])
     image_id = _wait_for_hits(client, {"slack:C_GENERAL/FH"}, "C_GENERAL")["slack:C_GENERAL/FH"]
     assert job.id
@@ -124,10 +131,8 @@ def test_this_one_for_an_svg_posts_a_jpeg_rendering_slack_can_show(settings, sla
         allowed=["C_GENERAL"],
     )
     complete = slack.wait_for("files.completeUploadExternal", where=lambda c: c.args.get("thread_ts"))[-1]
-    uploaded = slack.uploads[complete.args["files"][0]["id"]] if isinstance(complete.args["files"], list) else None
-    if uploaded is None:  # the SDK sends the files list as JSON text
-        import json
-
-        uploaded = slack.uploads[json.loads(complete.args["files"])[0]["id"]]
+    files = complete.args["files"]
+    files = json.loads(files) if isinstance(files, str) else files  # the SDK sends the list as JSON text
+    uploaded = slack.uploads[files[0]["id"]]
     posted = Image.open(io.BytesIO(uploaded))
     assert posted.format == "JPEG" and close(centre_colour(posted), sample.colour, sample.tolerance + 8)

@@ -257,7 +257,10 @@ class _WebChat:
         media_type = _sniff(data)
         if media_type == "application/octet-stream":  # HEIC, SVG, PDF, ...: the service's largest rendering
             fetch = partial(
-                self.retriever.thumbnail, self.shown(image_id), allowed=self.scope.allowed, size=LARGEST_RENDERING
+                self.retriever.thumbnail,
+                self.shown(image_id),
+                allowed=self.scope.allowed,
+                size=LARGEST_RENDERING,
             )
             data, media_type = await run_in_threadpool(fetch), "image/jpeg"
         return Response(data, media_type=media_type, headers={"Cache-Control": "max-age=3600"})
