@@ -8,7 +8,7 @@ uploads), captioning, thumbnails. Supported:
 * CMYK (through its ICC profile when it has one), 16-bit and float images, palettes and transparency (on white);
 * SVG, rendered by resvg after :func:`check_svg_is_self_contained`: no external reference is fetched or read,
   the input and the rendered size are bounded;
-* PDF, its first page rendered by pdfium (a file is one asset; see docs/deploy.md "File formats").
+* PDF, its first page rendered by pdfium (a file is one asset: docs/formats.md says why).
 
 A file that cannot be used raises :class:`DecodeError` whose message says why, for people.
 """
