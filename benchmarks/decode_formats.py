@@ -85,7 +85,7 @@ def main() -> None:
     args = parser.parse_args()
     photo = _photo(args.side, args.side * 3 // 4)
     print(f"picture {photo.width}x{photo.height}; load average {os.getloadavg()[0]:.2f}\n")
-    print(f"| file | bytes | ms at 768 px | ms at 256 px |\n| --- | ---: | ---: | ---: |")
+    print("| file | bytes | ms at 768 px | ms at 256 px |\n| --- | ---: | ---: | ---: |")
     with tempfile.TemporaryDirectory() as folder:
         for name, write in _writers(photo).items():
             path = Path(folder) / name
