@@ -245,3 +245,34 @@ def test_uploads_of_new_formats_are_indexed_and_broken_ones_discarded(service, s
     assert "unsafe SVG" in job["skipped"][0]["reason"]
     uploads = opened.uploads_dir
     assert [p.name for p in uploads.rglob("*") if p.is_file()] == ["upload.heic"]  # the unsafe one is gone
+
+
+def test_the_web_chat_shows_an_svg_or_pdf_original_as_the_services_rendering(service, samples, tmp_path):
+    from agent import build_engine
+    from agent.questioners.baselines import NoQuestioner
+    from chatir.scope import SearchScope
+    from frontends.web.app import create_web_app
+    from retriever_service.api import create_app
+    from tests.frontend_support import frontend_settings
+    from tests.test_tools_support import live_server
+    from tools.client import RetrieverClient
+
+    _, opened, _ = service
+    ids = {Path(r.uri).name: r.id for r in opened.index.iter_records()}
+    with live_server(create_app(opened.settings, opened)) as url:
+        settings = frontend_settings(opened.settings.model, tmp_path / "web", service_url=url, top_k=30)
+        engine = build_engine(settings, questioner=NoQuestioner())
+        app = create_web_app(engine, RetrieverClient(url), scope=SearchScope(allowed=["C-design"]))
+        with TestClient(app) as web:
+            cid = web.post("/api/conversations").json()["conversation_id"]
+            turn = web.post(f"/api/conversations/{cid}/messages", json={"text": "a logo"}).json()
+            assert {ids["logo.svg"], ids["slides.pdf"], ids["print.jpg"]} <= {
+                hit["id"] for hit in turn["hits"]
+            }
+            for name in ("logo.svg", "slides.pdf"):
+                response = web.get(f"/api/images/{ids[name]}")
+                assert response.status_code == 200 and response.headers["content-type"] == "image/jpeg"
+                shown = Image.open(io.BytesIO(response.content))
+                assert shown.format == "JPEG" and max(shown.size) == 2048  # vectors render at the size asked
+            jpeg = web.get(f"/api/images/{ids['print.jpg']}")  # a format browsers show: the original bytes
+            assert jpeg.content == samples[0]["print.jpg"][0].read_bytes()
