@@ -72,22 +72,28 @@ def _register_plugins() -> None:
 _register_plugins()
 
 
-def open_rgb(path: str | os.PathLike[str], *, max_side: int | None = None) -> OpenedImage:
-    """``path`` decoded to an RGB image no larger than ``max_side`` (if given; rasters are never enlarged,
-    vectors are rendered at ``max_side`` or :data:`VECTOR_RENDER_SIDE`). Raises :class:`DecodeError`,
-    or ``OSError`` subclasses when the file itself cannot be read (missing, a folder, no permission)."""
+def open_rgb(
+    path: str | os.PathLike[str],
+    *,
+    max_side: int | None = None,
+    resample: Image.Resampling = Image.Resampling.BICUBIC,
+) -> OpenedImage:
+    """``path`` decoded to an RGB image no larger than ``max_side`` (if given; rasters are reduced with
+    ``resample`` and never enlarged, vectors are rendered at ``max_side`` or :data:`VECTOR_RENDER_SIDE`).
+    Raises :class:`DecodeError`, or ``OSError`` subclasses when the file itself cannot be read (missing, a
+    folder, no permission)."""
     path = Path(path)
     with path.open("rb") as handle:
         head = handle.read(1024)
-    if head.startswith(b"%PDF-"):
+    if b"%PDF-" in head and _claimed_format(head) is None:  # the header may follow some bytes (PDF 1.7, H.3)
         return _open_pdf(path, max_side)
     if _looks_like_svg(path, head):
         return _open_svg(path, max_side)
-    return _open_raster(path, max_side)
+    return _open_raster(path, max_side, resample)
 
 
 # --- raster formats (Pillow + plugins) -----------------------------------------------------------------
-def _open_raster(path: Path, max_side: int | None) -> OpenedImage:
+def _open_raster(path: Path, max_side: int | None, resample: Image.Resampling) -> OpenedImage:
     try:
         with Image.open(path) as opened:
             image_format = str(opened.format or "unknown")
@@ -105,12 +111,12 @@ def _open_raster(path: Path, max_side: int | None) -> OpenedImage:
             upright = ImageOps.exif_transpose(opened)  # the first frame / page of animations and stacks
             upright.load()
             if max_side is not None and upright.mode not in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-                upright.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)
+                upright.thumbnail((max_side, max_side), resample)
             rgb = to_rgb(upright)
             if max_side is not None:
-                rgb.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)
+                rgb.thumbnail((max_side, max_side), resample)
     except UnidentifiedImageError:
-        claimed = _claimed_format(path)
+        claimed = _claimed_format(_head(path))
         if claimed:
             raise DecodeError(f"corrupt or truncated {claimed} image (its data cannot be read)") from None
         raise DecodeError("not an image (unrecognised file format)") from None
@@ -375,6 +381,14 @@ def _pdf_page_tree_is_empty(path: Path) -> bool:
     return bool(re.search(rb"/Count\s+0\b", data)) and not re.search(rb"/Type\s*/Page(?![a-zA-Z])", data)
 
 
+def _head(path: Path) -> bytes:
+    try:
+        with path.open("rb") as handle:
+            return handle.read(16)
+    except OSError:
+        return b""
+
+
 # --- what a file claims to be (for the reasons given when it cannot be opened) ---------------------------
 _SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
     (0, b"\xff\xd8\xff", "JPEG"),
@@ -393,13 +407,8 @@ _SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
 )
 
 
-def _claimed_format(path: Path) -> str | None:
-    """The image format ``path``'s first bytes announce, if any."""
-    try:
-        with path.open("rb") as handle:
-            head = handle.read(16)
-    except OSError:
-        return None
+def _claimed_format(head: bytes) -> str | None:
+    """The image format a file's first bytes announce, if any."""
     return next((name for offset, magic, name in _SIGNATURES if head[offset:].startswith(magic)), None)
 
 

@@ -72,10 +72,12 @@ def remove_thumbnails(thumbnails_dir: str | Path, image_id: str) -> None:
 def write_thumbnail(source: Path, target: Path, size: int) -> None:
     """Write a JPEG of ``source`` (any supported format, :func:`retriever_service.decode.open_rgb`) whose longest
     side is at most ``size`` into ``target`` (atomically). Raises ``DecodeError`` or ``OSError``."""
+    from PIL import Image
+
     from retriever_service.decode import open_rgb
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    image = open_rgb(source, max_side=size).image
+    image = open_rgb(source, max_side=size, resample=Image.Resampling.LANCZOS).image
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".thumb-", suffix=".jpg")
     try:
         with os.fdopen(fd, "wb") as handle:
