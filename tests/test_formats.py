@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from PIL import Image, features
+from PIL import Image
 
 from chatir.settings import Settings
 from retriever_service.decode import MAX_SVG_BYTES, MAX_VECTOR_RENDER_SIDE, DecodeError, open_rgb
@@ -24,9 +24,6 @@ from tests.formats_support import BROKEN, GOOD, centre_colour, close, write_brok
 
 pytestmark = pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 THUMB = 64
-
-if not features.check("avif"):  # Pillow >= 11.3 wheels carry libavif
-    pytest.skip("this Pillow was built without AVIF", allow_module_level=True)
 
 
 @pytest.fixture(scope="module")
