@@ -397,7 +397,6 @@ _SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
     (8, b"WEBP", "WebP"),
     (0, b"II*\x00", "TIFF"),
     (0, b"MM\x00*", "TIFF"),
-    (0, b"BM", "BMP"),
     (8, b"avif", "AVIF"),
     (8, b"avis", "AVIF"),
     (8, b"heic", "HEIC"),

@@ -382,6 +382,8 @@ class RetrieverService:
             message = str(error) if isinstance(error, ChatIRError) else f"{type(error).__name__}: {error}"
             self._update(job_id, state="failed", error=message)
             return
+        for skipped in report.skipped:  # Slack files are sent fire-and-forget: the log is where admins look
+            log.info("job %s (%s) refused %s: %s", job_id, request.source, skipped.path, skipped.reason)
         self._update(job_id, state="done", **job_fields(report))
 
     def _discard_rejected_uploads(self, report: Any) -> None:

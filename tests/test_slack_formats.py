@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import time
 
 import pytest
@@ -86,8 +87,10 @@ def test_shared_files_of_every_format_are_indexed_found_and_thumbnailed(settings
     assert not set(ids.values()) & {h.id for h in public}  # the channel's files stay in the channel
 
 
-def test_a_broken_shared_file_is_refused_with_its_reason(settings, slack, retriever, tmp_path):
+def test_a_broken_shared_file_is_refused_with_its_reason(settings, slack, retriever, tmp_path, caplog):
     from frontends.slack.indexing import SlackIndexer
+
+    caplog.set_level(logging.INFO, logger="retriever_service.service")
 
     url, _ = retriever
     broken = write_broken(tmp_path / "broken")
@@ -106,6 +109,7 @@ def test_a_broken_shared_file_is_refused_with_its_reason(settings, slack, retrie
             job = client.index_job(job_id)
         assert job.state == "done" and job.added == 0, job
         assert [reason in s["reason"] for s in job.skipped] == [True], job.skipped
+        assert f"(slack:C_GENERAL/{fake.id}) refused" in caplog.text and reason in caplog.text  # for admins
 
 
 def test_this_one_for_an_svg_posts_a_jpeg_rendering_slack_can_show(settings, slack, retriever, tmp_path):
