@@ -70,29 +70,22 @@ def remove_thumbnails(thumbnails_dir: str | Path, image_id: str) -> None:
 
 
 def write_thumbnail(source: Path, target: Path, size: int) -> None:
-    """Write a JPEG of ``source`` whose longest side is at most ``size`` into ``target`` (atomically)."""
-    from PIL import Image, ImageOps
+    """Write a JPEG of ``source`` (any supported format, :func:`retriever_service.decode.open_rgb`) whose longest
+    side is at most ``size`` into ``target`` (atomically). Raises ``DecodeError`` or ``OSError``."""
+    from PIL import Image
+
+    from retriever_service.decode import open_rgb
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    with Image.open(source) as image:
-        image.draft("RGB", (size, size))  # JPEG: decode at reduced scale when possible
-        image = ImageOps.exif_transpose(image)
-        if image.mode in ("RGBA", "LA", "P"):
-            image = image.convert("RGBA")
-            background = Image.new("RGB", image.size, (255, 255, 255))
-            background.paste(image, mask=image.getchannel("A"))
-            image = background
-        else:
-            image = image.convert("RGB")
-        image.thumbnail((size, size), Image.Resampling.LANCZOS)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".thumb-", suffix=".jpg")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                image.save(handle, format="JPEG", quality=85, optimize=True)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+    image = open_rgb(source, max_side=size, resample=Image.Resampling.LANCZOS).image
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".thumb-", suffix=".jpg")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            image.save(handle, format="JPEG", quality=85, optimize=True)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 __all__ = [

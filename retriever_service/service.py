@@ -38,6 +38,7 @@ from chatir.schemas import (
 )
 from chatir.settings import Settings
 from retriever_service import files, uploads
+from retriever_service.decode import DecodeError
 from retriever_service.errors import (
     InvalidRequestError,
     JobCancelledError,
@@ -319,7 +320,7 @@ class RetrieverService:
         path, _ = self._image_file(record)  # the same bytes whichever copy: the thumbnail is shared
         try:
             files.write_thumbnail(path, cached, size)
-        except OSError as error:  # the file changed since it was indexed
+        except (OSError, DecodeError) as error:  # the file changed since it was indexed
             raise NotFoundError(
                 f"Image {record.id!r}: its file {path} is no longer a readable image ({error})."
             ) from error
@@ -419,6 +420,8 @@ class RetrieverService:
             message = str(error) if isinstance(error, ChatIRError) else f"{type(error).__name__}: {error}"
             self._update(job_id, state="failed", error=message)
             return
+        for skipped in report.skipped:  # Slack files are sent fire-and-forget: the log is where admins look
+            log.info("job %s (%s) refused %s: %s", job_id, request.source, skipped.path, skipped.reason)
         self._update(job_id, state="done", **job_fields(report))
 
     def _discard_rejected_uploads(self, report: Any) -> None:

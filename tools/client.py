@@ -195,6 +195,13 @@ def _image_path(image_id: str, suffix: str = "") -> str:
     return f"{path}/{suffix}" if suffix else path
 
 
+def _thumbnail_params(allowed: Sequence[str] | None, size: int | None) -> dict[str, Any] | None:
+    params: dict[str, Any] = dict(_scope_params(allowed) or {})
+    if size is not None:
+        params["size"] = int(size)
+    return params or None
+
+
 def _scope_params(allowed: Sequence[str] | None) -> dict[str, list[str]] | None:
     """Query parameters of a scoped image fetch (``None``: unscoped, for trusted callers)."""
     if allowed is None:
@@ -283,9 +290,13 @@ class RetrieverClient(_ClientBase):
         """The original image bytes; with ``allowed``, only if the image is visible to those groups (else 404)."""
         return self._request("GET", _image_path(image_id), params=_scope_params(allowed)).content
 
-    def thumbnail(self, image_id: str, *, allowed: Sequence[str] | None = None) -> bytes:
-        """The thumbnail bytes (what chat front-ends show); ``allowed`` as in :meth:`image`."""
-        return self._request("GET", _image_path(image_id, "thumbnail"), params=_scope_params(allowed)).content
+    def thumbnail(
+        self, image_id: str, *, allowed: Sequence[str] | None = None, size: int | None = None
+    ) -> bytes:
+        """The JPEG thumbnail bytes (what chat front-ends show); ``allowed`` as in :meth:`image`; ``size``: its
+        longest side (16-2048; default the service's). Also how to show a HEIC, SVG or PDF original."""
+        params = _thumbnail_params(allowed, size)
+        return self._request("GET", _image_path(image_id, "thumbnail"), params=params).content
 
     def index(self, request: IndexRequest) -> IndexJob:
         """Index files on the service's machine (``POST /v1/index``); returns the job to poll."""
@@ -410,9 +421,11 @@ class AsyncRetrieverClient(_ClientBase):
     async def image(self, image_id: str, *, allowed: Sequence[str] | None = None) -> bytes:
         return (await self._request("GET", _image_path(image_id), params=_scope_params(allowed))).content
 
-    async def thumbnail(self, image_id: str, *, allowed: Sequence[str] | None = None) -> bytes:
+    async def thumbnail(
+        self, image_id: str, *, allowed: Sequence[str] | None = None, size: int | None = None
+    ) -> bytes:
         path = _image_path(image_id, "thumbnail")
-        return (await self._request("GET", path, params=_scope_params(allowed))).content
+        return (await self._request("GET", path, params=_thumbnail_params(allowed, size))).content
 
     async def aclose(self) -> None:
         if self._http is not None:

@@ -88,7 +88,11 @@ class SlackImagePublisher:
         """Posts the full image (downscaled when large) into the thread, saying where it lives.
 
         ``allowed``: the conversation's scope; an image outside it is not fetched (the service answers 404)."""
-        data, extension = downscale_jpeg(self._retriever.image(image_id, allowed=allowed))
+        try:
+            data, extension = downscale_jpeg(self._retriever.image(image_id, allowed=allowed))
+        except OSError:  # a format only the service decodes (HEIC, SVG, PDF): its largest rendering instead
+            data = self._retriever.thumbnail(image_id, allowed=allowed, size=MAX_ORIGINAL_SIDE)
+            extension = "jpg"
         self._client.files_upload_v2(
             content=data,
             filename=f"{image_id}.{extension}",

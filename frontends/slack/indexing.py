@@ -17,12 +17,34 @@ from tools.client import RetrieverClient
 
 logger = logging.getLogger(__name__)
 
-IMAGE_MIMETYPES = ("image/jpeg", "image/png", "image/gif", "image/webp", "image/bmp", "image/tiff")
+IMAGE_MIMETYPES = (
+    "image/jpeg",
+    "image/png",
+    "image/gif",
+    "image/webp",
+    "image/bmp",
+    "image/tiff",
+    "image/heic",
+    "image/heif",
+    "image/heic-sequence",
+    "image/heif-sequence",
+    "image/avif",
+    "image/svg+xml",
+    "application/pdf",
+)
+"""The Slack files indexed: what the retriever service decodes (retriever_service/decode.py; docs/slack.md)."""
+IMAGE_FILETYPES = ("jpg", "jpeg", "png", "gif", "webp", "bmp", "tiff", "heic", "heif", "avif", "svg", "pdf")
+"""Slack's ``filetype`` of the same files, for those it gives a generic mimetype (application/octet-stream)."""
 MAX_FILE_BYTES = 50 * 1024 * 1024
 
 
 def is_image(file: dict[str, Any]) -> bool:
-    return str(file.get("mimetype", "")).lower() in IMAGE_MIMETYPES
+    """Whether a Slack file object is one the service can index (an image, an SVG or a PDF)."""
+    mimetype = str(file.get("mimetype", "")).lower()
+    return mimetype in IMAGE_MIMETYPES or (
+        mimetype in ("", "application/octet-stream", "binary")
+        and str(file.get("filetype", "")).lower() in IMAGE_FILETYPES
+    )
 
 
 class SlackIndexer:
@@ -32,7 +54,9 @@ class SlackIndexer:
         self._bot_token = bot_token
 
     def index_file(self, file: dict[str, Any], *, channel: str, text: str | None = None) -> str | None:
-        """Indexes one Slack file object; returns the job id, or None when it is not an image."""
+        """Indexes one Slack file object; returns the job id, or None when it is not an image (see :func:`is_image`).
+
+        The service decodes it; a broken or unsafe file is listed in that job's ``skipped`` with the reason."""
         if not is_image(file):
             return None
         if int(file.get("size") or 0) > MAX_FILE_BYTES:

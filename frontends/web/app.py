@@ -49,6 +49,8 @@ logger = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 RANK_LIMIT = 100
 """Ranks of the demo target are computed among the best ``RANK_LIMIT`` images (the service's largest k)."""
+LARGEST_RENDERING = 2048
+"""Longest side of the JPEG shown for an original browsers cannot display (HEIC, SVG, PDF)."""
 MAX_TARGETS = 10_000
 MAX_VISIBLE = 100_000
 """Image ids this app has shown (the only ones its image proxy serves), most recent kept."""
@@ -252,7 +254,16 @@ class _WebChat:
     async def image(self, image_id: str) -> Response:
         fetch = partial(self.retriever.image, self.shown(image_id), allowed=self.scope.allowed)
         data = await run_in_threadpool(fetch)
-        return Response(data, media_type=_sniff(data), headers={"Cache-Control": "max-age=3600"})
+        media_type = _sniff(data)
+        if media_type == "application/octet-stream":  # HEIC, SVG, PDF, ...: the service's largest rendering
+            fetch = partial(
+                self.retriever.thumbnail,
+                self.shown(image_id),
+                allowed=self.scope.allowed,
+                size=LARGEST_RENDERING,
+            )
+            data, media_type = await run_in_threadpool(fetch), "image/jpeg"
+        return Response(data, media_type=media_type, headers={"Cache-Control": "max-age=3600"})
 
 
 def create_web_app(

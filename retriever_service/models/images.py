@@ -13,10 +13,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
-_EXIF_ORIENTATION = 0x0112
-_ORIENTATIONS_SWAPPING_SIDES = (5, 6, 7, 8)
+from retriever_service.decode import DecodeError, open_rgb
 
 
 @dataclass(frozen=True)
@@ -47,58 +46,35 @@ class ImageBatch:
     failures: list[ImageFailure] = field(default_factory=list)
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
-    """RGB with transparent areas on white (``convert("RGB")`` alone would turn them black)."""
-    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGB", rgba.size, (255, 255, 255))
-        background.paste(rgba, mask=rgba.getchannel("A"))
-        return background
-    return image.convert("RGB")
-
-
 def load_image(path: str | os.PathLike[str], *, max_side: int | None = None) -> DecodedImage | ImageFailure:
-    """Decode one file. Never raises: a missing, unreadable, corrupt, truncated, oversized or non-image
-    file gives an :class:`ImageFailure` with the reason.
+    """Decode one file of any supported format (:mod:`retriever_service.decode`). Never raises: a missing,
+    unreadable, corrupt, truncated, oversized, unsafe or non-image file gives an :class:`ImageFailure` with
+    the reason.
 
     ``max_side`` (optional) shrinks big images while decoding (JPEG draft mode + thumbnail), which is much
-    faster for photos when the model only needs a few hundred pixels.
+    faster for photos when the model only needs a few hundred pixels; vectors (SVG, PDF) are rendered at it.
     """
     path = Path(path)
     try:
-        with Image.open(path) as opened:
-            image_format = opened.format
-            mime = opened.get_format_mimetype() if hasattr(opened, "get_format_mimetype") else None
-            width, height = opened.size
-            if Image.MAX_IMAGE_PIXELS and width * height > Image.MAX_IMAGE_PIXELS:
-                # PIL only warns between 1x and 2x its limit; treat the whole range as a bomb.
-                raise Image.DecompressionBombError(
-                    f"{width}x{height} pixels exceeds the limit of {Image.MAX_IMAGE_PIXELS} pixels"
-                )
-            if opened.getexif().get(_EXIF_ORIENTATION) in _ORIENTATIONS_SWAPPING_SIDES:
-                width, height = height, width
-            if max_side is not None:
-                opened.draft("RGB", (max_side, max_side))
-            upright = ImageOps.exif_transpose(opened)
-            upright.load()
-            if max_side is not None:
-                upright.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)
-            rgb = _to_rgb(upright)
+        opened = open_rgb(path, max_side=max_side)
     except FileNotFoundError:
         return ImageFailure(path, "file not found")
     except IsADirectoryError:
         return ImageFailure(path, "is a directory, not an image file")
     except PermissionError:
         return ImageFailure(path, "permission denied")
-    except UnidentifiedImageError:
-        return ImageFailure(path, "not an image (unrecognised file format)")
-    except Image.DecompressionBombError as error:
-        return ImageFailure(path, f"image too large (decompression-bomb protection): {error}")
-    except OSError as error:  # truncated or corrupt data, I/O errors
-        return ImageFailure(path, f"corrupt or truncated image: {error}")
-    except Exception as error:  # noqa: BLE001 -- PIL plugins raise SyntaxError, ValueError, ... on bad data
-        return ImageFailure(path, f"cannot decode image: {type(error).__name__}: {error}")
-    return DecodedImage(path=path, image=rgb, width=width, height=height, format=image_format, mime=mime)
+    except DecodeError as error:
+        return ImageFailure(path, str(error))
+    except OSError as error:  # I/O errors
+        return ImageFailure(path, f"cannot read: {error.strerror or error}")
+    return DecodedImage(
+        path=path,
+        image=opened.image,
+        width=opened.width,
+        height=opened.height,
+        format=opened.format,
+        mime=opened.mime,
+    )
 
 
 def iter_image_batches(
