@@ -75,6 +75,15 @@ class Settings(BaseSettings):
     )
     collection: str = Field("chatir_images", validation_alias=_env("CHATIR_COLLECTION"))
 
+    # --- conversation state ----------------------------------------------------------------------
+    state_url: SecretStr | None = Field(
+        None,
+        validation_alias=_env("CHATIR_STATE_URL"),
+        description="Where conversations are kept: unset = the SQLite file under CHATIR_HOME (one process or "
+        "host); postgresql://user:password@host:5432/db = PostgreSQL, shared by several bot / web replicas; "
+        "sqlite:///path/file.sqlite = another SQLite file. Secret: it may hold a password.",
+    )
+
     # --- retriever microservice ------------------------------------------------------------------
     api_key: SecretStr | None = Field(
         None,
