@@ -6,8 +6,9 @@ CONFLICT DO NOTHING`` for a new conversation: atomic in PostgreSQL, no lock held
 row that no longer parses is moved to a quarantine table and reads as a new conversation.
 
 Selected with ``CHATIR_STATE_URL=postgresql://user:password@host:5432/db`` (psycopg 3, ``[agent]`` extra).
-Connections come from a psycopg pool that checks a connection before lending it, so a restarted database
-costs the turn in flight at most.
+Connections come from a psycopg pool that checks a connection before lending it (and, while the pool is still
+backing off after an outage, from one direct connection), so a restarted database costs the turns made while
+it was down, and they fail with one sentence (:class:`StateStoreUnavailableError`), never half-written.
 """
 
 from __future__ import annotations
@@ -70,12 +71,13 @@ class PostgresConversationStore:
 
         self.url = url
         self._where = describe_url(url)
+        self._connect_timeout = max(1, round(connect_timeout_s))
         self._recovered: set[str] = set()
         self._pool = ConnectionPool(
             url,
             min_size=1,
             max_size=max_connections,
-            kwargs={"autocommit": True, "connect_timeout": max(1, round(connect_timeout_s))},
+            kwargs={"autocommit": True, "connect_timeout": self._connect_timeout},
             check=ConnectionPool.check_connection,
             timeout=connect_timeout_s,
             open=False,
@@ -102,11 +104,26 @@ class PostgresConversationStore:
         import psycopg
         from psycopg_pool import PoolTimeout
 
+        pooled = True
         try:
-            with self._pool.connection() as connection:
-                yield connection
-        except (psycopg.OperationalError, PoolTimeout) as error:
+            connection = self._pool.getconn()
+        except PoolTimeout:
+            # After an outage the pool retries with a growing back-off, so it may still be waiting when the
+            # database is back: try the database directly once rather than fail a turn that could succeed.
+            pooled = False
+            try:
+                connection = psycopg.connect(self.url, autocommit=True, connect_timeout=self._connect_timeout)
+            except psycopg.OperationalError as error:
+                raise self._unavailable(error) from error
+        try:
+            yield connection
+        except psycopg.OperationalError as error:
             raise self._unavailable(error) from error
+        finally:
+            if pooled:
+                self._pool.putconn(connection)
+            else:
+                connection.close()
 
     @contextmanager
     def _transaction(self) -> Iterator[psycopg.Connection[Any]]:

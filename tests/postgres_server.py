@@ -81,13 +81,25 @@ class PostgresServer:
         )  # fmt: skip
         if init.returncode:
             raise RuntimeError(f"initdb failed: {init.stderr or init.stdout}")
-        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=60"
-        started = self._run(
-            "pg_ctl", "-D", str(self.data), "-l", str(self.folder / "log"), "-o", options, "-w", "start"
-        )
-        if started.returncode:
+        try:
+            self.resume()
+        except RuntimeError as error:
             log = (self.folder / "log").read_text() if (self.folder / "log").exists() else ""
-            raise RuntimeError(f"pg_ctl start failed: {started.stderr or started.stdout}\n{log[-2000:]}")
+            raise RuntimeError(f"{error}\n{log[-2000:]}") from None
+
+    def halt(self) -> None:
+        """Stop the server as a crash would (immediate shutdown: no clean checkpoint), keeping its data."""
+        stopped = self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        if stopped.returncode:
+            raise RuntimeError(f"pg_ctl stop failed: {stopped.stderr or stopped.stdout}")
+
+    def resume(self) -> None:
+        """Start the halted server again on the same port and data."""
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=60"
+        log = str(self.folder / "log")
+        started = self._run("pg_ctl", "-D", str(self.data), "-l", log, "-o", options, "-w", "start")
+        if started.returncode:
+            raise RuntimeError(f"pg_ctl start failed: {started.stderr or started.stdout}")
 
     def stop(self) -> None:
         self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")

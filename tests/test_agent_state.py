@@ -279,3 +279,27 @@ def test_a_sqlite_url_names_another_file(tmp_path):
     store = open_state_store(Settings(home=tmp_path, state_url=f"sqlite:///{tmp_path / 'elsewhere.sqlite'}"))
     assert isinstance(store, ConversationStore) and store.path == tmp_path / "elsewhere.sqlite"
     store.close()
+
+
+def test_a_database_crash_costs_a_clear_error_and_nothing_saved(postgres_server, postgres_url, tmp_path):
+    """PostgreSQL killed mid-conversation (immediate shutdown): a turn fails with one sentence naming the
+    database (no password), nothing saved is lost, and the same engine goes on once the server is back."""
+    from agent.state_postgres import PostgresConversationStore, StateStoreUnavailableError
+
+    settings = Settings(home=tmp_path, top_k=5, state_url=postgres_url)
+    store = PostgresConversationStore(postgres_url, connect_timeout_s=2)
+    engine = make_engine(Backend("postgres", settings), store)
+    engine.handle("c", "a red shape", TEAM)
+    engine.handle("c", "blue")
+    postgres_server.halt()
+    try:
+        with pytest.raises(StateStoreUnavailableError, match="cannot be reached") as caught:
+            engine.handle("c", "a circle")
+        assert postgres_server.password not in str(caught.value) and "Nothing was recorded" in str(
+            caught.value
+        )
+    finally:
+        postgres_server.resume()
+    again = engine.handle("c", "a circle")  # the pool replaced its dead connections
+    assert [r.answer for r in again.dialog.rounds] == ["blue", "a circle"] and engine.get("c").version == 3
+    engine.close()
