@@ -128,7 +128,8 @@ def start_server() -> PostgresServer:
         run_as = "postgres"
         if shutil.which("runuser") is None:
             raise PostgresUnavailable("running as root without `runuser` to start PostgreSQL as 'postgres'")
-    folder = Path(tempfile.mkdtemp(prefix="chatir-pg-"))
+    # as root the folder must be reachable by 'postgres': /tmp, whatever TMPDIR says
+    folder = Path(tempfile.mkdtemp(prefix="chatir-pg-", dir="/tmp" if run_as else None))
     server = PostgresServer(bin_dir, folder, _free_port(), secrets.token_hex(12), run_as)
     try:
         server.start()
