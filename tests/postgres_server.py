@@ -54,6 +54,8 @@ class PostgresServer:
     password: str
     run_as: str | None
     user: str = "chatir"
+    durable: bool = False
+    """fsync on (production-like, for benchmarks); tests run with fsync off."""
 
     @property
     def data(self) -> Path:
@@ -95,7 +97,9 @@ class PostgresServer:
 
     def resume(self) -> None:
         """Start the halted server again on the same port and data."""
-        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=60"
+        fsync = "on" if self.durable else "off"
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync={fsync}"
+        options += " -c max_connections=60"
         log = str(self.folder / "log")
         started = self._run("pg_ctl", "-D", str(self.data), "-l", log, "-o", options, "-w", "start")
         if started.returncode:
@@ -114,7 +118,7 @@ class PostgresServer:
         return self.url(name)
 
 
-def start_server() -> PostgresServer:
+def start_server(*, durable: bool = False) -> PostgresServer:
     """Start a server (raises :class:`PostgresUnavailable` when it cannot exist here, RuntimeError when it fails)."""
     bin_dir = find_bin_dir()
     run_as = None
@@ -130,7 +134,7 @@ def start_server() -> PostgresServer:
             raise PostgresUnavailable("running as root without `runuser` to start PostgreSQL as 'postgres'")
     # as root the folder must be reachable by 'postgres': /tmp, whatever TMPDIR says
     folder = Path(tempfile.mkdtemp(prefix="chatir-pg-", dir="/tmp" if run_as else None))
-    server = PostgresServer(bin_dir, folder, _free_port(), secrets.token_hex(12), run_as)
+    server = PostgresServer(bin_dir, folder, _free_port(), secrets.token_hex(12), run_as, durable=durable)
     try:
         server.start()
     except BaseException:
