@@ -7,6 +7,9 @@ compare-and-swap on ``version`` so two processes cannot silently overwrite each 
 
 The LLM questioner needs no separate message history: it re-reads the full dialog every turn (as ChatIR's
 questioner does), and the dialog lives here.
+
+Several hosts share conversations through PostgreSQL instead (:mod:`agent.state_postgres`, same
+:class:`StateStore` contract; ``CHATIR_STATE_URL`` picks it, :func:`agent.state_backends.open_state_store`).
 """
 
 from __future__ import annotations
