@@ -13,7 +13,8 @@ from agent.engine import (
 )
 from agent.factory import build_engine, build_questioner
 from agent.search import InMemorySearcher, Searcher, ServiceSearcher
-from agent.state import ConcurrentUpdateError, ConversationState, ConversationStore
+from agent.state import ConcurrentUpdateError, ConversationState, ConversationStore, StateStore
+from agent.state_backends import open_state_store
 
 __all__ = [
     "ConcurrentUpdateError",
@@ -25,7 +26,9 @@ __all__ = [
     "InvalidMessageError",
     "Searcher",
     "ServiceSearcher",
+    "StateStore",
     "TurnResult",
     "build_engine",
     "build_questioner",
+    "open_state_store",
 ]

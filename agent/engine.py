@@ -38,7 +38,8 @@ from agent.outcomes import OutcomeLog
 from agent.questioners.base import Questioner, ScopeAware, is_repeat
 from agent.rerank import AnswerReranker
 from agent.search import Searcher, as_scope
-from agent.state import MAX_ARCHIVED, RECOVERED_NOTE, ConversationState, ConversationStore, Status
+from agent.state import MAX_ARCHIVED, RECOVERED_NOTE, ConversationState, StateStore, Status
+from agent.state_backends import open_state_store
 from chatir.dialog import MAX_TEXT_CHARS, Dialog, Round, is_blank
 from chatir.errors import ChatIRError
 from chatir.schemas import Hit, SearchFilter
@@ -109,7 +110,7 @@ def clean_text(text: str, *, what: str = "message") -> str:
 
 
 class ConversationEngine:
-    """Runs conversations; state lives in a :class:`ConversationStore` keyed by conversation id.
+    """Runs conversations; state lives in a :class:`StateStore` (SQLite or PostgreSQL) keyed by conversation id.
 
     Thread-safe: turns of one conversation are serialised (in this process by a lock, across processes by
     the store's compare-and-swap). Sync core; ``a*`` methods run it in a worker thread for async callers.
@@ -119,7 +120,7 @@ class ConversationEngine:
         self,
         searcher: Searcher,
         questioner: Questioner,
-        store: ConversationStore | None = None,
+        store: StateStore | None = None,
         settings: Settings | None = None,
         reranker: AnswerReranker | None = None,
         outcomes: OutcomeLog | None = None,
@@ -129,7 +130,7 @@ class ConversationEngine:
         self.questioner = questioner
         self.reranker = reranker
         """Re-ranks the top candidates by every answer read against its alternatives (:mod:`agent.rerank`)."""
-        self.store = store or ConversationStore(self.settings.state_db)
+        self.store = store or open_state_store(self.settings)
         self.outcomes = outcomes
         """Where each search's outcome is recorded (:mod:`agent.outcomes`); None: not recorded."""
         self._locks = [threading.Lock() for _ in range(64)]

@@ -14,7 +14,8 @@ from agent.questioners.info_gain import InfoGainQuestioner
 from agent.questioners.scoring import ModelCandidateScorer, TextEncoder, VectorLookup
 from agent.rerank import AnswerReranker
 from agent.search import Searcher, ServiceSearcher, ServiceTextEncoder
-from agent.state import ConversationStore
+from agent.state import StateStore
+from agent.state_backends import open_state_store
 from chatir.settings import Settings
 
 if TYPE_CHECKING:
@@ -72,9 +73,10 @@ def build_engine(
     *,
     searcher: Searcher | None = None,
     questioner: Questioner | None = None,
-    store: ConversationStore | None = None,
+    store: StateStore | None = None,
 ) -> ConversationEngine:
-    """The product engine: searches the retriever service, state in ``settings.state_db``."""
+    """The product engine: searches the retriever service, state where ``CHATIR_STATE_URL`` says (default:
+    SQLite in ``settings.state_db``)."""
     if searcher is None:
         from tools.client import RetrieverClient
 
@@ -83,7 +85,7 @@ def build_engine(
     return ConversationEngine(
         searcher,
         questioner,
-        store or ConversationStore(settings.state_db),
+        store or open_state_store(settings),
         settings,
         reranker=build_reranker(settings, questioner),
         outcomes=build_outcome_log(settings),

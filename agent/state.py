@@ -7,6 +7,9 @@ compare-and-swap on ``version`` so two processes cannot silently overwrite each 
 
 The LLM questioner needs no separate message history: it re-reads the full dialog every turn (as ChatIR's
 questioner does), and the dialog lives here.
+
+Several hosts share conversations through PostgreSQL instead (:mod:`agent.state_postgres`, same
+:class:`StateStore` contract; ``CHATIR_STATE_URL`` picks it, :func:`agent.state_backends.open_state_store`).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal, Self
+from typing import Literal, Protocol, Self
 
 from pydantic import BaseModel, Field
 
@@ -96,6 +99,27 @@ RECOVERED_NOTE = (
     "so this is a new search."
 )
 logger = logging.getLogger(__name__)
+
+
+class StateStore(Protocol):
+    """What the engine needs of a conversation-state backend (SQLite here, PostgreSQL in
+    :mod:`agent.state_postgres`; :func:`agent.state_backends.open_state_store` picks one from settings).
+
+    ``save`` is compare-and-swap: it writes only when the stored version still equals ``state.version``
+    (0: not stored yet) and raises :class:`ConcurrentUpdateError` otherwise, so no turn is silently lost."""
+
+    def get(self, conversation_id: str) -> ConversationState | None: ...
+    def take_recovered(self, conversation_id: str) -> bool: ...
+    def quarantined(self) -> list[tuple[str, str]]: ...
+    def save(self, state: ConversationState) -> ConversationState: ...
+    def delete(self, conversation_id: str) -> bool: ...
+    def ids(self) -> list[str]: ...
+    def close(self) -> None: ...
+
+
+CONCURRENT_UPDATE_MESSAGE = (
+    "this conversation was changed by another turn at the same time; please send your message again"
+)
 
 
 class ConversationStore:
@@ -204,9 +228,7 @@ class ConversationStore:
             ).fetchone()
             current = row[0] if row else 0
             if current != state.version:
-                raise ConcurrentUpdateError(
-                    "this conversation was changed by another turn at the same time; please send your message again"
-                )
+                raise ConcurrentUpdateError(CONCURRENT_UPDATE_MESSAGE)
             db.execute(
                 "INSERT INTO conversations (id, state, version, updated_at) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT(id) DO UPDATE SET state = excluded.state, version = excluded.version, "

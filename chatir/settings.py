@@ -81,6 +81,29 @@ class Settings(BaseSettings):
         None, validation_alias=_env("QDRANT_API_KEY", "CHATIR_QDRANT_API_KEY")
     )
     collection: str = Field("chatir_images", validation_alias=_env("CHATIR_COLLECTION"))
+    qdrant_shard_number: int | None = Field(
+        None,
+        ge=1,
+        validation_alias=_env("CHATIR_QDRANT_SHARD_NUMBER"),
+        description="Shards of a collection created on a Qdrant cluster (e.g. 2 per node); unset: the server's "
+        "default. Read only when the collection is created; the embedded store ignores it.",
+    )
+    qdrant_replication_factor: int | None = Field(
+        None,
+        ge=1,
+        validation_alias=_env("CHATIR_QDRANT_REPLICATION_FACTOR"),
+        description="Copies of every shard on a Qdrant cluster (2 or more survives a node loss); unset: the "
+        "server's default (1). Read only when the collection is created; the embedded store ignores it.",
+    )
+
+    # --- conversation state ----------------------------------------------------------------------
+    state_url: SecretStr | None = Field(
+        None,
+        validation_alias=_env("CHATIR_STATE_URL"),
+        description="Where conversations are kept: unset = the SQLite file under CHATIR_HOME (one process or "
+        "host); postgresql://user:password@host:5432/db = PostgreSQL, shared by several bot / web replicas; "
+        "sqlite:///path/file.sqlite = another SQLite file. Secret: it may hold a password.",
+    )
 
     # --- retriever microservice ------------------------------------------------------------------
     api_key: SecretStr | None = Field(

@@ -253,3 +253,36 @@ def chatir_dialog_entries() -> list[list[str]]:
 
 
 # ======================================== end of Models section ==================================
+
+
+# ==================================================================================================
+# PostgreSQL (agent.state_postgres): one real server per test session (tests/postgres_server.py), a fresh
+# database per test. Skips only where the server cannot exist here (no binaries, no unprivileged user).
+#
+#   postgres_server -> PostgresServer (session)      postgres_url -> URL of a new empty database (function)
+# ==================================================================================================
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    from tests.postgres_server import PostgresUnavailable, start_server
+
+    pytest.importorskip("psycopg", reason="psycopg is not installed (the [agent] extra)")
+    try:
+        server = start_server()
+    except PostgresUnavailable as reason:
+        pytest.skip(f"no PostgreSQL server for the state tests: {reason}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server, request) -> str:
+    import re
+    import secrets
+
+    name = re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[:40] + "_" + secrets.token_hex(3)
+    return postgres_server.create_database(name)
+
+
+# ======================================== end of PostgreSQL section ==============================

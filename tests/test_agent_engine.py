@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 from agent import (
-    ConcurrentUpdateError,
     ConversationEngine,
     ConversationNotFoundError,
     ConversationStore,
@@ -331,35 +328,8 @@ def test_a_crashing_questioner_does_not_cost_the_turn(settings, searcher):
     assert result.state == "showing" and result.hits and result.question is None
 
 
-def test_concurrent_messages_to_one_conversation_are_both_recorded(engine):
-    engine.handle("c", "a shape", TEAM)
-    errors = []
-
-    def send(text):
-        try:
-            engine.handle("c", text)
-        except Exception as error:  # noqa: BLE001 - collected for the assertion
-            errors.append(error)
-
-    threads = [threading.Thread(target=send, args=(t,)) for t in ("blue", "circle")]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
-    assert sorted(r.answer for r in engine.get("c").dialog.rounds) == ["blue", "circle"]
-
-
-def test_the_store_refuses_a_stale_write(settings, engine):
-    engine.handle("c", "a shape", TEAM)
-    other_process = ConversationStore(settings.state_db)
-    stale = other_process.get("c")
-    engine.handle("c", "blue")
-    with pytest.raises(ConcurrentUpdateError, match="send your message again"):
-        other_process.save(stale)
-    assert other_process.ids() == ["c"] and other_process.delete("c") and engine.get("c") is None
-
-
+# The state tests (threads, stale writes, damaged rows, two processes) run against SQLite and PostgreSQL in
+# tests/test_agent_state.py.
 async def test_async_variants(engine):
     started = await engine.ahandle("a", "a green square", TEAM)
     assert started.state == "asking"
@@ -423,28 +393,6 @@ def test_a_service_filter_is_accepted_as_the_scope(engine, searcher):
         engine.handle("d", "a red star", {"allowed": None})
     with pytest.raises(InvalidMessageError, match="conversation id"):
         engine.handle("x" * 400, "a red star", TEAM)
-
-
-def test_a_damaged_conversation_is_set_aside_and_the_user_told_once(settings, searcher, model):
-    """#13.4: a truncated state row no longer breaks get/handle/restart; it is kept for inspection."""
-    import sqlite3
-
-    engine = make_engine(settings, searcher, model)
-    engine.handle("c-bad", "a red circle", TEAM)
-    with sqlite3.connect(settings.state_db) as db:
-        (state,) = db.execute("SELECT state FROM conversations WHERE id = 'c-bad'").fetchone()
-        db.execute("UPDATE conversations SET state = ? WHERE id = 'c-bad'", (state[: len(state) // 2],))
-    result = engine.handle("c-bad", "a blue square", TEAM)
-    assert result.message and "damaged" in result.message and result.dialog.caption == "a blue square"
-    assert (
-        engine.handle("c-bad", "no").message is None or "damaged" not in engine.get("c-bad").model_dump_json()
-    )
-    assert [cid for cid, _ in engine.store.quarantined()] == ["c-bad"]
-    # "start over" on a damaged conversation recovers it too
-    with sqlite3.connect(settings.state_db) as db:
-        db.execute("UPDATE conversations SET state = '{\"conversation' WHERE id = 'c-bad'")
-    restarted = engine.restart("c-bad")
-    assert "damaged" in restarted.message and restarted.state == "awaiting_description"
 
 
 def test_a_damaged_state_file_is_moved_aside_and_a_new_one_started(settings, searcher, model):

@@ -95,3 +95,25 @@ def test_the_bot_image_has_no_torch(compose):
     assert 'pip install ".[slack,web]"' in bot and "torch" not in bot
     assert compose["services"]["slack"]["build"]["target"] == "bot"
     assert "CHATIR_MODEL" not in compose["services"]["slack"]["environment"]  # the bot loads no model
+
+
+def test_compose_file_follows_the_compose_specification(compose):
+    """deploy/compose.yaml against the vendored compose-spec JSON schema (deploy/schemas/README.md): what
+    `docker compose config` would refuse is caught here, without a docker engine."""
+    import json
+
+    from jsonschema import Draft202012Validator
+
+    schema = json.loads((DEPLOY / "schemas" / "compose-spec.json").read_text())
+    Draft202012Validator.check_schema(schema)
+    validator = Draft202012Validator(schema)
+    errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(compose)]
+    assert not errors, errors
+    # the schema bites: a misspelt key and a wrong type are refused
+    typo = {**compose, "service": compose["services"]}
+    assert not validator.is_valid(typo)
+    bad_port = {
+        **compose,
+        "services": {**compose["services"], "qdrant": {**compose["services"]["qdrant"], "ports": 6333}},
+    }
+    assert not validator.is_valid(bad_port)

@@ -585,3 +585,47 @@ def test_retriever_down_gives_one_short_message_and_the_conversation_continues(s
     assert "unavailable" in failed.args["text"].lower()
     mention(make_app(settings), "a picture", ts="1700001100.000100")  # retried once the service is back
     assert shown_ids(turn_updates(slack, 1)[0])
+
+
+def test_http_replicas_share_conversations_and_processed_events(settings, slack, postgres_url):
+    """Two HTTP-mode replicas behind a load balancer (deploy/k8s/overlays/http-mode), sharing PostgreSQL: a
+    search started on one continues on the other, and Slack's retry of an event that reaches the other replica
+    is recognised there and not answered twice."""
+    from pydantic import SecretStr
+
+    from frontends.slack.http_guard import open_event_log
+
+    shared = settings.model_copy(update={"state_url": SecretStr(postgres_url)})
+    replicas = [
+        TestClient(http_app(make_app(shared), signing_secret=SECRET, seen_events=open_event_log(shared)))
+        for _ in range(2)
+    ]
+
+    def post(replica: int, event: dict, event_id: str, retry: int = 0):
+        body = json.dumps(
+            {
+                "type": "event_callback", "team_id": TEAM_ID, "api_app_id": "A1", "event": event,
+                "event_id": event_id, "event_time": int(time.time()),
+                "authorizations": [{"team_id": TEAM_ID, "user_id": BOT_USER_ID, "is_bot": True}],
+            }
+        )  # fmt: skip
+        headers = {k: v[0] for k, v in signed(body, "application/json").items()}
+        if retry:
+            headers["x-slack-retry-num"] = str(retry)
+        response = replicas[replica].post("/slack/events", content=body, headers=headers)
+        assert response.status_code == 200, response.text
+        return response.json() if response.text else {}  # bolt acknowledges with an empty body
+
+    thread = "1700000400.000100"
+    start = {"type": "app_mention", "user": "U1", "text": f"<@{BOT_USER_ID}> something blue", "ts": thread,
+             "channel": "C_GENERAL", "event_ts": thread}  # fmt: skip
+    assert post(0, start, "EvSHARED1").get("duplicate") is None
+    assert post(1, start, "EvSHARED1", retry=1).get("duplicate") == "EvSHARED1"  # the retry, on the other one
+    first = turn_updates(slack, 1)[0]
+    answer = {"type": "message", "user": "U1", "text": "yes", "ts": "1700000401.000100", "thread_ts": thread,
+              "channel": "C_GENERAL", "channel_type": "channel"}  # fmt: skip
+    assert post(1, answer, "EvSHARED2").get("duplicate") is None
+    second = turn_updates(slack, 2)[1]
+    assert "round 1" in json.dumps(second.args["blocks"]) and question_of(second) != question_of(first)
+    time.sleep(0.5)
+    assert len(turn_updates(slack, 2)) == 2  # two turns in all: the retried mention was not answered again

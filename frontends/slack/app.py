@@ -17,6 +17,7 @@ from frontends.slack.access import MembershipCache
 from frontends.slack.assistant import ImageCount, SlackAssistant
 from frontends.slack.assistant_threads import AssistantThreads
 from frontends.slack.conversation import SlackConversations
+from frontends.slack.http_guard import EventLog, open_event_log
 from frontends.slack.images import SlackImagePublisher
 from frontends.slack.indexing import SlackIndexer
 from frontends.slack.listeners import register_all
@@ -75,13 +76,14 @@ def create_slack_app(
     return app
 
 
-def http_app(app: App, *, signing_secret: str | None, seen_events: Path | None = None):
+def http_app(app: App, *, signing_secret: str | None, seen_events: Path | EventLog | None = None):
     """HTTP mode's ASGI app: Slack posts events, actions and commands to ``/slack/events``.
 
     :mod:`frontends.slack.http_guard` checks each request first (signature and timestamp: 401; unreadable body:
     400; an ``event_id`` already processed: 200 without processing it again), then bolt handles it.
     ``signing_secret``: the app's (None only for a test app without verification); ``seen_events``: the
-    SQLite file of processed event ids (default: a temporary one for this process)."""
+    SQLite file of processed event ids, or an open event log (:func:`~frontends.slack.http_guard.open_event_log`:
+    PostgreSQL, shared by replicas); default: a temporary SQLite file for this process."""
     import tempfile
 
     from fastapi.responses import JSONResponse
@@ -93,7 +95,7 @@ def http_app(app: App, *, signing_secret: str | None, seen_events: Path | None =
     api = FastAPI(title="chatir-slack")
     if seen_events is None:
         seen_events = Path(tempfile.mkdtemp(prefix="chatir-slack-")) / "events.sqlite"
-    seen = SeenEvents(seen_events)
+    seen = SeenEvents(seen_events) if isinstance(seen_events, Path) else seen_events
 
     @api.post("/slack/events")
     async def events(request: Request):
@@ -103,7 +105,12 @@ def http_app(app: App, *, signing_secret: str | None, seen_events: Path | None =
         if refused is not None:
             return JSONResponse({"error": refused[1]}, status_code=refused[0])
         event_id = event_id_of(body, headers.get("content-type", ""))
-        if event_id is not None and not seen.first_time(event_id):
+        try:
+            first = event_id is None or seen.first_time(event_id)
+        except Exception as error:  # noqa: BLE001 - the shared event log is down: Slack retries a 503 later
+            logging.getLogger(__name__).warning("event log unavailable: %s: %s", type(error).__name__, error)
+            return JSONResponse({"error": "the bot's database is unavailable; retry later"}, status_code=503)
+        if not first:
             return JSONResponse({"ok": True, "duplicate": event_id})
         try:
             return await handler.handle(request)
@@ -125,7 +132,7 @@ def serve_http(app: App, settings: Settings, host: str, port: int) -> None:
 
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
     uvicorn.run(
-        http_app(app, signing_secret=secret, seen_events=settings.home / "slack" / "events.sqlite"),
+        http_app(app, signing_secret=secret, seen_events=open_event_log(settings)),
         host=host,
         port=port,
     )

@@ -7,8 +7,10 @@ window. Before a request reaches bolt this guard
 - answers 401 to a missing, non-numeric or stale timestamp and to a bad signature (bolt's own check raises on a
   non-numeric timestamp: a 500 for an unsigned request);
 - answers 400 to a signed body that is not UTF-8 or not a JSON object / form payload bolt can read;
-- records every ``event_id`` durably (SQLite under ``CHATIR_HOME/slack``) and acknowledges a repeat with 200
-  without processing it, so one answer never fills two rounds.
+- records every ``event_id`` durably (SQLite under ``CHATIR_HOME/slack``; in PostgreSQL when
+  ``CHATIR_STATE_URL`` names one, so that N replicas behind a load balancer share it: Slack's retry of an event
+  may reach another replica) and acknowledges a repeat with 200 without processing it, so one answer never fills
+  two rounds.
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from chatir.settings import Settings
 
 MAX_AGE_S = 5 * 60
 KEEP_EVENTS_S = 24 * 3600
@@ -47,6 +53,67 @@ class SeenEvents:
 
     def close(self) -> None:
         self._db.close()
+
+
+class EventLog(Protocol):
+    def first_time(self, event_id: str) -> bool: ...
+    def close(self) -> None: ...
+
+
+class PostgresSeenEvents:
+    """The same set in PostgreSQL (table ``chatir_slack_events``), shared by every HTTP-mode replica."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._lock = threading.Lock()
+        self._db: Any = None
+        with self._lock:
+            db = self._connection()
+            with db.transaction():
+                db.execute("SELECT pg_advisory_xact_lock(%s)", (0x534C4B45,))  # replicas starting together
+                db.execute(
+                    "CREATE TABLE IF NOT EXISTS chatir_slack_events "
+                    "(event_id TEXT PRIMARY KEY, at DOUBLE PRECISION NOT NULL)"
+                )
+
+    def _connection(self) -> Any:
+        import psycopg
+
+        if self._db is None or self._db.closed or self._db.broken:
+            self._db = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+        return self._db
+
+    def first_time(self, event_id: str) -> bool:
+        """Record ``event_id``; True when no replica had seen it before (a dropped connection is opened again)."""
+        import psycopg
+
+        now = time.time()
+        with self._lock:
+            for attempt in (1, 2):
+                try:
+                    db = self._connection()
+                    db.execute("DELETE FROM chatir_slack_events WHERE at < %s", (now - KEEP_EVENTS_S,))
+                    inserted = db.execute(
+                        "INSERT INTO chatir_slack_events (event_id, at) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                        (event_id, now),
+                    ).rowcount
+                    return bool(inserted == 1)
+                except psycopg.OperationalError:
+                    if attempt == 2:
+                        raise
+            raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+
+
+def open_event_log(settings: Settings) -> EventLog:
+    """Where processed event ids are kept: PostgreSQL when ``CHATIR_STATE_URL`` names it, else SQLite."""
+    url = settings.state_url.get_secret_value() if settings.state_url else ""
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresSeenEvents(url)
+    return SeenEvents(settings.home / "slack" / "events.sqlite")
 
 
 def signature_of(secret: str, timestamp: str, body: bytes) -> str:

@@ -132,6 +132,7 @@ class ImageIndex:
                 self.collection,
                 vectors_config=models.VectorParams(size=self.dim, distance=models.Distance.COSINE),
                 metadata={META_MODEL: self.model_id, META_DIM: self.dim},
+                **self.cluster_layout(),
             )
             if self._recorded_model() is None:  # an older server that ignores metadata
                 self._write_sidecar()
@@ -147,6 +148,15 @@ class ImageIndex:
             self._ensure_payload_indexes()
         else:
             self._tune_local_persistence()
+
+    def cluster_layout(self) -> dict[str, int]:
+        """``shard_number`` / ``replication_factor`` for a new collection, where the settings give them (a
+        Qdrant cluster spreads the shards over its nodes; the embedded store accepts and ignores them)."""
+        layout = {
+            "shard_number": self.settings.qdrant_shard_number,
+            "replication_factor": self.settings.qdrant_replication_factor,
+        }
+        return {key: value for key, value in layout.items() if value is not None}
 
     def _recorded_model(self) -> tuple[str, int] | None:
         info = self.client.get_collection(self.collection)
