@@ -31,6 +31,9 @@ def register(app: typer.Typer) -> None:
     app.command("search")(search)
     app.command("index")(index)
     app.command("convert-checkpoint")(convert_checkpoint)
+    from retriever_service import cli_models  # models pull|check
+
+    cli_models.register(app)
 
 
 # --- serve -----------------------------------------------------------------------------------------
