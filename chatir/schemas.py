@@ -125,6 +125,13 @@ class IndexJob(BaseModel):
     )
 
 
+class ReindexRequest(BaseModel):
+    """``POST /v1/reindex``: rebuild the index for another model while the current one serves, then switch."""
+
+    model: str = Field(..., min_length=1, max_length=500, description="Hub id or folder of the new model.")
+    drop_old: bool = Field(False, description="Delete the old collection once the new one serves.")
+
+
 class ErrorResponse(BaseModel):
     error: str
     detail: object | None = None

@@ -31,9 +31,10 @@ def register(app: typer.Typer) -> None:
     app.command("search")(search)
     app.command("index")(index)
     app.command("convert-checkpoint")(convert_checkpoint)
-    from retriever_service import cli_models  # models pull|check
+    from retriever_service import cli_models, cli_reindex  # models pull|check; reindex, collections
 
     cli_models.register(app)
+    cli_reindex.register(app)
 
 
 # --- serve -----------------------------------------------------------------------------------------
