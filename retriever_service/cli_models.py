@@ -18,10 +18,14 @@ def pull(
     model_id: Annotated[str, typer.Argument(help="Hub id, e.g. Salesforce/blip-itm-base-coco.")],
     to: Annotated[
         Path | None,
-        typer.Option("--to", help="Write the model into this folder (default: the Hugging Face cache, HF_HOME)."),
+        typer.Option(
+            "--to", help="Write the model into this folder (default: the Hugging Face cache, HF_HOME)."
+        ),
     ] = None,
     revision: Annotated[str | None, typer.Option(help="Branch, tag or commit (default: main).")] = None,
-    check: Annotated[bool, typer.Option("--check/--no-check", help="Load it afterwards and print its report.")] = True,
+    check: Annotated[
+        bool, typer.Option("--check/--no-check", help="Load it afterwards and print its report.")
+    ] = True,
 ) -> None:
     """Download a model from the hub (with progress; an interrupted pull resumes), then check it."""
     from retriever_service.models.provision import pull_model

@@ -18,7 +18,9 @@ from chatir.errors import ChatIRError, ServiceUnavailableError
 if TYPE_CHECKING:
     from chatir.settings import Settings
 
-collections_app = typer.Typer(help="The index's collections: one per model since `chatir reindex`.", no_args_is_help=True)
+collections_app = typer.Typer(
+    help="The index's collections: one per model since `chatir reindex`.", no_args_is_help=True
+)
 
 
 def reindex(
@@ -36,8 +38,12 @@ def reindex(
         typer.echo(f"a running service at {settings.service_url} holds the store; reindexing inside it")
         job = _reindex_via_service(settings, model, drop_old)
         if job.state == "failed":
-            raise ChatIRError(f"The reindex failed in the service (it still serves the old index): {job.error}")
-        typer.echo(f"{job.added} embedded, {job.unchanged} carried over from a stopped run; now serving {model}")
+            raise ChatIRError(
+                f"The reindex failed in the service (it still serves the old index): {job.error}"
+            )
+        typer.echo(
+            f"{job.added} embedded, {job.unchanged} carried over from a stopped run; now serving {model}"
+        )
         _print_missing(job.skipped)
         return
     _reindex_here(settings, model, drop_old)
@@ -55,8 +61,10 @@ def _reindex_here(settings: Settings, model_name: str, drop_old: bool) -> None:
     source = _open_serving_index(settings)
     try:
         new_model = load_model(model_name, device=settings.device, settings=settings)
-        typer.echo(f"reindexing the {source.where} from {source.model_id} to {new_model.model_id}; "
-                   f"{source.collection!r} keeps serving meanwhile")
+        typer.echo(
+            f"reindexing the {source.where} from {source.model_id} to {new_model.model_id}; "
+            f"{source.collection!r} keeps serving meanwhile"
+        )
         bar = tqdm(desc="reindex", unit="image")
 
         def progress(done: int, total: int) -> None:
@@ -66,15 +74,24 @@ def _reindex_here(settings: Settings, model_name: str, drop_old: bool) -> None:
 
         try:
             report, target = reindex(
-                settings=settings, source=source, model=new_model, refetch=slack_refetcher(settings),
-                progress=progress, batch_size=settings.batch_size,
+                settings=settings,
+                source=source,
+                model=new_model,
+                refetch=slack_refetcher(settings),
+                progress=progress,
+                batch_size=settings.batch_size,
             )
         finally:
             bar.close()
         try:
             if settings.qdrant_url and _wait_for_service_model(settings, new_model.model_id):
-                catch_up(source=source, target=target, model=new_model, report=report,
-                         refetch=slack_refetcher(settings))
+                catch_up(
+                    source=source,
+                    target=target,
+                    model=new_model,
+                    report=report,
+                    refetch=slack_refetcher(settings),
+                )
         finally:
             target.close()
         typer.echo(
@@ -87,7 +104,9 @@ def _reindex_here(settings: Settings, model_name: str, drop_old: bool) -> None:
             collections.drop(source.client, settings, report.source)
             typer.echo(f"dropped the old collection {report.source!r}")
         else:
-            typer.echo(f"the old collection {report.source!r} is kept: `chatir collections drop {report.source}`")
+            typer.echo(
+                f"the old collection {report.source!r} is kept: `chatir collections drop {report.source}`"
+            )
     finally:
         source.close()
 
@@ -101,7 +120,9 @@ def _open_serving_index(settings: Settings) -> Any:
         active = collections.active_collection(client, settings.collection)
         info = next((c for c in collections.family(client, settings.collection) if c.name == active), None)
         if info is None or info.model is None or info.dim is None:
-            raise ChatIRError(f"There is no index to reindex in collection {settings.collection!r}: run `chatir index`.")
+            raise ChatIRError(
+                f"There is no index to reindex in collection {settings.collection!r}: run `chatir index`."
+            )
         index = ImageIndex(settings, info.model, info.dim, collection=active, client=client, fast=False)
         index.owns_client = True
         return index
@@ -126,7 +147,9 @@ def _wait_for_service_model(settings: Settings, model_id: str, timeout_s: float 
         if response.status_code == 200 and response.json().get("model") == model_id:
             return True
         time.sleep(1.0)
-    typer.echo(f"the service at {settings.service_url} did not follow the switch within {timeout_s:.0f} s", err=True)
+    typer.echo(
+        f"the service at {settings.service_url} did not follow the switch within {timeout_s:.0f} s", err=True
+    )
     return False
 
 
@@ -159,7 +182,9 @@ def _reindex_via_service(settings: Settings, model: str, drop_old: bool) -> Any:
 
 def _print_missing(missing: list[dict[str, str]]) -> None:
     if missing:
-        typer.echo(f"{len(missing)} image(s) left behind (they stay in the old collection until it is dropped):")
+        typer.echo(
+            f"{len(missing)} image(s) left behind (they stay in the old collection until it is dropped):"
+        )
         for item in missing:
             typer.echo(f"  {item.get('path')}: {item.get('reason')}")
 

@@ -22,8 +22,8 @@ from chatir.errors import ChatIRError
 
 if TYPE_CHECKING:
     from chatir.settings import Settings
-    from retriever_service.index.reindex import Refetch, ReindexReport
     from retriever_service.index.records import Copy, ImageRecord
+    from retriever_service.index.reindex import Refetch, ReindexReport
     from retriever_service.service import RetrieverService
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,9 @@ def slack_refetcher(settings: Settings) -> Refetch | None:
             url = file.get("url_private_download") or file.get("url_private")
             response = client.get(url)
             response.raise_for_status()
-        path, _ = uploads.save_upload(settings, file.get("name") or Path(location).name, io.BytesIO(response.content))
+        path, _ = uploads.save_upload(
+            settings, file.get("name") or Path(location).name, io.BytesIO(response.content)
+        )
         return path
 
     return refetch
@@ -127,7 +129,9 @@ def follow_active(service: RetrieverService) -> bool:
 class ActiveFollower(threading.Thread):
     """Polls for a switch made by another process; stops with the service."""
 
-    def __init__(self, service: RetrieverService, stop: threading.Event, interval_s: float = FOLLOW_INTERVAL_S):
+    def __init__(
+        self, service: RetrieverService, stop: threading.Event, interval_s: float = FOLLOW_INTERVAL_S
+    ):
         super().__init__(name="chatir-follow-active", daemon=True)
         self.service, self.stop, self.interval_s = service, stop, interval_s
 

@@ -431,7 +431,11 @@ class RetrieverService:
             return
         skipped = [{"path": m.path, "reason": m.reason} for m in report.missing]
         self._update(
-            job_id, state="done", added=report.embedded, unchanged=report.resumed, pruned=report.removed,
+            job_id,
+            state="done",
+            added=report.embedded,
+            unchanged=report.resumed,
+            pruned=report.removed,
             skipped=skipped,
         )
 

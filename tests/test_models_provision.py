@@ -18,7 +18,11 @@ REPO = "acme/tiny-clip"
 
 def _chatir(args: list[str], env: dict[str, str], timeout: float = 240) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "frontends.main", *args], env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "frontends.main", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -64,7 +68,7 @@ def test_pull_into_the_cache_serves_the_hub_id_offline(hub_env):
     from chatir.settings import Settings
     from retriever_service.models import load_model
 
-    hub, env = hub_env
+    _hub, env = hub_env
     result = _chatir(["models", "pull", REPO, "--no-check"], env)
     assert result.returncode == 0, result.stderr
     offline = {**env, "HF_HUB_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9"}
@@ -76,13 +80,15 @@ def test_pull_into_the_cache_serves_the_hub_id_offline(hub_env):
         "from chatir.settings import Settings; from retriever_service.models import load_model; "
         f"m = load_model({REPO!r}, device='cpu', settings=Settings()); print(m.model_id, m.dim)"
     )
-    loaded = subprocess.run([sys.executable, "-c", code], env=offline, capture_output=True, text=True, timeout=240)
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], env=offline, capture_output=True, text=True, timeout=240
+    )
     assert loaded.stdout.strip() == f"{REPO} 16", loaded.stderr
     del Settings, load_model
 
 
 def test_pull_errors_are_clear(hub_env):
-    hub, env = hub_env
+    _hub, env = hub_env
     missing = _chatir(["models", "pull", "acme/no-such-model"], env)
     assert missing.returncode == 1
     assert "has no model 'acme/no-such-model'" in missing.stderr

@@ -48,8 +48,12 @@ def test_reindex_in_the_service_serves_during_and_switches(tmp_path, tiny_clip_d
 
     with SlackAPIServer() as slack:
         settings = Settings(
-            home=tmp_path / "home", model=str(tiny_clip_dir), device="cpu", batch_size=2,
-            slack_bot_token=BOT_TOKEN, slack_api_url=slack.base_url + "/api/",
+            home=tmp_path / "home",
+            model=str(tiny_clip_dir),
+            device="cpu",
+            batch_size=2,
+            slack_bot_token=BOT_TOKEN,
+            slack_api_url=slack.base_url + "/api/",
         )
         gallery = _gallery(tmp_path / "gallery", 10)
         service = RetrieverService.open(settings)
@@ -60,7 +64,8 @@ def test_reindex_in_the_service_serves_during_and_switches(tmp_path, tiny_clip_d
             fake = slack.add_file("shared.png", slack_bytes, channel="C1")
             upload, _ = service.save_upload("shared.png", io.BytesIO(slack_bytes))
             service.run_index(
-                IndexRequest(paths=[str(upload)], source=f"slack:C1/{fake.id}", allowed=["C1"]), progress=False
+                IndexRequest(paths=[str(upload)], source=f"slack:C1/{fake.id}", allowed=["C1"]),
+                progress=False,
             )
             upload.unlink()
             (gallery / "image_009.png").unlink()
@@ -94,7 +99,9 @@ def test_reindex_in_the_service_serves_during_and_switches(tmp_path, tiny_clip_d
             assert after.model == str(tiny_blip_dir) == service.model_id
             assert len(after.hits) == 10 and service.count() == 10
             assert upload.read_bytes() == slack_bytes  # fetched again into its place
-            shared = next(h for h in _search(service, k=50).hits if h.source and h.source.startswith("slack:"))
+            shared = next(
+                h for h in _search(service, k=50).hits if h.source and h.source.startswith("slack:")
+            )
             assert service.record(shared.id).allowed == ["C1"]  # the record came over unchanged
             assert slack.calls_to("files.info")
 
@@ -136,7 +143,9 @@ def test_a_service_follows_a_switch_made_elsewhere(tmp_path, tiny_clip_dir, tiny
         assert not follow_active(service)
         new_model = load_model(str(tiny_blip_dir), device="cpu", settings=settings)
         # another process's reindex: it switches the alias; this service has not adopted anything yet
-        _, built = reindex(settings=settings, source=service._raw_index, model=new_model, lock=service._index_lock)
+        _, built = reindex(
+            settings=settings, source=service._raw_index, model=new_model, lock=service._index_lock
+        )
         built.close()
         assert _search(service).model == str(tiny_clip_dir)  # still its own collection
         assert follow_active(service)
@@ -154,8 +163,14 @@ def test_a_killed_reindex_resumes(tmp_path, tiny_clip_dir, tiny_blip_dir):
     settings = Settings(home=home, model=str(tiny_clip_dir), device="cpu")
     with RetrieverService.open(settings) as service:
         service.run_index(IndexRequest(paths=[str(_gallery(tmp_path / "g", 80))]), progress=False)
-    env = {**os.environ, "CHATIR_HOME": str(home), "CHATIR_MODEL": str(tiny_clip_dir), "CHATIR_DEVICE": "cpu",
-           "CHATIR_BATCH_SIZE": "1", "CHATIR_SERVICE_URL": "http://127.0.0.1:9"}
+    env = {
+        **os.environ,
+        "CHATIR_HOME": str(home),
+        "CHATIR_MODEL": str(tiny_clip_dir),
+        "CHATIR_DEVICE": "cpu",
+        "CHATIR_BATCH_SIZE": "1",
+        "CHATIR_SERVICE_URL": "http://127.0.0.1:9",
+    }
     command = [*_chatir(env), "reindex", "--model", str(tiny_blip_dir)]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     seen = b""

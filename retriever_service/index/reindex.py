@@ -52,8 +52,12 @@ class ReindexReport(BaseModel):
     resumed: int = Field(0, description="Images a stopped run had already stored.")
     refetched: int = Field(0, description="Images read from a fresh download of their Slack file.")
     updated: int = Field(0, description="Records carried over again because they changed during the build.")
-    removed: int = Field(0, description="Images deleted from the source during the build, removed from the target.")
-    missing: list[SkippedFile] = Field(default_factory=list, description="Images none of whose copies is readable.")
+    removed: int = Field(
+        0, description="Images deleted from the source during the build, removed from the target."
+    )
+    missing: list[SkippedFile] = Field(
+        default_factory=list, description="Images none of whose copies is readable."
+    )
     switched: bool = False
 
 
@@ -88,7 +92,9 @@ def reindex(
         with lock:
             report.resumed = target.count()
         for number in range(MAX_PASSES):
-            if not _sync(source, target, model, report, lock, refetch, progress, batch_size, first=number == 0):
+            if not _sync(
+                source, target, model, report, lock, refetch, progress, batch_size, first=number == 0
+            ):
                 break
         if switch:
             with lock:
@@ -103,7 +109,13 @@ def reindex(
 
 
 def catch_up(
-    *, source: Any, target: Any, model: Any, report: ReindexReport, refetch: Refetch | None = None, lock: Any = None
+    *,
+    source: Any,
+    target: Any,
+    model: Any,
+    report: ReindexReport,
+    refetch: Refetch | None = None,
+    lock: Any = None,
 ) -> int:
     """One more pass after the switch (images a service wrote to the old collection before it followed)."""
     lock = lock if lock is not None else contextlib.nullcontext()
@@ -172,7 +184,9 @@ def _sync(
             image = _read_image(record, refetch, report)
             if image is None:
                 if record.uri not in missing:
-                    report.missing.append(SkippedFile(path=record.uri, reason="no copy of the image is readable"))
+                    report.missing.append(
+                        SkippedFile(path=record.uri, reason="no copy of the image is readable")
+                    )
                     missing.add(record.uri)
                 continue
             pending.append((record, image))
@@ -234,4 +248,4 @@ def _decode_if_same(path: Path, image_id: str, load_image: Any, decoded_type: ty
     return decoded.image if isinstance(decoded, decoded_type) else None
 
 
-__all__ = ["MAX_PASSES", "ReindexReport", "Refetch", "catch_up", "reindex"]
+__all__ = ["MAX_PASSES", "Refetch", "ReindexReport", "catch_up", "reindex"]

@@ -78,7 +78,7 @@ def resolved_folder(name_or_path: str, settings: Settings | None = None) -> Path
 
     try:
         return Path(snapshot_download(source, local_files_only=True))
-    except Exception as error:  # noqa: BLE001 -- "not in the cache" in its many forms
+    except Exception as error:
         raise ModelNotAvailableError(
             f"Model '{name_or_path}' is not on this machine: run `chatir models pull {name_or_path}` first."
         ) from error
@@ -114,7 +114,11 @@ def _weight_patterns(repo_id: str, revision: str | None) -> list[str]:
 
 
 def pull_model(
-    repo_id: str, *, to: str | os.PathLike[str] | None = None, revision: str | None = None, progress: bool = True
+    repo_id: str,
+    *,
+    to: str | os.PathLike[str] | None = None,
+    revision: str | None = None,
+    progress: bool = True,
 ) -> Path:
     """Download ``repo_id`` (the files ``load_model`` needs) into the Hugging Face cache, or into ``to``; returns
     the folder. Raises :class:`ModelNotAvailableError` with the reason (offline, unknown repository, ...)."""

@@ -25,14 +25,15 @@ LFS_SUFFIXES = (".safetensors", ".bin")
 
 
 def _git_blob_oid(data: bytes) -> str:
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()  # noqa: S324 -- git's object id
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
 class FakeHub:
     def __init__(self) -> None:
         self.repos: dict[str, Path] = {}
         self.requests: list[tuple[str, str]] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server.hub = self
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -45,8 +46,11 @@ class FakeHub:
 
     def downloaded(self) -> list[str]:
         """Paths of the files sent with GET (not HEAD)."""
-        return [path.split("/resolve/", 1)[1].split("/", 1)[1] for method, path in self.requests
-                if method == "GET" and "/resolve/" in path]
+        return [
+            path.split("/resolve/", 1)[1].split("/", 1)[1]
+            for method, path in self.requests
+            if method == "GET" and "/resolve/" in path
+        ]
 
     def __enter__(self) -> FakeHub:
         self._thread.start()
@@ -83,96 +87,108 @@ class FakeHub:
             return None
         return repo_id, parts[2] if len(parts) > 2 else ""
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        hub = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    hub: FakeHub
 
-            def _json(self, value: object) -> None:
-                body = json.dumps(value).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
 
-            def _not_found(self, code: str = "RepoNotFound") -> None:
-                body = json.dumps({"error": "Repository not found"}).encode()
-                self.send_response(404)
-                self.send_header("X-Error-Code", code)
-                self.send_header("X-Error-Message", "Repository not found")
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
 
-            def do_HEAD(self) -> None:
-                self._serve(head=True)
+    def log_message(self, *args: object) -> None:
+        pass
 
-            def do_GET(self) -> None:
-                self._serve(head=False)
+    def _json(self, value: object) -> None:
+        body = json.dumps(value).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
-            def _serve(self, *, head: bool) -> None:
-                path = unquote(urlparse(self.path).path)
-                hub.requests.append(("HEAD" if head else "GET", path))
-                if path.startswith("/api/models/"):
-                    self._api(path.removeprefix("/api/models/"))
-                    return
-                split = hub._split(path.lstrip("/"))
-                if split is None or not split[1].startswith("resolve/"):
-                    self._not_found()
-                    return
-                repo_id, tail = split
-                _, _revision, filename = tail.split("/", 2)
-                file = hub.repos[repo_id] / filename
-                if not file.is_file():
-                    self._not_found("EntryNotFound")
-                    return
-                self._file(file, head=head)
+    def _not_found(self, code: str = "RepoNotFound") -> None:
+        body = json.dumps({"error": "Repository not found"}).encode()
+        self.send_response(404)
+        self.send_header("X-Error-Code", code)
+        self.send_header("X-Error-Message", "Repository not found")
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
-            def _file(self, file: Path, *, head: bool) -> None:
-                data = file.read_bytes()
-                start = 0
-                ranged = self.headers.get("Range", "")
-                if ranged.startswith("bytes=") and not head:
-                    start = int(ranged.removeprefix("bytes=").split("-", 1)[0] or 0)
-                body = data[start:]
-                self.send_response(206 if start else 200)
-                self.send_header("X-Repo-Commit", COMMIT)
-                if file.suffix in LFS_SUFFIXES:
-                    self.send_header("X-Linked-Etag", f'"{hashlib.sha256(data).hexdigest()}"')
-                    self.send_header("X-Linked-Size", str(len(data)))
-                    self.send_header("ETag", f'"{_git_blob_oid(data)}"')
-                else:
-                    self.send_header("ETag", f'"{_git_blob_oid(data)}"')
-                if start:
-                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Content-Type", "application/octet-stream")
-                self.end_headers()
-                if not head:
-                    self.wfile.write(body)
+    def do_HEAD(self) -> None:
+        self._serve(head=True)
 
-            def _api(self, rest: str) -> None:
-                split = hub._split(rest)
-                if split is None:
-                    self._not_found()
-                    return
-                repo_id, tail = split
-                if tail == "" or tail.startswith("revision/"):
-                    siblings = [{"rfilename": e["path"]} for e in map(lambda p: hub._entry(repo_id, p),
-                                                                       hub._files(repo_id))]
-                    self._json({"id": repo_id, "modelId": repo_id, "sha": COMMIT, "private": False,
-                                "siblings": siblings})
-                    return
-                if tail.startswith("tree/"):
-                    parts = tail.split("/", 2)
-                    prefix = parts[2] if len(parts) > 2 else ""
-                    entries = [hub._entry(repo_id, p) for p in hub._files(repo_id)]
-                    self._json([e for e in entries if e["path"].startswith(prefix)])
-                    return
-                self._not_found("EntryNotFound")
+    def do_GET(self) -> None:
+        self._serve(head=False)
 
-        return Handler
+    def _serve(self, *, head: bool) -> None:
+        path = unquote(urlparse(self.path).path)
+        self.server.hub.requests.append(("HEAD" if head else "GET", path))
+        if path.startswith("/api/models/"):
+            self._api(path.removeprefix("/api/models/"))
+            return
+        split = self.server.hub._split(path.lstrip("/"))
+        if split is None or not split[1].startswith("resolve/"):
+            self._not_found()
+            return
+        repo_id, tail = split
+        _, _revision, filename = tail.split("/", 2)
+        file = self.server.hub.repos[repo_id] / filename
+        if not file.is_file():
+            self._not_found("EntryNotFound")
+            return
+        self._file(file, head=head)
+
+    def _file(self, file: Path, *, head: bool) -> None:
+        data = file.read_bytes()
+        start = 0
+        ranged = self.headers.get("Range", "")
+        if ranged.startswith("bytes=") and not head:
+            start = int(ranged.removeprefix("bytes=").split("-", 1)[0] or 0)
+        body = data[start:]
+        self.send_response(206 if start else 200)
+        self.send_header("X-Repo-Commit", COMMIT)
+        if file.suffix in LFS_SUFFIXES:
+            self.send_header("X-Linked-Etag", f'"{hashlib.sha256(data).hexdigest()}"')
+            self.send_header("X-Linked-Size", str(len(data)))
+            self.send_header("ETag", f'"{_git_blob_oid(data)}"')
+        else:
+            self.send_header("ETag", f'"{_git_blob_oid(data)}"')
+        if start:
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Type", "application/octet-stream")
+        self.end_headers()
+        if not head:
+            self.wfile.write(body)
+
+    def _api(self, rest: str) -> None:
+        split = self.server.hub._split(rest)
+        if split is None:
+            self._not_found()
+            return
+        repo_id, tail = split
+        if tail == "" or tail.startswith("revision/"):
+            siblings = [
+                {"rfilename": e["path"]}
+                for e in map(lambda p: self.server.hub._entry(repo_id, p), self.server.hub._files(repo_id))
+            ]
+            self._json(
+                {
+                    "id": repo_id,
+                    "modelId": repo_id,
+                    "sha": COMMIT,
+                    "private": False,
+                    "siblings": siblings,
+                }
+            )
+            return
+        if tail.startswith("tree/"):
+            parts = tail.split("/", 2)
+            prefix = parts[2] if len(parts) > 2 else ""
+            entries = [self.server.hub._entry(repo_id, p) for p in self.server.hub._files(repo_id)]
+            self._json([e for e in entries if e["path"].startswith(prefix)])
+            return
+        self._not_found("EntryNotFound")
