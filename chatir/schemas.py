@@ -147,6 +147,9 @@ class ReadyResponse(BaseModel):
     model: str
     images: int = Field(..., description="Images in the index.")
     store_id: str
+    notice: str | None = Field(
+        None, description="A sentence for people about the model (e.g. the demo's starter)."
+    )
 
 
 class DeleteResponse(BaseModel):

@@ -82,11 +82,16 @@ class SlackConversations:
     def message(self, client: WebClient, place: Place, *, user_id: str, text: str) -> None:
         """A description or an answer typed by ``user_id``; the scope is fixed when the search starts."""
         scope = None if self.exists(place) else self.scope(user_id=user_id, channel_id=place.channel)
-        self._turn(client, place, lambda: self.engine.handle(place.conversation_id, text, scope))
+        self._turn(
+            client,
+            place,
+            lambda: self.engine.handle(place.conversation_id, text, scope),
+            first=scope is not None,
+        )
 
     def start(self, client: WebClient, place: Place, *, user_id: str, text: str) -> None:
         scope = self.scope(user_id=user_id, channel_id=place.channel)
-        self._turn(client, place, lambda: self.engine.start(place.conversation_id, text, scope))
+        self._turn(client, place, lambda: self.engine.start(place.conversation_id, text, scope), first=True)
 
     def none_of_these(self, client: WebClient, place: Place) -> None:
         self._turn(client, place, lambda: self.engine.reject_all(place.conversation_id))
@@ -113,7 +118,12 @@ class SlackConversations:
             except Exception as error:  # noqa: BLE001 - the choice is made; the image post is a courtesy
                 logger.warning("could not post the original of %s: %s", hit.id, error)
 
-    def _turn(self, client: WebClient, place: Place, run: Callable[[], TurnResult]) -> TurnResult | None:
+    readiness: Callable[[], dict] | None = None
+    """``GET /readyz`` of the retriever (set by the app): a conversation's first reply shows its ``notice``."""
+
+    def _turn(
+        self, client: WebClient, place: Place, run: Callable[[], TurnResult], *, first: bool = False
+    ) -> TurnResult | None:
         status = client.chat_postMessage(
             channel=place.channel, thread_ts=place.thread_ts, text="Searching…", blocks=searching_blocks()
         )
@@ -141,5 +151,14 @@ class SlackConversations:
                 [h.id for h in shown.hits], allowed=result.scope.allowed
             )
             blocks = turn_blocks(shown, file_ids, first_rank=start + 1)
+        notice = self._notice() if first else None
+        if notice:
+            blocks = [*blocks, {"type": "context", "elements": [{"type": "mrkdwn", "text": notice}]}]
         client.chat_update(channel=place.channel, ts=status_ts, text=fallback_text(result), blocks=blocks)
         return result
+
+    def _notice(self) -> str | None:
+        try:
+            return (self.readiness() if self.readiness else {}).get("notice")
+        except Exception:  # noqa: BLE001 -- a courtesy: never fails a turn
+            return None

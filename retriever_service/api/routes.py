@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from chatir.notices import model_notice
 from chatir.runfile import store_fingerprint
 from chatir.schemas import (
     PUBLIC,
@@ -74,7 +75,12 @@ async def healthz(request: Request) -> HealthResponse:
 )
 async def readyz(service: Service) -> ReadyResponse:
     images = await run_in_threadpool(service.count)
-    return ReadyResponse(model=service.model_id, images=images, store_id=store_fingerprint(service.settings))
+    return ReadyResponse(
+        model=service.model_id,
+        images=images,
+        store_id=store_fingerprint(service.settings),
+        notice=model_notice(service.model_id),
+    )
 
 
 @v1.post("/search", response_model=SearchResponse, summary="Top-k images for a dialog")
