@@ -1,4 +1,4 @@
-"""A service serving the demo's starter says so (banner, /readyz, the Slack bot's first reply); a real model does not."""
+"""A service serving the starter says so (banner, /readyz, the Slack bot's first reply); a real model does not."""
 
 from __future__ import annotations
 
