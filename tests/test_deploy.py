@@ -95,3 +95,21 @@ def test_the_bot_image_has_no_torch(compose):
     assert 'pip install ".[slack,web]"' in bot and "torch" not in bot
     assert compose["services"]["slack"]["build"]["target"] == "bot"
     assert "CHATIR_MODEL" not in compose["services"]["slack"]["environment"]  # the bot loads no model
+
+
+def test_production_defaults_name_a_real_model_pulled_into_the_models_volume(compose):
+    retriever = compose["services"]["retriever"]
+    default = re.fullmatch(r"\$\{CHATIR_MODEL:-(.+)\}", retriever["environment"]["CHATIR_MODEL"]).group(1)
+    assert default == "/models/Salesforce/blip-itm-base-coco"
+    assert any(volume.startswith("models:/models") for volume in retriever["volumes"])
+    assert "models" in compose["volumes"]
+    example = (DEPLOY / "env.example").read_text()
+    assert "\nCHATIR_MODEL=/models/Salesforce/blip-itm-base-coco\n" in example
+    dockerfile = (DEPLOY / "docker" / "Dockerfile").read_text()
+    assert 'chatir models pull "${CHATIR_BAKE_MODEL}" --to /opt/chatir/model' in dockerfile
+    assert "ENV CHATIR_MODEL=${CHATIR_BAKE_MODEL:+/opt/chatir/model}" in dockerfile
+    # the documented pull command is one the CLI takes
+    from frontends.main import app
+
+    result = CliRunner().invoke(app, ["models", "pull", "--help"])
+    assert result.exit_code == 0 and "--to" in result.output
