@@ -198,3 +198,69 @@ def test_a_killed_reindex_resumes(tmp_path, tiny_clip_dir, tiny_blip_dir):
     with RetrieverService.open(settings.model_copy(update={"model": str(tiny_blip_dir)})) as service:
         assert service.count() == 80
         assert len(_search(service, k=80).hits) == 80
+
+
+def test_chatir_reindex_against_a_running_service_never_interrupts_search(
+    tmp_path, tiny_clip_dir, tiny_blip_dir, monkeypatch
+):
+    """The service holds the embedded store: the CLI has it reindex in place, over HTTP, while searches go on."""
+    import httpx
+    import typer
+    from typer.testing import CliRunner
+
+    from chatir.settings import get_settings
+    from retriever_service.api import create_app
+    from retriever_service.cli import register
+    from tests.test_tools_support import live_server
+
+    gallery = _gallery(tmp_path / "gallery", 24)
+    env = {
+        "CHATIR_HOME": str(tmp_path / "home"),
+        "CHATIR_MODEL": str(tiny_clip_dir),
+        "CHATIR_DEVICE": "cpu",
+        "CHATIR_INDEX_ROOTS": str(gallery),
+        "CHATIR_BATCH_SIZE": "2",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    for name in ("CHATIR_API_KEY", "QDRANT_URL", "CHATIR_QDRANT_URL", "CHATIR_COLLECTION"):
+        monkeypatch.delenv(name, raising=False)
+    get_settings.cache_clear()
+    app = typer.Typer()
+    register(app)
+    with live_server(create_app(get_settings())) as url:
+        monkeypatch.setenv("CHATIR_SERVICE_URL", url)
+        deadline = time.monotonic() + 60
+        while httpx.get(f"{url}/readyz").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        get_settings.cache_clear()
+        indexed = CliRunner().invoke(app, ["index", str(gallery)])
+        assert indexed.exit_code == 0 and "24 added" in indexed.output, indexed.output
+
+        answers: list[tuple[int, str]] = []
+        stop = threading.Event()
+
+        def keep_searching() -> None:
+            body = {"dialog": {"caption": "a green square"}, "k": 5}
+            while not stop.is_set():
+                response = httpx.post(f"{url}/v1/search", json=body, timeout=30)
+                answers.append((response.status_code, response.json().get("model", response.text)))
+
+        searcher = threading.Thread(target=keep_searching)
+        searcher.start()
+        try:
+            get_settings.cache_clear()
+            result = CliRunner().invoke(app, ["reindex", "--model", str(tiny_blip_dir)])
+            time.sleep(0.3)
+        finally:
+            stop.set()
+            searcher.join(60)
+        assert result.exit_code == 0, result.output
+        assert "reindexing inside it" in result.output and "24 embedded" in result.output
+        assert httpx.get(f"{url}/readyz").json()["model"] == str(tiny_blip_dir)
+        assert answers and all(status == 200 for status, _ in answers), answers[:5]
+        models = [model for _, model in answers]
+        assert models[0] == str(tiny_clip_dir) and models[-1] == str(tiny_blip_dir)
+        assert models == sorted(models, key=lambda m: m == str(tiny_blip_dir))  # one switch, never back
+    get_settings.cache_clear()
