@@ -205,7 +205,8 @@ class ImageIndex:
                 f"{recorded_model!r} ({recorded_dim}-d), not {self.model_id!r} ({self.dim}-d); mixing two models "
                 f"in one collection would make every search meaningless. Serve it with CHATIR_MODEL={recorded_model} "
                 f"(after `chatir reindex` switched it: set CHATIR_MODEL to the new model), or move the index to "
-                f"{self.model_id!r} without downtime: `chatir reindex --model {self.model_id}`."
+                f"{self.model_id!r} without downtime: `chatir reindex --model {self.model_id}`; or give that model "
+                "a collection of its own (CHATIR_COLLECTION=<name>)."
             )
 
     def _ensure_payload_indexes(self) -> None:
