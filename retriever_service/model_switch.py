@@ -46,9 +46,10 @@ def slack_refetcher(settings: Settings) -> Refetch | None:
     headers = {"Authorization": f"Bearer {token}"}
 
     def refetch(record: ImageRecord, location: str, copy: Copy) -> Path | None:
-        if not (copy.source or "").startswith(SLACK_SOURCE_PREFIX) or "/" not in copy.source:  # type: ignore[operator]
+        source = copy.source or ""
+        if not source.startswith(SLACK_SOURCE_PREFIX) or "/" not in source:
             return None
-        file_id = str(copy.source).rsplit("/", 1)[1]
+        file_id = source.rsplit("/", 1)[1]
         with httpx.Client(headers=headers, timeout=60, follow_redirects=True) as client:
             info = client.get(api + "files.info", params={"file": file_id}).json()
             if not info.get("ok"):

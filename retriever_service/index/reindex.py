@@ -225,20 +225,21 @@ def _read_image(record: ImageRecord, refetch: Refetch | None, report: ReindexRep
         if copy is None:
             continue
         try:
-            path = refetch(record, location, copy)
+            fetched = refetch(record, location, copy)
         except Exception as error:  # noqa: BLE001 -- one image's source failing must not stop the reindex
             log.warning("could not fetch %s again: %s", location, error)
             continue
-        image = _decode_if_same(path, record.id, load_image, DecodedImage) if path is not None else None
+        image = _decode_if_same(fetched, record.id, load_image, DecodedImage) if fetched is not None else None
         if image is not None:
-            if str(path) != location:  # the copy now lives at the new path
-                record.set_copy(str(path), copy)
+            if str(fetched) != location:  # the copy now lives at the new path
+                record.set_copy(str(fetched), copy)
+                record.drop_copies({location})
             report.refetched += 1
             return image
     return None
 
 
-def _decode_if_same(path: Path, image_id: str, load_image: Any, decoded_type: type) -> Any:
+def _decode_if_same(path: Path, image_id: str, load_image: Any, decoded_type: Any) -> Any:
     try:
         if not path.is_file() or file_content_id(path) != image_id:
             return None
