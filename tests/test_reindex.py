@@ -10,12 +10,13 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from PIL import Image, ImageDraw
 
 from chatir.dialog import Dialog
-from chatir.errors import IndexMismatchError
+from chatir.errors import ChatIRError, IndexMismatchError
 from chatir.schemas import IndexRequest, SearchRequest
 from chatir.settings import Settings
 from tests.fakes.slack_api import BOT_TOKEN, SlackAPIServer
@@ -68,9 +69,18 @@ def test_reindex_in_the_service_serves_during_and_switches(tmp_path, tiny_clip_d
                 progress=False,
             )
             upload.unlink()
+            # another whose upload had another name than Slack gives it now: it comes back at a new path
+            renamed_bytes = _png(101)
+            renamed = slack.add_file("renamed.png", renamed_bytes, channel="C1")
+            old_upload, _ = service.save_upload("original.png", io.BytesIO(renamed_bytes))
+            service.run_index(
+                IndexRequest(paths=[str(old_upload)], source=f"slack:C1/{renamed.id}", allowed=["C1"]),
+                progress=False,
+            )
+            old_upload.unlink()
             (gallery / "image_009.png").unlink()
             before = _search(service)
-            assert before.model == str(tiny_clip_dir) and len(before.hits) == 11
+            assert before.model == str(tiny_clip_dir) and len(before.hits) == 12
 
             started, go = threading.Event(), threading.Event()
             during: list = []
@@ -93,12 +103,15 @@ def test_reindex_in_the_service_serves_during_and_switches(tmp_path, tiny_clip_d
 
             assert during[0].model == str(tiny_clip_dir)
             assert [h.id for h in during[0].hits] == [h.id for h in before.hits]
-            assert report.switched and report.refetched == 1 and report.total == 11
+            assert report.switched and report.refetched == 2 and report.total == 12
             assert [m.path for m in report.missing] == [str((gallery / "image_009.png").resolve())]
             after = _search(service)
             assert after.model == str(tiny_blip_dir) == service.model_id
-            assert len(after.hits) == 10 and service.count() == 10
+            assert len(after.hits) == 11 and service.count() == 11
             assert upload.read_bytes() == slack_bytes  # fetched again into its place
+            moved = service.record(report.relocated[0])
+            assert [Path(p).name for p in moved.locations] == ["renamed.png"]
+            assert Path(moved.uri).read_bytes() == renamed_bytes and moved.copies[moved.uri].allowed == ["C1"]
             shared = next(
                 h for h in _search(service, k=50).hits if h.source and h.source.startswith("slack:")
             )
@@ -106,7 +119,7 @@ def test_reindex_in_the_service_serves_during_and_switches(tmp_path, tiny_clip_d
             assert slack.calls_to("files.info")
 
             listed = {c.name: c for c in collections.family(service._raw_index.client, settings.collection)}
-            assert listed[report.source].images == 11 and not listed[report.source].active
+            assert listed[report.source].images == 12 and not listed[report.source].active
             assert listed[report.target].active and listed[report.target].model == str(tiny_blip_dir)
 
             # the HTTP route: a second reindex back to the first model, dropping the old collection
@@ -118,7 +131,7 @@ def test_reindex_in_the_service_serves_during_and_switches(tmp_path, tiny_clip_d
                 done = service.wait_for_job(job.json()["id"], 120)
                 assert done.state == "done", done.error
                 assert client.get("/readyz").json()["model"] == str(tiny_clip_dir)
-                assert done.added == 10 and done.total == 10  # a collection of its own for the first model
+                assert done.added == 11 and done.total == 11  # a collection of its own for the first model
             names = {c.name for c in collections.family(service._raw_index.client, settings.collection)}
             assert report.target not in names and report.source in names
         finally:
@@ -126,7 +139,7 @@ def test_reindex_in_the_service_serves_during_and_switches(tmp_path, tiny_clip_d
 
     # restarted: the switch is durable; the old model is refused with the way forward
     with RetrieverService.open(settings) as reopened:
-        assert reopened.count() == 10
+        assert reopened.count() == 11
     with pytest.raises(IndexMismatchError, match=re.escape(f"`chatir reindex --model {tiny_blip_dir}`")):
         RetrieverService.open(settings.model_copy(update={"model": str(tiny_blip_dir)}))
 
@@ -150,6 +163,8 @@ def test_a_service_follows_a_switch_made_elsewhere(tmp_path, tiny_clip_dir, tiny
         assert _search(service).model == str(tiny_clip_dir)  # still its own collection
         assert follow_active(service)
         assert _search(service).model == str(tiny_blip_dir) and service.count() == 4
+        with pytest.raises(ChatIRError, match="already serves"):
+            service.reindex(str(tiny_blip_dir))
 
 
 def _chatir(env):

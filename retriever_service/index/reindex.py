@@ -58,6 +58,10 @@ class ReindexReport(BaseModel):
     missing: list[SkippedFile] = Field(
         default_factory=list, description="Images none of whose copies is readable."
     )
+    relocated: list[str] = Field(
+        default_factory=list,
+        description="Ids whose re-fetched copy lives at a new path (the target differs).",
+    )
     switched: bool = False
 
 
@@ -175,7 +179,7 @@ def _sync(
             done += 1
             stored = have.get(record.id)
             if stored is not None:
-                if stored != record.payload():
+                if stored != record.payload() and record.id not in report.relocated:
                     with lock:
                         target.update(record)
                     report.updated += 1
@@ -234,6 +238,7 @@ def _read_image(record: ImageRecord, refetch: Refetch | None, report: ReindexRep
             if str(fetched) != location:  # the copy now lives at the new path
                 record.set_copy(str(fetched), copy)
                 record.drop_copies({location})
+                report.relocated.append(record.id)
             report.refetched += 1
             return image
     return None
