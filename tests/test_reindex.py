@@ -214,6 +214,23 @@ def test_a_killed_reindex_resumes(tmp_path, tiny_clip_dir, tiny_blip_dir):
         assert service.count() == 80
         assert len(_search(service, k=80).hits) == 80
 
+    listed = subprocess.run([*_chatir(env), "collections", "list"], env=env, capture_output=True, text=True)
+    rows = [line for line in listed.stdout.splitlines() if "images" in line]
+    assert (
+        len(rows) == 2 and rows[0].startswith("  chatir_images ") and rows[1].startswith("* chatir_images__")
+    )
+    active = rows[1].split()[1]
+    refused = subprocess.run(
+        [*_chatir(env), "collections", "drop", active], env=env, capture_output=True, text=True
+    )
+    assert refused.returncode == 1 and "cannot be dropped" in refused.stderr
+    dropped = subprocess.run(
+        [*_chatir(env), "collections", "drop", "chatir_images"], env=env, capture_output=True, text=True
+    )
+    assert dropped.returncode == 0, dropped.stderr
+    with RetrieverService.open(settings.model_copy(update={"model": str(tiny_blip_dir)})) as service:
+        assert service.count() == 80  # the serving collection is untouched
+
 
 def test_chatir_reindex_against_a_running_service_never_interrupts_search(
     tmp_path, tiny_clip_dir, tiny_blip_dir, monkeypatch
