@@ -132,6 +132,13 @@ class IndexJob(BaseModel):
     other_shards: int = Field(0, description="Files left to the other shards (a sharded job).")
 
 
+class ReindexRequest(BaseModel):
+    """``POST /v1/reindex``: rebuild the index for another model while the current one serves, then switch."""
+
+    model: str = Field(..., min_length=1, max_length=500, description="Hub id or folder of the new model.")
+    drop_old: bool = Field(False, description="Delete the old collection once the new one serves.")
+
+
 class ErrorResponse(BaseModel):
     error: str
     detail: object | None = None
@@ -147,6 +154,9 @@ class ReadyResponse(BaseModel):
     model: str
     images: int = Field(..., description="Images in the index.")
     store_id: str
+    notice: str | None = Field(
+        None, description="A sentence for people about the model (e.g. the demo's starter)."
+    )
 
 
 class DeleteResponse(BaseModel):

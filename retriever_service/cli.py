@@ -33,6 +33,10 @@ def register(app: typer.Typer) -> None:
     app.command("index")(index)
     app.command("convert-checkpoint")(convert_checkpoint)
     app.command("migrate-index")(migrate_index)
+    from retriever_service import cli_models, cli_reindex  # models pull|check; reindex, collections
+
+    cli_models.register(app)
+    cli_reindex.register(app)
 
 
 # --- serve -----------------------------------------------------------------------------------------
@@ -47,6 +51,7 @@ def serve(
     import uvicorn
 
     from chatir import runfile
+    from chatir.notices import model_notice
     from chatir.settings import get_settings
     from retriever_service.api import create_app
 
@@ -70,6 +75,9 @@ def serve(
     typer.echo(
         f"serving model {settings.model} on http://{host}:{port} (readiness: /readyz, API docs: /docs)"
     )
+    notice = model_notice(settings.model)
+    if notice:
+        typer.secho(f"note: {notice}", fg=typer.colors.YELLOW)
     app = create_app(settings, announce_url=runfile.local_url(host, port), on_load_failure=stop_serving)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level))
     server.run()

@@ -143,7 +143,12 @@ class RetrieverService:
             raise ServiceUnavailableError(
                 f"Cannot open the {store_description(settings)}: {error}"
             ) from error
-        return cls(settings, model, index, captioner)
+        service = cls(settings, model, index, captioner)
+        if settings.qdrant_url:  # another process may switch the server's alias (`chatir reindex`): follow it
+            from retriever_service.model_switch import ActiveFollower
+
+            ActiveFollower(service, service._stop).start()
+        return service
 
     def close(self) -> None:
         """Stop accepting jobs, stop the running one after its current file, close the index."""
@@ -187,9 +192,10 @@ class RetrieverService:
     def search(self, request: SearchRequest) -> SearchResponse:
         """Top-k images for the dialog, filters and exclusions applied inside the vector query."""
         started = time.perf_counter()
-        vector = self.model.encode_dialogs([request.dialog])[0]
+        model, index = self.model, self.index  # one pair, even if a reindex switches models meanwhile
+        vector = model.encode_dialogs([request.dialog])[0]
         results = self._store_call(
-            self.index.search,
+            index.search,
             vector,
             k=request.k,
             filter=request.filter,
@@ -203,7 +209,7 @@ class RetrieverService:
             for hit in hits:
                 hit.vector = vectors.get(hit.id)
         took_ms = (time.perf_counter() - started) * 1000.0
-        return SearchResponse(hits=hits, model=self.model_id, took_ms=round(took_ms, 3))
+        return SearchResponse(hits=hits, model=str(model.model_id), took_ms=round(took_ms, 3))
 
     @property
     def caption_search(self) -> bool:
@@ -430,6 +436,61 @@ class RetrieverService:
 
     def _update(self, job_id: str, **fields: Any) -> None:
         self._jobs.update(job_id, **fields)
+
+    # --- changing the model (retriever_service.model_switch) -------------------------------------
+    def reindex(
+        self, model_name: str, progress: Callable[[int, int], None] | None = None, *, drop_old: bool = False
+    ) -> Any:
+        """Rebuild the index for ``model_name`` while this one keeps serving, switch, serve the new model."""
+        from retriever_service.model_switch import run_reindex
+
+        return run_reindex(self, model_name, progress, drop_old=drop_old)
+
+    def submit_reindex(self, model_name: str, *, drop_old: bool = False) -> IndexJob:
+        """:meth:`reindex` as a job (it waits for indexing jobs queued before it; later ones wait for it)."""
+        if self._closed:
+            raise ServiceUnavailableError("The service is shutting down.")
+        job = self._jobs.add()
+        self._executor.submit(self._run_reindex_job, job.id, model_name, drop_old)
+        return job.model_copy(deep=True)
+
+    def _run_reindex_job(self, job_id: str, model_name: str, drop_old: bool) -> None:
+        self._update(job_id, state="running")
+
+        def progress(done: int, total: int) -> None:
+            self._update(job_id, done=done, total=total)
+            if self._stop.is_set():
+                raise JobCancelledError("The service stopped during the reindex; run it again to resume.")
+
+        try:
+            report = self.reindex(model_name, progress, drop_old=drop_old)
+        except Exception as error:  # the job reports it; the service keeps serving the old index
+            if not isinstance(error, ChatIRError):
+                log.exception("reindex job %s failed", job_id)
+            message = str(error) if isinstance(error, ChatIRError) else f"{type(error).__name__}: {error}"
+            self._update(job_id, state="failed", error=message)
+            return
+        skipped = [{"path": m.path, "reason": m.reason} for m in report.missing]
+        self._update(
+            job_id,
+            state="done",
+            added=report.embedded,
+            unchanged=report.resumed,
+            pruned=report.removed,
+            skipped=skipped,
+        )
+
+    def adopt(self, model: RetrievalModel, index: ImageIndex) -> None:
+        """Serve ``model`` and ``index`` from now on (one step under both locks) and close the old index."""
+        with self._model_lock, self._index_lock:
+            old = self._raw_index
+            if getattr(index, "client", None) is getattr(old, "client", None):
+                old.owns_client, index.owns_client = False, True  # the shared embedded client moves on
+            self.model = _Serialized(model, self._model_lock, _MODEL_METHODS)
+            self.index = _Serialized(index, self._index_lock)
+            self._raw_index = index
+            old.close()
+        log.info("now serving model %s from collection %r", model.model_id, index.collection)
 
     # --- helpers ---------------------------------------------------------------------------------
     def _store_call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

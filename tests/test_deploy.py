@@ -117,3 +117,19 @@ def test_compose_file_follows_the_compose_specification(compose):
         "services": {**compose["services"], "qdrant": {**compose["services"]["qdrant"], "ports": 6333}},
     }
     assert not validator.is_valid(bad_port)
+def test_production_defaults_name_a_real_model_pulled_into_the_models_volume(compose):
+    retriever = compose["services"]["retriever"]
+    default = re.fullmatch(r"\$\{CHATIR_MODEL:-(.+)\}", retriever["environment"]["CHATIR_MODEL"]).group(1)
+    assert default == "/models/Salesforce/blip-itm-base-coco"
+    assert any(volume.startswith("models:/models") for volume in retriever["volumes"])
+    assert "models" in compose["volumes"]
+    example = (DEPLOY / "env.example").read_text()
+    assert "\nCHATIR_MODEL=/models/Salesforce/blip-itm-base-coco\n" in example
+    dockerfile = (DEPLOY / "docker" / "Dockerfile").read_text()
+    assert 'chatir models pull "${CHATIR_BAKE_MODEL}" --to /opt/chatir/model' in dockerfile
+    assert "ENV CHATIR_MODEL=${CHATIR_BAKE_MODEL:+/opt/chatir/model}" in dockerfile
+    # the documented pull command is one the CLI takes
+    from frontends.main import app
+
+    result = CliRunner().invoke(app, ["models", "pull", "--help"])
+    assert result.exit_code == 0 and "--to" in result.output

@@ -174,6 +174,7 @@ def test_other_model_or_size_is_refused(tmp_path):
     with pytest.raises(IndexMismatchError, match="model-a") as error:
         ImageIndex(settings, "model-b", DIM, progress=False)
     assert "CHATIR_COLLECTION" in str(error.value)
+    assert "`chatir reindex --model model-b`" in str(error.value)
     with pytest.raises(IndexMismatchError, match=f"{DIM}-d"):
         ImageIndex(settings, "model-a", DIM * 2, progress=False)
     # the refused opens released the store: the right model still opens it

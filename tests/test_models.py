@@ -269,7 +269,7 @@ def test_unknown_hub_id_fails_fast_with_the_name_and_a_remedy(settings):
     assert time.monotonic() - started < 10
     message = str(caught.value)
     assert "no-such-org/no-such-model-xyz" in message
-    assert "hf download no-such-org/no-such-model-xyz" in message and "CHATIR_MODEL" in message
+    assert "chatir models pull no-such-org/no-such-model-xyz" in message and "CHATIR_MODEL" in message
     assert "\n" not in message
 
 

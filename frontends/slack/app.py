@@ -65,6 +65,7 @@ def create_slack_app(
     conversations = SlackConversations(
         engine, publisher, MembershipCache(client, membership_ttl_s), top_k=settings.top_k
     )
+    conversations.readiness = retriever.ready  # the first reply carries the service's notice (the starter's)
     indexer = SlackIndexer(client, retriever, client.token or "")
     assistant = SlackAssistant(
         conversations,

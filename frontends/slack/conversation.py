@@ -95,11 +95,16 @@ class SlackConversations:
     def message(self, client: WebClient, place: Place, *, user_id: str, text: str) -> None:
         """A description or an answer typed by ``user_id``; the scope is fixed when the search starts."""
         scope = None if self.exists(place) else self.scope(user_id=user_id, channel_id=place.channel)
-        self._turn(client, place, lambda: self.engine.handle(place.conversation_id, text, scope))
+        self._turn(
+            client,
+            place,
+            lambda: self.engine.handle(place.conversation_id, text, scope),
+            first=scope is not None,
+        )
 
     def start(self, client: WebClient, place: Place, *, user_id: str, text: str) -> None:
         scope = self.scope(user_id=user_id, channel_id=place.channel)
-        self._turn(client, place, lambda: self.engine.start(place.conversation_id, text, scope))
+        self._turn(client, place, lambda: self.engine.start(place.conversation_id, text, scope), first=True)
 
     def none_of_these(self, client: WebClient, place: Place) -> None:
         self._turn(client, place, lambda: self.engine.reject_all(place.conversation_id))
@@ -163,7 +168,12 @@ class SlackConversations:
         file_ids = self.publisher.thumbnail_file_ids([h.id for h in shown.hits], allowed=result.scope.allowed)
         return fallback_text(result), turn_blocks(shown, file_ids, first_rank=start + 1)
 
-    def _turn(self, client: WebClient, place: Place, run: Callable[[], TurnResult]) -> TurnResult | None:
+    readiness: Callable[[], dict] | None = None
+    """``GET /readyz`` of the retriever (set by the app): a conversation's first reply shows its ``notice``."""
+
+    def _turn(
+        self, client: WebClient, place: Place, run: Callable[[], TurnResult], *, first: bool = False
+    ) -> TurnResult | None:
         if self.panel is not None:
             handled, result = self.panel(client, place, run)
             if handled:
@@ -177,5 +187,14 @@ class SlackConversations:
             client.chat_update(channel=place.channel, ts=status_ts, text=error, blocks=[])
             return None
         text, blocks = self.render(result)
+        notice = self._notice() if first else None
+        if notice:
+            blocks = [*blocks, {"type": "context", "elements": [{"type": "mrkdwn", "text": notice}]}]
         client.chat_update(channel=place.channel, ts=status_ts, text=text, blocks=blocks)
         return result
+
+    def _notice(self) -> str | None:
+        try:
+            return (self.readiness() if self.readiness else {}).get("notice")
+        except Exception:  # noqa: BLE001 -- a courtesy: never fails a turn
+            return None

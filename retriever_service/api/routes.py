@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from chatir.notices import model_notice
 from chatir.runfile import store_fingerprint
 from chatir.schemas import (
     PUBLIC,
@@ -24,6 +25,7 @@ from chatir.schemas import (
     IndexJob,
     IndexRequest,
     ReadyResponse,
+    ReindexRequest,
     SearchRequest,
     SearchResponse,
 )
@@ -73,7 +75,12 @@ async def healthz(request: Request) -> HealthResponse:
 )
 async def readyz(service: Service) -> ReadyResponse:
     images = await run_in_threadpool(service.count)
-    return ReadyResponse(model=service.model_id, images=images, store_id=store_fingerprint(service.settings))
+    return ReadyResponse(
+        model=service.model_id,
+        images=images,
+        store_id=store_fingerprint(service.settings),
+        notice=model_notice(service.model_id),
+    )
 
 
 @v1.post("/search", response_model=SearchResponse, summary="Top-k images for a dialog")
@@ -142,6 +149,13 @@ async def index(request: Request, service: Service) -> JSONResponse:
 @v1.get("/index/jobs/{job_id}", response_model=IndexJob, responses=_NOT_FOUND, summary="Progress of a job")
 async def index_job(job_id: str, service: Service) -> IndexJob:
     return service.job(job_id)
+
+
+@v1.post("/reindex", response_model=IndexJob, status_code=202, summary="Move the index to another model")
+async def reindex(body: ReindexRequest, service: Service) -> IndexJob:
+    """Builds the index for `model` while the current one keeps serving, switches atomically and serves the new
+    model (a job: poll `GET /v1/index/jobs/{id}`). Resumable: submitted again, it carries on where it stopped."""
+    return await run_in_threadpool(service.submit_reindex, body.model, drop_old=body.drop_old)
 
 
 @v1.get(

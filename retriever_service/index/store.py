@@ -25,6 +25,7 @@ import numpy as np
 from chatir.errors import IndexMismatchError, ServiceUnavailableError
 from chatir.schemas import SearchFilter
 from chatir.settings import Settings
+from retriever_service.index.collections import active_collection
 from retriever_service.index.filters import Scope
 from retriever_service.index.records import (
     CAPTION_FIELD,
@@ -64,6 +65,9 @@ class ImageIndex:
 
     ``fast`` (embedded mode only): search through the Qdrant Edge mirror (default: yes when
     qdrant-edge-py is installed). ``progress``: show a progress bar when the mirror is (re)built.
+    ``collection``: open this very collection (default: the one serving ``CHATIR_COLLECTION``, see
+    :mod:`retriever_service.index.collections`); ``client``: share an open client (the embedded store admits one
+    per process), which :meth:`close` then leaves open.
     """
 
     def __init__(
@@ -74,22 +78,26 @@ class ImageIndex:
         *,
         fast: bool | None = None,
         progress: bool = True,
+        collection: str | None = None,
+        client: Any = None,
     ) -> None:
         if dim < 1:
             raise ValueError(f"vector size must be positive, got {dim}")
         self.settings = settings
         self.model_id = str(model_id)
         self.dim = int(dim)
-        self.collection = settings.collection
         self.server = bool(settings.qdrant_url)
         self._fast: Any = None
-        self.client = self._connect(settings)
+        self.owns_client = client is None
+        self.client = self._connect(settings) if client is None else client
         try:
+            self.collection = collection or active_collection(self.client, settings.collection)
             self._ensure_collection()
             if not self.server and fast is not False:
                 self._fast = self._open_mirror(required=fast is True, progress=progress)
         except BaseException:
-            self.client.close()
+            if self.owns_client:
+                self.client.close()
             raise
 
     # --- opening ---------------------------------------------------------------------------------
@@ -195,8 +203,8 @@ class ImageIndex:
         recorded = self._recorded_model()
         size = self._vector_size()
         fix = (
-            f"Use another collection for this model (CHATIR_COLLECTION=<name>) or re-index: delete the collection "
-            f"{self.collection!r} (embedded store: remove {self.settings.qdrant_path}) and run `chatir index` again."
+            "Use another collection for this model (CHATIR_COLLECTION=<name>), or delete this one and run "
+            "`chatir index` again."
         )
         if recorded is None:
             raise IndexMismatchError(
@@ -212,7 +220,10 @@ class ImageIndex:
             raise IndexMismatchError(
                 f"The collection {self.collection!r} in the {self.where} holds embeddings of model "
                 f"{recorded_model!r} ({recorded_dim}-d), not {self.model_id!r} ({self.dim}-d); mixing two models "
-                f"in one collection would make every search meaningless. {fix}"
+                f"in one collection would make every search meaningless. Serve it with CHATIR_MODEL={recorded_model} "
+                f"(after `chatir reindex` switched it: set CHATIR_MODEL to the new model), or move the index to "
+                f"{self.model_id!r} without downtime: `chatir reindex --model {self.model_id}`; or give that model "
+                "a collection of its own (CHATIR_COLLECTION=<name>)."
             )
 
     def _ensure_payload_indexes(self) -> None:
@@ -277,7 +288,8 @@ class ImageIndex:
                 self._fast.close()
                 self._fast = None
         finally:
-            self.client.close()
+            if self.owns_client:
+                self.client.close()
 
     def __enter__(self) -> Self:
         return self

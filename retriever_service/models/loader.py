@@ -35,9 +35,9 @@ _IGNORED_MISSING = ("itm_head.", "logit_scale", "logit_bias", "position_ids")
 def how_to_provide(name: str) -> str:
     return (
         "To provide it: set CHATIR_MODEL to a local folder written by save_pretrained (or by "
-        "`chatir convert-checkpoint`); or, on a machine with network, run `hf download "
-        f"{name}` and copy the Hugging Face cache (HF_HOME) here; or use CHATIR_MODEL=starter for the "
-        "project's own offline model."
+        "`chatir convert-checkpoint`); or, on a machine with network, run `chatir models pull "
+        f"{name}` (add `--to DIR` to get a folder you can copy here); or use CHATIR_MODEL=starter for the "
+        "project's own offline model (it only knows the demo's world of coloured shapes)."
     )
 
 
