@@ -117,6 +117,8 @@ def test_compose_file_follows_the_compose_specification(compose):
         "services": {**compose["services"], "qdrant": {**compose["services"]["qdrant"], "ports": 6333}},
     }
     assert not validator.is_valid(bad_port)
+
+
 def test_production_defaults_name_a_real_model_pulled_into_the_models_volume(compose):
     retriever = compose["services"]["retriever"]
     default = re.fullmatch(r"\$\{CHATIR_MODEL:-(.+)\}", retriever["environment"]["CHATIR_MODEL"]).group(1)
