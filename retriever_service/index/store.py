@@ -91,7 +91,7 @@ class ImageIndex:
         self.owns_client = client is None
         self.client = self._connect(settings) if client is None else client
         try:
-            self.collection = collection or active_collection(self.client, settings.collection)
+            self.collection = collection or self._active_collection(settings.collection)
             self._ensure_collection()
             if not self.server and fast is not False:
                 self._fast = self._open_mirror(required=fast is True, progress=progress)
@@ -125,6 +125,15 @@ class ImageIndex:
     def backend(self) -> str:
         """``qdrant-server``, ``embedded+edge`` or ``embedded`` (qdrant-client's local search)."""
         return "qdrant-server" if self.server else ("embedded+edge" if self._fast is not None else "embedded")
+
+    def _active_collection(self, name: str) -> str:
+        """The collection serving ``name`` (its alias, :mod:`retriever_service.index.collections`)."""
+        try:
+            return active_collection(self.client, name)
+        except Exception as error:
+            if self.server:
+                raise ServiceUnavailableError(f"Cannot reach the {self.where}: {error}") from error
+            raise
 
     def _ensure_collection(self) -> None:
         from qdrant_client import models
