@@ -121,6 +121,7 @@ class RetrieverService:
         self._stop = threading.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chatir-index")
         self._closed = False
+        self._batcher = _text_batcher(settings, model, self._model_lock)
 
     # --- life cycle ------------------------------------------------------------------------------
     @classmethod
@@ -131,6 +132,7 @@ class RetrieverService:
         from retriever_service.models.captioner import load_captioner
 
         model = load_model(settings.model, device=settings.device, settings=settings)
+        _apply_text_fastpath(model, settings)
         captioner = load_captioner(settings)
         try:
             index = ImageIndex(settings, model.model_id, model.dim)
@@ -150,6 +152,8 @@ class RetrieverService:
             return
         self._closed = True
         self._stop.set()
+        if self._batcher is not None:
+            self._batcher.close()
         self._executor.shutdown(wait=True, cancel_futures=True)
         self._jobs.fail_queued("the service stopped before the job started")
         close = getattr(self._raw_index, "close", None)
@@ -174,8 +178,7 @@ class RetrieverService:
     # --- search ----------------------------------------------------------------------------------
     def encode(self, dialog: Dialog) -> EncodeResponse:
         """The dialog's embedding (L2-normalised) and the text actually encoded."""
-        text = self.model.dialog_text(dialog)
-        vector = self.model.encode_texts([text])[0]
+        text, vector = self._encode_dialog(dialog)
         return EncodeResponse(vector=[float(x) for x in vector], model=self.model_id, text=text)
 
     def encode_texts(self, request: EncodeTextsRequest) -> EncodeTextsResponse:
@@ -186,7 +189,7 @@ class RetrieverService:
     def search(self, request: SearchRequest) -> SearchResponse:
         """Top-k images for the dialog, filters and exclusions applied inside the vector query."""
         started = time.perf_counter()
-        vector = self.model.encode_dialogs([request.dialog])[0]
+        _, vector = self._encode_dialog(request.dialog)
         results = self._store_call(
             self.index.search,
             vector,
@@ -201,6 +204,12 @@ class RetrieverService:
                 hit.vector = vectors.get(hit.id)
         took_ms = (time.perf_counter() - started) * 1000.0
         return SearchResponse(hits=hits, model=self.model_id, took_ms=round(took_ms, 3))
+
+    def _encode_dialog(self, dialog: Dialog) -> tuple[str, Any]:
+        """The dialog's text and embedding: micro-batched with concurrent requests unless batching is off."""
+        from retriever_service.models.batching import encode_one
+
+        return encode_one(self._batcher, self.model, dialog)
 
     def _vectors(self, ids: list[str]) -> dict[str, list[float]]:
         """Stored image embeddings by id (for ``with_vectors``)."""
@@ -406,6 +415,24 @@ class RetrieverService:
 
 
 # --- module helpers --------------------------------------------------------------------------------
+def _apply_text_fastpath(model: Any, settings: Settings) -> None:
+    """The faithful fast CPU text encoder (``CHATIR_TEXT_FASTPATH``, :mod:`retriever_service.models.fastpath`)."""
+    from retriever_service.models.fastpath import apply_text_fastpath
+
+    apply_text_fastpath(model, settings.text_fastpath)
+
+
+def _text_batcher(settings: Settings, model: Any, lock: threading.RLock) -> Any:
+    """The micro-batcher of dialog encodes (``CHATIR_ENCODE_MAX_BATCH`` > 1), or None."""
+    if settings.encode_max_batch <= 1:
+        return None
+    from retriever_service.models.batching import TextBatcher
+
+    return TextBatcher(
+        model, lock, window_ms=settings.encode_batch_window_ms, max_batch=settings.encode_max_batch
+    )
+
+
 _ID_PATTERN = re.compile(r"^[0-9a-fA-F]{32}$")
 
 
