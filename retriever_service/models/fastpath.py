@@ -67,11 +67,11 @@ def quantize_text_int8(model: RetrievalModel) -> dict[str, torch.nn.Module]:
     with warnings.catch_warnings():  # torch.ao's deprecation notices: the kernels are current
         warnings.simplefilter("ignore")
         for name, module in names.items():
+            # quantize_dynamic converts children only: a bare projection goes in a container
+            holder = torch.nn.Sequential(copy.deepcopy(module).eval())
             quantized = quantize_dynamic(
-                copy.deepcopy(module).eval(),
-                {torch.nn.Linear: per_channel_dynamic_qconfig},
-                dtype=torch.qint8,
-            )
+                holder, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8
+            )[0]
             originals[name] = module
             _set_module(model.model, name, quantized)
     return originals
