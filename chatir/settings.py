@@ -85,11 +85,12 @@ class Settings(BaseSettings):
         description="How long a lone search waits for others to share its forward pass (under load batches "
         "fill while the previous one runs).",
     )
-    text_fastpath: Literal["auto", "fp32", "int8"] = Field(
+    text_fastpath: Literal["auto", "fp32", "int8", "onnx"] = Field(
         "auto",
         validation_alias=_env("CHATIR_TEXT_FASTPATH"),
-        description="Text encoder on the CPU: int8 (dynamic int8 Linear layers), fp32, or auto: int8 when it "
-        "is faithful to fp32 on a probe set at load (cosine >= 0.999), else fp32. GPUs always keep their dtype.",
+        description="Text encoder on the CPU: onnx (ONNX Runtime, fp32), int8 (dynamic int8 Linear layers), "
+        "fp32 (torch), or auto: the first of onnx, int8 that is faithful to fp32 on a probe set at load (every "
+        "cosine >= 0.999), else fp32. GPUs keep their torch path.",
     )
 
     # --- vector store ----------------------------------------------------------------------------

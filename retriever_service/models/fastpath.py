@@ -1,13 +1,17 @@
-"""A faster CPU text encoder that gives the same answers: dynamic int8 Linear layers, checked against fp32.
+"""A faster CPU text encoder that gives the same answers, checked against fp32 when the model loads.
 
-A dialog is embedded on every turn; on a CPU its cost is almost all ``Linear`` layers of the text tower.
-Dynamic int8 quantisation (``torch.ao.quantization.quantize_dynamic``: int8 weights, activations quantised per
-batch) runs them at about twice the speed. It is only worth having when it does not change what the user sees,
-so :func:`apply_text_fastpath` checks it: it embeds a probe set of dialogs (:data:`PROBE_TEXTS`) with fp32 and
-with int8, and keeps int8 only when every probe's cosine to its fp32 embedding is at least
-:data:`MIN_COSINE` (``CHATIR_TEXT_FASTPATH=auto``, the default). ``int8`` forces it, ``fp32`` never applies it.
-Only the text tower and its projection change; image embeddings (and so the index) stay fp32. GPUs and
-non-fp32 models are left as they are.
+A dialog is embedded on every turn. Two faster CPU paths for the text tower (+ projection):
+
+* ``onnx``: the same fp32 graph in ONNX Runtime (:mod:`retriever_service.models.onnx_text`), embeddings equal
+  to fp32 within ~1e-6;
+* ``int8``: dynamic int8 ``Linear`` layers (``torch.ao.quantization.quantize_dynamic``, per-channel weights),
+  about twice as fast as fp32 torch, but trained weights with outliers can move embeddings too far.
+
+A path is only worth having when it does not change what the user sees, so :func:`apply_text_fastpath` checks
+it: it embeds a probe set of dialogs (:data:`PROBE_TEXTS`) with fp32 and with the candidate and keeps the
+candidate only when every probe's cosine to fp32 is at least :data:`MIN_COSINE` (``CHATIR_TEXT_FASTPATH=auto``,
+the default: ONNX first, then int8). ``onnx``/``int8`` force one (opt-in), ``fp32`` never changes anything.
+Image embeddings (and so the index) stay fp32. GPUs and non-fp32 models are left as they are.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import copy
 import logging
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -26,7 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FastPath = Literal["auto", "fp32", "int8"]
+FastPath = Literal["auto", "fp32", "int8", "onnx"]
 MIN_COSINE = 0.999
 """The faithfulness bar: every probe embedding's cosine to fp32 must reach this."""
 
@@ -52,7 +57,7 @@ PROBE_TEXTS: tuple[str, ...] = (
 class FastPathReport:
     """What :func:`apply_text_fastpath` chose and why."""
 
-    path: Literal["fp32", "int8"]
+    path: Literal["fp32", "int8", "onnx"]
     min_cosine: float | None
     reason: str
 
@@ -93,32 +98,59 @@ def probe_cosines(reference: np.ndarray, candidate: np.ndarray) -> np.ndarray:
 def apply_text_fastpath(
     model: RetrievalModel, mode: FastPath = "auto", probes: tuple[str, ...] = PROBE_TEXTS
 ) -> FastPathReport:
-    """Switch ``model``'s text encoder to int8 when ``mode`` asks for it (``auto``: when faithful on ``probes``).
+    """Switch ``model``'s text encoder to a faster CPU path when ``mode`` asks for it.
 
-    Only CPU fp32 models change. The chosen path is recorded as ``model.text_path``."""
+    ``auto`` tries ONNX Runtime (fp32, when installed), then dynamic int8, and keeps the first whose every probe
+    embedding has cosine >= :data:`MIN_COSINE` to fp32; ``onnx`` / ``int8`` force one (opt-in, unchecked);
+    ``fp32`` changes nothing. Only CPU fp32 models change. The chosen path is recorded as ``model.text_path``."""
     if mode == "fp32":
-        return _keep(model, "fp32", None, "CHATIR_TEXT_FASTPATH=fp32")
+        return _keep(model, None, "CHATIR_TEXT_FASTPATH=fp32")
     if model.device.type != "cpu" or model.dtype != torch.float32:
-        return _keep(model, "fp32", None, f"int8 applies to CPU fp32 models ({model.device}, {model.dtype})")
-    if not _has_engine():
-        return _keep(model, "fp32", None, "this torch build has no quantized CPU engine")
+        return _keep(model, None, f"fast paths apply to CPU fp32 models ({model.device}, {model.dtype})")
     texts = list(probes)
     reference = model.encode_texts(texts)
-    originals = quantize_text_int8(model)
-    worst = float(probe_cosines(reference, model.encode_texts(texts)).min())
-    if mode == "int8" or worst >= MIN_COSINE:
-        model.text_path = "int8"  # type: ignore[attr-defined]
-        reason = "CHATIR_TEXT_FASTPATH=int8" if mode == "int8" else f"faithful on {len(texts)} probes"
-        log.info("text encoder: dynamic int8 (min cosine to fp32 %.5f, %s)", worst, reason)
-        return FastPathReport("int8", worst, reason)
-    restore_modules(model, originals)
-    return _keep(model, "fp32", worst, f"int8 min cosine {worst:.5f} < {MIN_COSINE} on the probes")
+    worst: float | None = None
+    reasons: list[str] = []
+    for path in ("onnx", "int8") if mode == "auto" else (mode,):
+        undo, why_not = _install(model, path)
+        if undo is None:
+            reasons.append(why_not)
+            continue
+        worst = float(probe_cosines(reference, model.encode_texts(texts)).min())
+        if mode != "auto" or worst >= MIN_COSINE:
+            model.text_path = path  # type: ignore[attr-defined]
+            reason = f"CHATIR_TEXT_FASTPATH={mode}" if mode != "auto" else f"faithful on {len(texts)} probes"
+            log.info("text encoder: %s (min cosine to fp32 %.6f, %s)", path, worst, reason)
+            return FastPathReport(path, worst, reason)
+        undo()
+        reasons.append(f"{path} min cosine {worst:.5f} < {MIN_COSINE} on the probes")
+    return _keep(model, worst, "; ".join(reasons))
 
 
-def _keep(model: RetrievalModel, path: Literal["fp32"], worst: float | None, reason: str) -> FastPathReport:
-    model.text_path = path  # type: ignore[attr-defined]
+def _install(model: RetrievalModel, path: str) -> tuple[Callable[[], None] | None, str]:
+    """Put ``path`` in place; (a function that undoes it, or None and why it is not available)."""
+    if path == "onnx":
+        from retriever_service.models.onnx_text import install_onnx_text, onnx_available
+
+        if not onnx_available():
+            return None, "onnxruntime is not installed"
+        try:
+            return install_onnx_text(model), ""
+        except Exception as error:  # noqa: BLE001 -- an architecture the exporter cannot trace: stay on torch
+            log.warning("the text encoder could not be exported to ONNX: %s", error)
+            return None, f"ONNX export failed ({type(error).__name__})"
+    if path == "int8":
+        if not _has_engine():
+            return None, "this torch build has no quantized CPU engine"
+        originals = quantize_text_int8(model)
+        return (lambda: restore_modules(model, originals)), ""
+    raise ValueError(f"unknown text path {path!r}")
+
+
+def _keep(model: RetrievalModel, worst: float | None, reason: str) -> FastPathReport:
+    model.text_path = "fp32"  # type: ignore[attr-defined]
     log.info("text encoder: fp32 (%s)", reason)
-    return FastPathReport(path, worst, reason)
+    return FastPathReport("fp32", worst, reason)
 
 
 def _has_engine() -> bool:
