@@ -11,6 +11,8 @@ channel payloads) and the reply (hits built as the service builds them, serialis
 
 Variants (the text tower + projection only; everything else is shared):
 * ``fp32``        -- eager float32, what the product ran before;
+* ``onnx``        -- the same fp32 text path in ONNX Runtime (``CHATIR_TEXT_FASTPATH=onnx``; ``auto``'s first
+                     choice when faithful);
 * ``int8``        -- dynamic int8 Linear layers, per-channel weights (``CHATIR_TEXT_FASTPATH=int8``/``auto``);
 * ``int8-tensor`` -- the same with one scale per weight matrix (torch's default ``quantize_dynamic``);
 * ``compile``     -- ``torch.compile`` of the fp32 tower (opt-in: compiling takes minutes on 2 cores).
@@ -54,6 +56,11 @@ def _variant_modules(model, variant: str, originals: dict) -> dict:
             return {
                 n: quantize_dynamic(copy.deepcopy(m), spec, dtype=torch.qint8) for n, m in originals.items()
             }
+    if variant == "onnx":
+        from retriever_service.models.onnx_text import OnnxTextFeatures, export_text_onnx, open_session
+
+        onnx_bytes, names = export_text_onnx(model)
+        return {"text_features": OnnxTextFeatures(open_session(onnx_bytes), names)}
     if variant == "compile":
         return {n: torch.compile(m, dynamic=True) for n, m in originals.items()}
     raise SystemExit(f"unknown variant {variant!r}")
@@ -62,6 +69,10 @@ def _variant_modules(model, variant: str, originals: dict) -> dict:
 def _install(model, modules: dict) -> None:
     from retriever_service.models.fastpath import _set_module
 
+    model.__dict__.pop("text_features", None)  # the onnx variant's
+    if "text_features" in modules:
+        model.text_features = modules["text_features"]
+        return
     for name, module in modules.items():
         _set_module(model.model, name, module)
 
@@ -78,6 +89,7 @@ def run_model(name: str, args: argparse.Namespace, corpus, scopes) -> list[str]:
     variants = args.variants.split(",")
     originals = _module_names(model)
     modules = {v: _variant_modules(model, v, originals) for v in variants}
+    _install(model, originals)
     dialogs = chatir_dialogs(args.turns)
     texts = [model.dialog_text(d) for d in dialogs]
     tokens = [len(model.tokenizer(t)["input_ids"]) for t in texts]
@@ -146,7 +158,7 @@ def _project(vectors: np.ndarray, dim: int) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="blip-base,starter", help="blip-base, starter or a model folder")
-    parser.add_argument("--variants", default="fp32,int8,int8-tensor")
+    parser.add_argument("--variants", default="fp32,onnx,int8,int8-tensor")
     parser.add_argument("--turns", type=int, default=40)
     parser.add_argument("--corpus", type=int, default=100_000)
     args = parser.parse_args()

@@ -134,3 +134,30 @@ def test_gpu_or_half_models_are_left_alone(tiny_blip_dir):
     model.dtype = torch.bfloat16
     report = apply_text_fastpath(model, "auto")
     assert report.path == "fp32" and "CPU fp32" in report.reason
+
+
+@pytest.mark.skipif(not onnx_available(), reason="onnxruntime not installed")
+def test_fixed_dialog_evaluation_ranks_are_unchanged_by_the_onnx_path(tiny_model_dirs):
+    """``chatir eval`` uses the fast path (evaluation/runner.py): the harness ranks every target the same."""
+    from pathlib import Path
+
+    from evaluation.data import ImageCorpus, TargetDialog
+    from evaluation.harness import evaluate_fixed_dialogs
+    from retriever_service.models import load_model
+    from retriever_service.models.fastpath import apply_text_fastpath
+    from world.dialogs import dialog_for
+
+    rng = np.random.default_rng(3)
+    corpus_vectors = rng.standard_normal((400, 16)).astype(np.float32)
+    corpus_vectors /= np.linalg.norm(corpus_vectors, axis=1, keepdims=True)
+    corpus = ImageCorpus(root=Path("."), paths=tuple(f"img{i:04d}" for i in range(400)))
+    items = [TargetDialog(img=corpus.paths[i * 7], dialog=dialog_for(TEST_SEED, i, rounds=5)) for i in range(30)]
+    ranks = {}
+    for path in ("fp32", "onnx"):
+        model = load_model(str(tiny_model_dirs["dual"]), device="cpu")
+        assert apply_text_fastpath(model, path).path == path
+        _, ranks[path] = evaluate_fixed_dialogs(
+            model, items, corpus, name=path, rounds=5, corpus_vectors=corpus_vectors, progress=False
+        )
+    assert ranks["fp32"].shape == (30, 6) and len(np.unique(ranks["fp32"])) > 10
+    np.testing.assert_array_equal(ranks["onnx"], ranks["fp32"])
