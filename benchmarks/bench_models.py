@@ -39,7 +39,9 @@ def machine_line() -> str:
 def load_line() -> str:
     """``uptime``'s load averages (other work on a shared machine), printed under every table."""
     try:
-        return "load: " + subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
+        return (
+            "load: " + subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
+        )
     except OSError:
         return f"load: {os.getloadavg()}"
 

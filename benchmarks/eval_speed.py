@@ -26,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_models import load, load_line, machine_line  # noqa: E402
+from bench_models import load, load_line, machine_line
 
 
 def main() -> None:

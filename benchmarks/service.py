@@ -29,16 +29,16 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_models import load, load_line, machine_line  # noqa: E402
-from load import run_load, started_service  # noqa: E402  (benchmarks/load.py)
+from bench_models import load, load_line, machine_line
+from load import run_load, started_service
 
 
 def prepare_home(home: Path, model: str, images: int) -> None:
     """A CHATIR_HOME whose embedded store holds ``images`` random image vectors for ``model``."""
-    from chatir.settings import Settings
-    from retriever_service.index import ImageIndex
     from search import make_corpus  # benchmarks/search.py
 
+    from chatir.settings import Settings
+    from retriever_service.index import ImageIndex
     from retriever_service.models import load_model
 
     settings = Settings(home=home, model=model, device="cpu")
@@ -74,10 +74,12 @@ def bench_model(name: str, args: argparse.Namespace, work: Path) -> list[str]:
     common = {"CHATIR_MODEL": model, "CHATIR_DEVICE": "cpu", "CHATIR_ENCODE_BATCH_WINDOW_MS": str(args.window_ms),
               "CHATIR_TEXT_FASTPATH": args.fastpath}  # fmt: skip
     with (
-        started_service({**common, "CHATIR_HOME": str(homes["batched"]),
-                         "CHATIR_ENCODE_MAX_BATCH": variants["batched"]}) as (url_b, pid_b),  # fmt: skip
-        started_service({**common, "CHATIR_HOME": str(homes["one-by-one"]),
-                         "CHATIR_ENCODE_MAX_BATCH": "1"}) as (url_s, pid_s),  # fmt: skip
+        started_service(
+            {**common, "CHATIR_HOME": str(homes["batched"]), "CHATIR_ENCODE_MAX_BATCH": variants["batched"]}
+        ) as (url_b, pid_b),  # fmt: skip
+        started_service(
+            {**common, "CHATIR_HOME": str(homes["one-by-one"]), "CHATIR_ENCODE_MAX_BATCH": "1"}
+        ) as (url_s, pid_s),  # fmt: skip
     ):
         targets = {"batched": (url_b, pid_b), "one-by-one": (url_s, pid_s)}
         for level in [int(x) for x in args.levels.split(",")]:
@@ -144,7 +146,10 @@ def main() -> None:
     print(machine_line())
     print(f"{args.images:,} images, ~{args.requests} searches per level x {args.repeats} repeats, "
           f"batching window {args.window_ms} ms, max batch {args.max_batch}\n")  # fmt: skip
-    print("| model | clients | encoder | requests | errors | req/s | p50 ms | p95 ms | service CPU ms/req | throughput vs one-by-one |")
+    print(
+        "| model | clients | encoder | requests | errors | req/s | p50 ms | p95 ms | service CPU ms/req "
+        "| throughput vs one-by-one |"
+    )
     print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     print("\n".join(rows))
     print(f"\n{load_line()}")

@@ -38,7 +38,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_models import chatir_dialogs, load, load_line, machine_line  # noqa: E402
+from bench_models import chatir_dialogs, load, load_line, machine_line
 
 
 def _variant_modules(model, variant: str, originals: dict) -> dict:
@@ -94,7 +94,9 @@ def run_model(name: str, args: argparse.Namespace, corpus, scopes) -> list[str]:
     texts = [model.dialog_text(d) for d in dialogs]
     tokens = [len(model.tokenizer(t)["input_ids"]) for t in texts]
     with tempfile.TemporaryDirectory() as work:
-        vectors = corpus.vectors if corpus.vectors.shape[1] == model.dim else _project(corpus.vectors, model.dim)
+        vectors = (
+            corpus.vectors if corpus.vectors.shape[1] == model.dim else _project(corpus.vectors, model.dim)
+        )
         data = type(corpus)(vectors, corpus.channels, corpus.public, corpus.sources, corpus.tags)
         mirror = EdgeMirror.open(
             Path(work) / "edge", dim=model.dim, model_id=name, expected_count=data.n,
@@ -117,10 +119,14 @@ def run_model(name: str, args: argparse.Namespace, corpus, scopes) -> list[str]:
                 t1 = time.perf_counter()
                 found = mirror.search(vector, 10, scope.scope)
                 t2 = time.perf_counter()
-                hits = [RetrieverService._hit(data.record(int(i_, 16)), s, scope.search_filter) for i_, s in found]
+                hits = [
+                    RetrieverService._hit(data.record(int(i_, 16)), s, scope.search_filter) for i_, s in found
+                ]
                 SearchResponse(hits=hits, model=name, took_ms=0.0).model_dump_json()
                 t3 = time.perf_counter()
-                for key, value in zip(("encode", "search", "reply", "total"), (t1 - t0, t2 - t1, t3 - t2, t3 - t0)):
+                for key, value in zip(
+                    ("encode", "search", "reply", "total"), (t1 - t0, t2 - t1, t3 - t2, t3 - t0), strict=True
+                ):
                     timings[v][key].append(value * 1000)
                 embeddings[v].append(vector)
                 top10[v].append([i_ for i_, _ in found])
@@ -134,13 +140,20 @@ def run_model(name: str, args: argparse.Namespace, corpus, scopes) -> list[str]:
         if reference is not None and v != "fp32":
             cosine = f"{probe_cosines(reference, np.stack(embeddings[v])).min():.5f}"
             same = f"{np.mean([a == b for a, b in zip(top10[v], top10['fp32'], strict=True)]):.2f}"
-        ratio = statistics.median(timings["fp32"]["total"]) / statistics.median(t["total"]) if "fp32" in timings else 0.0
+        ratio = (
+            statistics.median(timings["fp32"]["total"]) / statistics.median(t["total"])
+            if "fp32" in timings
+            else 0.0
+        )
         rows.append(
             f"| {name} | {v} | {statistics.median(t['encode']):.1f} | {statistics.median(t['search']):.1f} | "
             f"{statistics.median(t['reply']):.1f} | **{statistics.median(t['total']):.1f}** | "
             f"{_p95(t['total']):.1f} | {ratio:.2f}x | {cosine} | {same} |"
         )
-    print(f"  {name}: dialogs of {statistics.median(tokens):.0f} tokens (median), {len(dialogs)} turns", flush=True)
+    print(
+        f"  {name}: dialogs of {statistics.median(tokens):.0f} tokens (median), {len(dialogs)} turns",
+        flush=True,
+    )
     return rows
 
 
@@ -173,8 +186,12 @@ def main() -> None:
         rows += run_model(name, args, corpus, scopes)
     print()
     print(machine_line())
-    print(f"{args.turns} turns per variant, top-10 under a channel scope over {args.corpus:,} images; ms p50\n")
-    print("| model | text encoder | encode | search | reply | turn p50 | turn p95 | speed-up | min cos | same top-10 |")
+    print(
+        f"{args.turns} turns per variant, top-10 under a channel scope over {args.corpus:,} images; ms p50\n"
+    )
+    print(
+        "| model | text encoder | encode | search | reply | turn p50 | turn p95 | speed-up | min cos | same top-10 |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     print("\n".join(rows))
     print(f"\n{load_line()}")

@@ -3,6 +3,7 @@ BLIP through the real loader and on the real service over HTTP."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -21,7 +22,10 @@ def _dialogs(n: int) -> list[Dialog]:
     return [
         Dialog(
             caption=f"a {WORDS[i % 10]} {WORDS[(i * 3) % 10]} picture number {i}",
-            rounds=[Round(question=f"is it {WORDS[(i + r) % 10]}?", answer="yes" if r % 2 else "no") for r in range(i % 6)],
+            rounds=[
+                Round(question=f"is it {WORDS[(i + r) % 10]}?", answer="yes" if r % 2 else "no")
+                for r in range(i % 6)
+            ],
         )
         for i in range(n)
     ]
@@ -39,10 +43,8 @@ def _concurrently(function, items, workers: int) -> list:
     barrier = threading.Barrier(workers)
 
     def call(item):
-        try:
+        with contextlib.suppress(threading.BrokenBarrierError):
             barrier.wait(timeout=30)
-        except threading.BrokenBarrierError:
-            pass
         try:
             return function(item)
         except Exception as error:  # noqa: BLE001 -- compared by the test
@@ -139,7 +141,10 @@ def test_service_batches_concurrent_searches_and_matches_unbatched(tiny_blip_dir
         )  # fmt: skip
         with RetrieverService.open(settings) as service:
             assert (service._batcher is not None) == (max_batch > 1)
-            with live_server(create_app(settings, service)) as url, httpx.Client(base_url=url, timeout=60) as client:
+            with (
+                live_server(create_app(settings, service)) as url,
+                httpx.Client(base_url=url, timeout=60) as client,
+            ):
 
                 def encode(dialog, client=client):
                     if dialog is None:

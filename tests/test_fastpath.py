@@ -26,7 +26,9 @@ def _faithful(reference: np.ndarray, candidate: np.ndarray, images: np.ndarray) 
     from retriever_service.models.fastpath import probe_cosines
 
     cosine = float(probe_cosines(reference, candidate).min())
-    same = float(np.mean([a == b for a, b in zip(_top10(reference, images), _top10(candidate, images), strict=True)]))
+    same = float(
+        np.mean([a == b for a, b in zip(_top10(reference, images), _top10(candidate, images), strict=True)])
+    )
     return cosine, same
 
 
@@ -49,7 +51,9 @@ def test_int8_replaces_only_the_text_linears_and_restores(tiny_blip_dir):
     assert not any(isinstance(m, dynamic) for m in model.model.vision_model.modules())
     int8_text = model.encode_texts(texts)
     assert not np.array_equal(int8_text, fp32_text)  # really a different path
-    np.testing.assert_allclose(model.encode_images(pictures), fp32_image, atol=1e-6)  # the index side is untouched
+    np.testing.assert_allclose(
+        model.encode_images(pictures), fp32_image, atol=1e-6
+    )  # the index side is untouched
     restore_modules(model, originals)
     np.testing.assert_allclose(model.encode_texts(texts), fp32_text, atol=1e-6)
 
@@ -151,7 +155,9 @@ def test_fixed_dialog_evaluation_ranks_are_unchanged_by_the_onnx_path(tiny_model
     corpus_vectors = rng.standard_normal((400, 16)).astype(np.float32)
     corpus_vectors /= np.linalg.norm(corpus_vectors, axis=1, keepdims=True)
     corpus = ImageCorpus(root=Path("."), paths=tuple(f"img{i:04d}" for i in range(400)))
-    items = [TargetDialog(img=corpus.paths[i * 7], dialog=dialog_for(TEST_SEED, i, rounds=5)) for i in range(30)]
+    items = [
+        TargetDialog(img=corpus.paths[i * 7], dialog=dialog_for(TEST_SEED, i, rounds=5)) for i in range(30)
+    ]
     ranks = {}
     for path in ("fp32", "onnx"):
         model = load_model(str(tiny_model_dirs["dual"]), device="cpu")

@@ -102,7 +102,9 @@ class TextBatcher:
         if self._closed.is_set():
             raise BatcherClosedError("The text encoder is shutting down.")
         self._queue.put(job)
-        if self._closed.is_set() and not self._thread.is_alive():  # closed while we queued: nobody will serve it
+        if (
+            self._closed.is_set() and not self._thread.is_alive()
+        ):  # closed while we queued: nobody will serve it
             self._fail_queued()
         return job.future.result(timeout=timeout_s)
 
@@ -160,7 +162,7 @@ class TextBatcher:
                 return
             try:
                 vectors = self._model.encode_texts([text for _, text in ready])
-            except Exception:  # noqa: BLE001 -- find the culprit: one by one
+            except Exception:
                 self.stats.fallbacks += 1
                 log.warning("a batch of %d texts failed; encoding them one by one", len(ready), exc_info=True)
                 self._encode_one_by_one(ready)
@@ -195,5 +197,6 @@ def encode_one(batcher: TextBatcher | None, model: TextModel, dialog: Dialog) ->
         return batcher.encode_dialog(dialog)
     text = model.dialog_text(dialog)
     return text, model.encode_texts([text])[0]
+
 
 __all__ = ["BatchStats", "BatcherClosedError", "TextBatcher", "TextModel", "encode_one"]
