@@ -77,11 +77,10 @@ def _install(model, modules: dict) -> None:
         _set_module(model.model, name, module)
 
 
-def run_model(name: str, args: argparse.Namespace, corpus, scopes) -> list[str]:
+def run_model(name: str, args: argparse.Namespace, mirrors, scopes) -> list[str]:
     import torch
 
     from chatir.schemas import SearchResponse
-    from retriever_service.index.edge import EdgeMirror
     from retriever_service.models.fastpath import _module_names, probe_cosines
     from retriever_service.service import RetrieverService
 
@@ -93,44 +92,35 @@ def run_model(name: str, args: argparse.Namespace, corpus, scopes) -> list[str]:
     dialogs = chatir_dialogs(args.turns)
     texts = [model.dialog_text(d) for d in dialogs]
     tokens = [len(model.tokenizer(t)["input_ids"]) for t in texts]
-    with tempfile.TemporaryDirectory() as work:
-        vectors = (
-            corpus.vectors if corpus.vectors.shape[1] == model.dim else _project(corpus.vectors, model.dim)
-        )
-        data = type(corpus)(vectors, corpus.channels, corpus.public, corpus.sources, corpus.tags)
-        mirror = EdgeMirror.open(
-            Path(work) / "edge", dim=model.dim, model_id=name, expected_count=data.n,
-            rebuild_from=data.batches, progress=False, quantization="int8",
-        )  # fmt: skip
-        timings = {v: {"encode": [], "search": [], "reply": [], "total": []} for v in variants}
-        embeddings: dict[str, list[np.ndarray]] = {v: [] for v in variants}
-        top10: dict[str, list[list[str]]] = {v: [] for v in variants}
-        for v in variants:  # warm-up (and compile)
+    data, mirror = mirrors(model.dim)
+    timings = {v: {"encode": [], "search": [], "reply": [], "total": []} for v in variants}
+    embeddings: dict[str, list[np.ndarray]] = {v: [] for v in variants}
+    top10: dict[str, list[list[str]]] = {v: [] for v in variants}
+    for v in variants:  # warm-up (and compile)
+        _install(model, modules[v])
+        with torch.inference_mode():
+            model.encode_texts(texts[:2])
+    for i, dialog in enumerate(dialogs):
+        order = variants[i % len(variants) :] + variants[: i % len(variants)]
+        scope = scopes[i % len(scopes)]
+        for v in order:
             _install(model, modules[v])
-            with torch.inference_mode():
-                model.encode_texts(texts[:2])
-        for i, dialog in enumerate(dialogs):
-            order = variants[i % len(variants) :] + variants[: i % len(variants)]
-            scope = scopes[i % len(scopes)]
-            for v in order:
-                _install(model, modules[v])
-                t0 = time.perf_counter()
-                vector = model.encode_texts([model.dialog_text(dialog)])[0]
-                t1 = time.perf_counter()
-                found = mirror.search(vector, 10, scope.scope)
-                t2 = time.perf_counter()
-                hits = [
-                    RetrieverService._hit(data.record(int(i_, 16)), s, scope.search_filter) for i_, s in found
-                ]
-                SearchResponse(hits=hits, model=name, took_ms=0.0).model_dump_json()
-                t3 = time.perf_counter()
-                for key, value in zip(
-                    ("encode", "search", "reply", "total"), (t1 - t0, t2 - t1, t3 - t2, t3 - t0), strict=True
-                ):
-                    timings[v][key].append(value * 1000)
-                embeddings[v].append(vector)
-                top10[v].append([i_ for i_, _ in found])
-        mirror.close()
+            t0 = time.perf_counter()
+            vector = model.encode_texts([model.dialog_text(dialog)])[0]
+            t1 = time.perf_counter()
+            found = mirror.search(vector, 10, scope.scope)
+            t2 = time.perf_counter()
+            hits = [
+                RetrieverService._hit(data.record(int(i_, 16)), s, scope.search_filter) for i_, s in found
+            ]
+            SearchResponse(hits=hits, model=name, took_ms=0.0).model_dump_json()
+            t3 = time.perf_counter()
+            for key, value in zip(
+                ("encode", "search", "reply", "total"), (t1 - t0, t2 - t1, t3 - t2, t3 - t0), strict=True
+            ):
+                timings[v][key].append(value * 1000)
+            embeddings[v].append(vector)
+            top10[v].append([i_ for i_, _ in found])
     _install(model, originals)
     rows = []
     reference = np.stack(embeddings["fp32"]) if "fp32" in embeddings else None
@@ -172,7 +162,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="blip-base,starter", help="blip-base, starter or a model folder")
     parser.add_argument("--variants", default="fp32,onnx,int8,int8-tensor")
-    parser.add_argument("--turns", type=int, default=40)
+    parser.add_argument("--turns", type=int, default=20)
     parser.add_argument("--corpus", type=int, default=100_000)
     args = parser.parse_args()
 
@@ -182,8 +172,28 @@ def main() -> None:
     corpus = make_corpus(args.corpus, 256, "clustered", rng)
     scopes = make_queries(corpus, 20, ["scope"], rng)
     rows = []
-    for name in args.models.split(","):
-        rows += run_model(name, args, corpus, scopes)
+    built: dict[int, tuple] = {}
+    with tempfile.TemporaryDirectory() as work:
+
+        def mirrors(dim: int):
+            """The corpus (projected to ``dim`` when needed) in an Edge mirror, built once per dimension."""
+            from retriever_service.index.edge import EdgeMirror
+
+            if dim not in built:
+                vectors = corpus.vectors if dim == corpus.vectors.shape[1] else _project(corpus.vectors, dim)
+                data = type(corpus)(vectors, corpus.channels, corpus.public, corpus.sources, corpus.tags)
+                print(f"  building the {args.corpus:,}-image mirror ({dim}-d)", flush=True)
+                mirror = EdgeMirror.open(
+                    Path(work) / f"edge-{dim}", dim=dim, model_id="bench", expected_count=data.n,
+                    rebuild_from=data.batches, progress=False, quantization="int8",
+                )  # fmt: skip
+                built[dim] = (data, mirror)
+            return built[dim]
+
+        for name in args.models.split(","):
+            rows += run_model(name, args, mirrors, scopes)
+        for _, mirror in built.values():
+            mirror.close()
     print()
     print(machine_line())
     print(
