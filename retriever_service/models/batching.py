@@ -5,7 +5,8 @@ the model lock, a hundred waiting conversations wait for a hundred forward passe
 texts costs far less than 32 forwards of one. :class:`TextBatcher` collects the texts that arrive within a
 short window (``CHATIR_ENCODE_BATCH_WINDOW_MS``, up to ``CHATIR_ENCODE_MAX_BATCH``), encodes them in one
 forward under the model lock and hands each caller its own vector. While one batch runs, the next one fills,
-so under load the batches grow by themselves and the window only matters for a lone request.
+so under load the batches grow by themselves. A caller that arrives while no other is in flight encodes in its
+own thread at once (no window, no hand-off to the worker thread and back).
 
 Each caller gets exactly what it asked for: a text that fails (its dialog text cannot be built, or the batch
 forward raises) fails only its own request -- the others of the batch are encoded again one by one.
@@ -85,6 +86,8 @@ class TextBatcher:
         self._max_batch = int(max_batch)
         self._queue: SimpleQueue[_Job | None] = SimpleQueue()
         self._closed = threading.Event()
+        self._count_lock = threading.Lock()
+        self._in_flight = 0  # callers between submit and answer: a lone caller encodes inline
         self.stats = BatchStats()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -101,12 +104,26 @@ class TextBatcher:
     def _submit(self, job: _Job, timeout_s: float | None) -> tuple[str, np.ndarray]:
         if self._closed.is_set():
             raise BatcherClosedError("The text encoder is shutting down.")
-        self._queue.put(job)
-        if (
-            self._closed.is_set() and not self._thread.is_alive()
-        ):  # closed while we queued: nobody will serve it
-            self._fail_queued()
-        return job.future.result(timeout=timeout_s)
+        with self._count_lock:
+            alone = self._in_flight == 0
+            self._in_flight += 1
+        try:
+            if alone:  # nobody to batch with: encode in this thread, no hand-off to the worker and back
+                return self._encode_inline(job)
+            self._queue.put(job)
+            if self._closed.is_set() and not self._thread.is_alive():  # closed meanwhile: nobody serves it
+                self._fail_queued()
+            return job.future.result(timeout=timeout_s)
+        finally:
+            with self._count_lock:
+                self._in_flight -= 1
+
+    def _encode_inline(self, job: _Job) -> tuple[str, np.ndarray]:
+        with self._lock:
+            text = job.text if job.dialog is None else self._model.dialog_text(job.dialog)
+            vector = self._model.encode_texts([str(text)])[0]
+            self.stats.record(1)
+        return str(text), np.asarray(vector, dtype=np.float32)
 
     def close(self, timeout_s: float = 30.0) -> None:
         """Finish the batch in progress, fail what is still queued, stop the worker thread."""
