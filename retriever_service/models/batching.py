@@ -26,6 +26,7 @@ from typing import Protocol
 import numpy as np
 
 from chatir.dialog import Dialog
+from chatir.errors import ServiceUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +62,8 @@ class BatchStats:
         self.largest = max(self.largest, size)
 
 
-class BatcherClosedError(RuntimeError):
-    """The batcher was closed (the service is stopping)."""
+class BatcherClosedError(ServiceUnavailableError):
+    """The batcher was closed (the service is stopping): a 503 for the caller."""
 
 
 class TextBatcher:
