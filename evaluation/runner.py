@@ -72,11 +72,6 @@ def run_evaluation(options: EvalOptions, *, settings: Settings | None = None, mo
         from retriever_service.models import load_model
 
         model = load_model(options.model or settings.model, device=settings.device, settings=settings)
-        from retriever_service.models.fastpath import apply_text_fastpath
-
-        apply_text_fastpath(
-            model, settings.text_fastpath
-        )  # the service's faithful CPU text path (ranks unchanged)
     cache_root = settings.home / "cache" / "eval" if options.cache else None
 
     if options.world is not None:

@@ -142,7 +142,7 @@ def test_gpu_or_half_models_are_left_alone(tiny_blip_dir):
 
 @pytest.mark.skipif(not onnx_available(), reason="onnxruntime not installed")
 def test_fixed_dialog_evaluation_ranks_are_unchanged_by_the_onnx_path(tiny_model_dirs):
-    """``chatir eval`` uses the fast path (evaluation/runner.py): the harness ranks every target the same."""
+    """The fixed-dialog harness ranks every target the same with the ONNX path as with torch."""
     from pathlib import Path
 
     from evaluation.data import ImageCorpus, TargetDialog
