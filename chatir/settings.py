@@ -82,8 +82,8 @@ class Settings(BaseSettings):
         ge=0,
         le=1000,
         validation_alias=_env("CHATIR_ENCODE_BATCH_WINDOW_MS"),
-        description="How long a lone search waits for others to share its forward pass (under load batches "
-        "fill while the previous one runs).",
+        description="How long the batching worker waits for more searches after the first queued one (a search "
+        "with no other in flight encodes at once; under load batches fill while the previous one runs).",
     )
     text_fastpath: Literal["auto", "fp32", "int8", "onnx"] = Field(
         "auto",
