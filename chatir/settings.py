@@ -75,6 +75,31 @@ class Settings(BaseSettings):
         "unset: what the model folder records, else the model's own limit.",
     )
 
+    # --- speed (docs/performance.md) --------------------------------------------------------------
+    encode_max_batch: int = Field(
+        32,
+        ge=1,
+        le=1024,
+        validation_alias=_env("CHATIR_ENCODE_MAX_BATCH"),
+        description="The service encodes the dialogs of concurrent searches together, up to this many per "
+        "forward pass; 1 turns micro-batching off (one request at a time behind the model lock).",
+    )
+    encode_batch_window_ms: float = Field(
+        2.0,
+        ge=0,
+        le=1000,
+        validation_alias=_env("CHATIR_ENCODE_BATCH_WINDOW_MS"),
+        description="How long the batching worker waits for more searches after the first queued one (a search "
+        "with no other in flight encodes at once; under load batches fill while the previous one runs).",
+    )
+    text_fastpath: Literal["auto", "fp32", "int8", "onnx"] = Field(
+        "auto",
+        validation_alias=_env("CHATIR_TEXT_FASTPATH"),
+        description="Text encoder on the CPU: onnx (ONNX Runtime, fp32), int8 (dynamic int8 Linear layers), "
+        "fp32 (torch), or auto: the first of onnx, int8 that is faithful to fp32 on a probe set at load (every "
+        "cosine >= 0.999), else fp32. GPUs keep their torch path.",
+    )
+
     # --- vector store ----------------------------------------------------------------------------
     qdrant_url: str | None = Field(None, validation_alias=_env("QDRANT_URL", "CHATIR_QDRANT_URL"))
     qdrant_api_key: SecretStr | None = Field(

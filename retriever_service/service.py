@@ -122,6 +122,7 @@ class RetrieverService:
         self._stop = threading.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chatir-index")
         self._closed = False
+        self._batcher = _text_batcher(settings, model, self._model_lock)
 
     # --- life cycle ------------------------------------------------------------------------------
     @classmethod
@@ -132,6 +133,7 @@ class RetrieverService:
         from retriever_service.models.captioner import load_captioner
 
         model = load_model(settings.model, device=settings.device, settings=settings)
+        _apply_text_fastpath(model, settings)
         captioner = load_captioner(settings)
         try:
             index = ImageIndex(settings, model.model_id, model.dim)
@@ -156,6 +158,8 @@ class RetrieverService:
             return
         self._closed = True
         self._stop.set()
+        if self._batcher is not None:
+            self._batcher.close()
         self._executor.shutdown(wait=True, cancel_futures=True)
         self._jobs.fail_queued("the service stopped before the job started")
         close = getattr(self._raw_index, "close", None)
@@ -180,8 +184,7 @@ class RetrieverService:
     # --- search ----------------------------------------------------------------------------------
     def encode(self, dialog: Dialog) -> EncodeResponse:
         """The dialog's embedding (L2-normalised) and the text actually encoded."""
-        text = self.model.dialog_text(dialog)
-        vector = self.model.encode_texts([text])[0]
+        text, vector = self._encode_dialog(dialog)
         return EncodeResponse(vector=[float(x) for x in vector], model=self.model_id, text=text)
 
     def encode_texts(self, request: EncodeTextsRequest) -> EncodeTextsResponse:
@@ -192,8 +195,10 @@ class RetrieverService:
     def search(self, request: SearchRequest) -> SearchResponse:
         """Top-k images for the dialog, filters and exclusions applied inside the vector query."""
         started = time.perf_counter()
-        model, index = self.model, self.index  # one pair, even if a reindex switches models meanwhile
-        vector = model.encode_dialogs([request.dialog])[0]
+        from retriever_service.models.batching import encode_one
+
+        model, index, batcher = self.model, self.index, self._batcher  # one set, even if a reindex switches
+        _, vector = encode_one(batcher, model, request.dialog)
         results = self._store_call(
             index.search,
             vector,
@@ -202,7 +207,7 @@ class RetrieverService:
             exclude_ids=list(request.exclude_ids),
         )
         if self.caption_search:
-            results = self._with_caption_matches(request, vector, results)
+            results = self._with_caption_matches(index, request, vector, results)
         hits = [self._hit(record, score, request.filter) for record, score in results]
         if request.with_vectors and hits:
             vectors = self._store_call(self._vectors, [hit.id for hit in hits])
@@ -219,7 +224,7 @@ class RetrieverService:
         return self.settings.captioner is not None
 
     def _with_caption_matches(
-        self, request: SearchRequest, vector: Any, dense: list[tuple[ImageRecord, float]]
+        self, index: Any, request: SearchRequest, vector: Any, dense: list[tuple[ImageRecord, float]]
     ) -> list[tuple[ImageRecord, float]]:
         """``dense`` fused with the images whose captions hold the dialog's words (caption_search.py);
         every result keeps its cosine to the dialog."""
@@ -227,7 +232,7 @@ class RetrieverService:
 
         words = caption_search.dialog_terms(request.dialog)
         captions = self._store_call(
-            self.index.caption_matches,
+            index.caption_matches,
             words,
             filter=request.filter,
             exclude_ids=list(request.exclude_ids),
@@ -240,11 +245,17 @@ class RetrieverService:
         order = caption_search.fuse(list(by_id), lexical, request.k)
         new = [i for i in order if i not in by_id]
         if new:
-            records = self._store_call(self.index.get_many, new)  # a record deleted meanwhile is skipped
-            vectors = self._store_call(self.index.get_vectors, [r.id for r in records])
+            records = self._store_call(index.get_many, new)  # a record deleted meanwhile is skipped
+            vectors = self._store_call(index.get_vectors, [r.id for r in records])
             for record, image_vector in zip(records, vectors, strict=True):
                 by_id[record.id] = (record, float(image_vector @ vector))
         return [by_id[i] for i in order if i in by_id]
+
+    def _encode_dialog(self, dialog: Dialog) -> tuple[str, Any]:
+        """The dialog's text and embedding: micro-batched with concurrent requests unless batching is off."""
+        from retriever_service.models.batching import encode_one
+
+        return encode_one(self._batcher, self.model, dialog)
 
     def _vectors(self, ids: list[str]) -> dict[str, list[float]]:
         """Stored image embeddings by id (for ``with_vectors``)."""
@@ -481,8 +492,12 @@ class RetrieverService:
         )
 
     def adopt(self, model: RetrievalModel, index: ImageIndex) -> None:
-        """Serve ``model`` and ``index`` from now on (one step under both locks) and close the old index."""
+        """Serve ``model`` and ``index`` from now on (one step under both locks) and close the old index; the
+        new model gets its own fast path and micro-batcher, and the old batcher finishes what it was given."""
+        _apply_text_fastpath(model, self.settings)
+        batcher = _text_batcher(self.settings, model, self._model_lock)
         with self._model_lock, self._index_lock:
+            old_batcher, self._batcher = self._batcher, batcher
             old = self._raw_index
             if getattr(index, "client", None) is getattr(old, "client", None):
                 old.owns_client, index.owns_client = False, True  # the shared embedded client moves on
@@ -490,6 +505,8 @@ class RetrieverService:
             self.index = _Serialized(index, self._index_lock)
             self._raw_index = index
             old.close()
+        if old_batcher is not None:
+            old_batcher.close(drain=True)
         log.info("now serving model %s from collection %r", model.model_id, index.collection)
 
     # --- helpers ---------------------------------------------------------------------------------
@@ -508,6 +525,24 @@ class RetrieverService:
 
 
 # --- module helpers --------------------------------------------------------------------------------
+def _apply_text_fastpath(model: Any, settings: Settings) -> None:
+    """The faithful fast CPU text encoder (``CHATIR_TEXT_FASTPATH``, :mod:`retriever_service.models.fastpath`)."""
+    from retriever_service.models.fastpath import apply_text_fastpath
+
+    apply_text_fastpath(model, settings.text_fastpath)
+
+
+def _text_batcher(settings: Settings, model: Any, lock: threading.RLock) -> Any:
+    """The micro-batcher of dialog encodes (``CHATIR_ENCODE_MAX_BATCH`` > 1), or None."""
+    if settings.encode_max_batch <= 1:
+        return None
+    from retriever_service.models.batching import TextBatcher
+
+    return TextBatcher(
+        model, lock, window_ms=settings.encode_batch_window_ms, max_batch=settings.encode_max_batch
+    )
+
+
 _ID_PATTERN = re.compile(r"^[0-9a-fA-F]{32}$")
 
 
