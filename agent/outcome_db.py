@@ -103,7 +103,7 @@ class _Session:
         sql = sql.replace("{table}", self.table)
         if self.placeholder != "?":
             sql = sql.replace("?", self.placeholder)  # the log's SQL holds no other question mark
-        return self.db.execute(sql, tuple(params))  # type: ignore[no-any-return]
+        return self.db.execute(sql, tuple(params))
 
     def lock_conversation(self, key: str) -> None:
         if self.lock is not None:
@@ -167,7 +167,9 @@ class PostgresOutcomeDatabase:
     @contextmanager
     def transaction(self) -> Iterator[OutcomeSession]:
         with self._db.transaction() as connection:
-            yield _Session(connection, POSTGRES_TABLE, "%s", "SELECT pg_advisory_xact_lock(%s::integer, %s::integer)")
+            yield _Session(
+                connection, POSTGRES_TABLE, "%s", "SELECT pg_advisory_xact_lock(%s::integer, %s::integer)"
+            )
 
     @contextmanager
     def reading(self) -> Iterator[OutcomeSession]:

@@ -155,7 +155,9 @@ class PostgresConversationStore:
     def __init__(self, url: str, *, max_connections: int = 8, connect_timeout_s: float = 10.0) -> None:
         self.url = url
         self._recovered: set[str] = set()
-        self._db = PostgresConnections(url, max_connections=max_connections, connect_timeout_s=connect_timeout_s)
+        self._db = PostgresConnections(
+            url, max_connections=max_connections, connect_timeout_s=connect_timeout_s
+        )
         self._connection = self._db.connection
         self._transaction = self._db.transaction
         self._db.create_schema(_SCHEMA)

@@ -18,8 +18,8 @@ import pytest
 from agent import ConversationEngine, open_state_store
 from agent.factory import build_outcome_log
 from agent.outcomes import OutcomeLog, frontend_of, summaries, summarize
-from agent.state_backends import open_outcome_database
 from agent.questioners import InfoGainQuestioner, ModelCandidateScorer
+from agent.state_backends import open_outcome_database
 from chatir.errors import ChatIRError
 from chatir.schemas import PUBLIC
 from chatir.settings import Settings
@@ -262,7 +262,10 @@ def test_chatir_stats_reports_recorded_conversations(engine, log, settings):
     assert overall["ended"] == 2 and overall["success_rate"] == 0.5 and overall["counts"]["started_over"] == 1
     if settings.state_url is None:
         missing = subprocess.run(
-            command, env={**env, "CHATIR_HOME": str(settings.home / "nothing")}, capture_output=True, text=True
+            command,
+            env={**env, "CHATIR_HOME": str(settings.home / "nothing")},
+            capture_output=True,
+            text=True,
         )
         assert missing.returncode == 1 and "no outcome log" in missing.stderr
 
@@ -308,7 +311,9 @@ def test_two_replicas_share_the_log_and_chatir_stats_reports_both(postgres_url, 
     second.handle("web:w", "a shape", SCOPE)
     first.restart("web:w")
     second.handle("cli:c", "a shape", SCOPE)
-    assert not list((tmp_path / "a").glob("outcomes.sqlite*")) and not list((tmp_path / "b").glob("outcomes*"))
+    assert not list((tmp_path / "a").glob("outcomes.sqlite*")) and not list(
+        (tmp_path / "b").glob("outcomes*")
+    )
 
     env = {**os.environ, "CHATIR_HOME": str(tmp_path / "stats"), "PYTHONPATH": str(ROOT)}
     env["CHATIR_STATE_URL"] = postgres_url
@@ -338,11 +343,24 @@ def test_a_database_outage_costs_no_turn_and_the_log_resumes(postgres_server, po
     try:
         during = engine.handle("web:during", "a shape", SCOPE)
         assert during.hits and during.action == "started"
-        env = {**os.environ, "CHATIR_HOME": str(tmp_path), "PYTHONPATH": str(ROOT), "CHATIR_STATE_URL": postgres_url}
+        env = {
+            **os.environ,
+            "CHATIR_HOME": str(tmp_path),
+            "PYTHONPATH": str(ROOT),
+            "CHATIR_STATE_URL": postgres_url,
+        }
         down = subprocess.run(
-            [sys.executable, "-m", "frontends.main", "stats"], env=env, capture_output=True, text=True, timeout=120
+            [sys.executable, "-m", "frontends.main", "stats"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
-        assert down.returncode == 1 and "outcome-log database" in down.stderr and "cannot be reached" in down.stderr
+        assert (
+            down.returncode == 1
+            and "outcome-log database" in down.stderr
+            and "cannot be reached" in down.stderr
+        )
         assert postgres_server.password not in down.stderr + down.stdout
     finally:
         postgres_server.resume()
