@@ -72,7 +72,8 @@ class OutcomeSession(Protocol):
     """One transaction (or one read) on the log's table."""
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Rows:
-        """Run ``sql`` (``?`` parameters, ``{table}`` for the log's table)."""
+        """Run ``sql`` (``?`` parameters, ``{table}`` for the log's table, ``{for_update}`` after a SELECT whose
+        rows the transaction then changes)."""
         ...
 
     def lock_conversation(self, key: str) -> None:
@@ -100,7 +101,9 @@ class _Session:
         self.db, self.table, self.placeholder, self.lock = db, table, placeholder, lock
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Rows:
-        sql = sql.replace("{table}", self.table)
+        # {for_update}: PostgreSQL locks the rows a write read, so a concurrent close_idle() (which locks no
+        # conversation) waits for the turn or is seen by it; SQLite has one writer at a time anyway
+        sql = sql.replace("{table}", self.table).replace("{for_update}", " FOR UPDATE" if self.lock else "")
         if self.placeholder != "?":
             sql = sql.replace("?", self.placeholder)  # the log's SQL holds no other question mark
         return self.db.execute(sql, tuple(params))

@@ -109,7 +109,8 @@ class OutcomeLog:
         with self.database.transaction() as db:
             db.lock_conversation(key)
             row = db.execute(
-                "SELECT id FROM {table} WHERE conversation = ? AND outcome IS NULL ORDER BY id DESC LIMIT 1",
+                "SELECT id FROM {table} WHERE conversation = ? AND outcome IS NULL "
+                "ORDER BY id DESC LIMIT 1{for_update}",
                 (key,),
             ).fetchone()
             open_id = row[0] if row else None
@@ -144,7 +145,8 @@ class OutcomeLog:
         with self.database.transaction() as db:
             db.lock_conversation(key)
             row = db.execute(
-                "SELECT id FROM {table} WHERE conversation = ? AND outcome = 'found' ORDER BY id DESC LIMIT 1",
+                "SELECT id FROM {table} WHERE conversation = ? AND outcome = 'found' "
+                "ORDER BY id DESC LIMIT 1{for_update}",
                 (key,),
             ).fetchone()
             if row is None:
@@ -212,7 +214,8 @@ class OutcomeLog:
         timeout (its abandonment was provisional: it is open again), or a second pick in a found search
         (the later pick counts)."""
         last = db.execute(
-            "SELECT id, outcome FROM {table} WHERE conversation = ? ORDER BY id DESC LIMIT 1", (key,)
+            "SELECT id, outcome FROM {table} WHERE conversation = ? ORDER BY id DESC LIMIT 1{for_update}",
+            (key,),
         ).fetchone()
         if last is None:
             return None
