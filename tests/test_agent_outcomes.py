@@ -368,3 +368,27 @@ def test_a_database_outage_costs_no_turn_and_the_log_resumes(postgres_server, po
     engine.handle("web:after", "a shape", SCOPE)
     assert [(s.outcome, s.found_rank) for s in log.searches()] == [("found", 1), (None, None)]
     engine.close()
+
+
+def test_a_turn_racing_the_idle_closing_on_another_replica_reopens_its_search(postgres_url, tmp_path, clock):
+    """PostgreSQL: another replica's ``close_idle`` has just marked the search abandoned (not committed yet) when
+    the person's next turn arrives. The turn waits for it, then sees the abandonment and undoes it (as after
+    any timeout), rather than updating a search that stays abandoned."""
+    import psycopg
+
+    log = OutcomeLog(open_outcome_database(Settings(home=tmp_path, state_url=postgres_url)), clock=clock)
+    log.record("web:late", "started", rounds=0, questioner="info_gain")
+    clock.now += 3600
+    with psycopg.connect(postgres_url) as other:  # a transaction, like the other replica's close_idle()
+        other.execute(
+            "UPDATE chatir_outcomes SET outcome = 'abandoned', ended_at = last_at WHERE outcome IS NULL"
+        )
+        turn = threading.Thread(
+            target=log.record, args=("web:late", "answered"), kwargs={"rounds": 1, "questioner": "info_gain"}
+        )
+        turn.start()
+        turn.join(timeout=1.0)
+        assert turn.is_alive()  # held until the other transaction ends
+    turn.join(timeout=30)
+    assert [(s.outcome, s.rounds, s.last_action) for s in log.searches()] == [(None, 1, "answered")]
+    log.close()
