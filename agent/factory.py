@@ -15,7 +15,7 @@ from agent.questioners.scoring import ModelCandidateScorer, TextEncoder, VectorL
 from agent.rerank import AnswerReranker
 from agent.search import Searcher, ServiceSearcher, ServiceTextEncoder
 from agent.state import StateStore
-from agent.state_backends import open_state_store
+from agent.state_backends import open_outcome_database, open_state_store
 from chatir.settings import Settings
 
 if TYPE_CHECKING:
@@ -93,10 +93,11 @@ def build_engine(
 
 
 def build_outcome_log(settings: Settings) -> OutcomeLog | None:
-    """The outcome log under ``CHATIR_HOME`` (None when ``CHATIR_OUTCOME_RETENTION_DAYS`` is 0)."""
+    """The outcome log (None when ``CHATIR_OUTCOME_RETENTION_DAYS`` is 0): under ``CHATIR_HOME``, or in the
+    PostgreSQL database ``CHATIR_STATE_URL`` names (shared by the replicas)."""
     if settings.outcome_retention_days <= 0:
         return None
-    return OutcomeLog(settings.outcomes_db, retention_days=settings.outcome_retention_days)
+    return OutcomeLog(open_outcome_database(settings), retention_days=settings.outcome_retention_days)
 
 
 def build_reranker(settings: Settings, questioner: Questioner | None) -> AnswerReranker | None:

@@ -15,8 +15,10 @@ description, question, answer or image id -- only counts, ranks, the front-end (
 Slack channel and thread ids), never the id itself. Rows older than the retention
 (``CHATIR_OUTCOME_RETENTION_DAYS``) are deleted; 0 turns the log off.
 
-The log is its own SQLite file (``CHATIR_HOME/outcomes.sqlite``), apart from the conversation state, behind
-this small interface: the engine calls :meth:`OutcomeLog.record` after each saved turn; front-ends call
+The log is its own SQLite file (``CHATIR_HOME/outcomes.sqlite``), apart from the conversation state; when
+``CHATIR_STATE_URL`` names PostgreSQL it is the ``chatir_outcomes`` table of that database instead, shared by
+every bot / web replica (:mod:`agent.outcome_db`: one log, a thin layer per database). Behind this small
+interface: the engine calls :meth:`OutcomeLog.record` after each saved turn; front-ends call
 :meth:`OutcomeLog.feedback`; ``chatir stats`` reads :meth:`OutcomeLog.searches` and :func:`summarize`.
 """
 
@@ -24,15 +26,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import sqlite3
 import statistics
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field
+
+from agent.outcome_db import OutcomeDatabase, OutcomeSession, SqliteOutcomeDatabase
 
 logger = logging.getLogger(__name__)
 
@@ -43,27 +45,6 @@ ABANDON_AFTER_S = 30 * 60.0
 HITS_AT = (1, 5, 10)
 FRONTENDS = {"slack": "slack", "web": "web", "cli": "terminal"}
 """Conversation id prefix -> front-end name (``slack:...``, ``web:...``, ``cli:...``)."""
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS searches (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    conversation TEXT NOT NULL,
-    frontend TEXT NOT NULL,
-    questioner TEXT NOT NULL,
-    started_at REAL NOT NULL,
-    last_at REAL NOT NULL,
-    last_action TEXT NOT NULL,
-    rounds INTEGER NOT NULL DEFAULT 0,
-    rejections INTEGER NOT NULL DEFAULT 0,
-    outcome TEXT,
-    ended_at REAL,
-    found_round INTEGER,
-    found_rank INTEGER,
-    helpful INTEGER
-);
-CREATE INDEX IF NOT EXISTS searches_by_conversation ON searches (conversation, id);
-CREATE INDEX IF NOT EXISTS searches_by_start ON searches (started_at);
-"""
 
 
 def conversation_key(conversation_id: str) -> str:
@@ -99,29 +80,23 @@ class SearchOutcome(BaseModel):
 
 
 class OutcomeLog:
-    """The SQLite outcome log; thread-safe, and several processes may share the file."""
+    """The outcome log over a SQLite file (a path) or any :class:`~agent.outcome_db.OutcomeDatabase` (PostgreSQL:
+    shared by replicas); thread-safe, and several processes may share it."""
 
     def __init__(
         self,
-        path: str | Path,
+        database: str | Path | OutcomeDatabase,
         *,
         retention_days: float = 180,
         abandon_after_s: float = ABANDON_AFTER_S,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.path = Path(path)
+        self.database: OutcomeDatabase = (
+            SqliteOutcomeDatabase(database) if isinstance(database, str | Path) else database
+        )
         self.retention_days = retention_days
         self.abandon_after_s = abandon_after_s
         self.clock = clock
-        if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.RLock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, timeout=30.0, isolation_level=None)
-        if str(path) != ":memory:":
-            self._db.execute("PRAGMA journal_mode=WAL")
-            # a power cut may lose the last turns' rows, never corrupt the file: fine for statistics
-            self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
         self.purge()
 
     # --- writing ------------------------------------------------------------------------------------
@@ -131,9 +106,11 @@ class OutcomeLog:
         """One saved engine turn: ``action`` is the engine's (started, answered, corrected, rejected, more,
         chosen, restarted); ``rounds`` the dialog's rounds after it; ``rank`` the picked image's (chosen)."""
         key, now = conversation_key(conversation_id), self.clock()
-        with self._lock, self._transaction() as db:
+        with self.database.transaction() as db:
+            db.lock_conversation(key)
             row = db.execute(
-                "SELECT id FROM searches WHERE conversation = ? AND outcome IS NULL ORDER BY id DESC LIMIT 1",
+                "SELECT id FROM {table} WHERE conversation = ? AND outcome IS NULL "
+                "ORDER BY id DESC LIMIT 1{for_update}",
                 (key,),
             ).fetchone()
             open_id = row[0] if row else None
@@ -151,36 +128,39 @@ class OutcomeLog:
             if open_id is None:  # a search older than the log (or than a purge): count it from here
                 open_id = self._open(db, key, conversation_id, questioner, now, rounds)
             db.execute(
-                "UPDATE searches SET last_at = ?, last_action = ?, rounds = ?, "
+                "UPDATE {table} SET last_at = ?, last_action = ?, rounds = ?, "
                 "rejections = rejections + ? WHERE id = ?",
                 (now, action, rounds, int(action == "rejected"), open_id),
             )
             if action == "chosen":
                 db.execute(
-                    "UPDATE searches SET outcome = 'found', ended_at = ?, found_round = ?, found_rank = ? "
+                    "UPDATE {table} SET outcome = 'found', ended_at = ?, found_round = ?, found_rank = ? "
                     "WHERE id = ?",
                     (now, rounds, rank, open_id),
                 )
 
     def feedback(self, conversation_id: str, helpful: bool) -> bool:
         """The answer to "was this helpful?" for the conversation's latest found search (False: none found)."""
-        with self._lock, self._transaction() as db:
+        key = conversation_key(conversation_id)
+        with self.database.transaction() as db:
+            db.lock_conversation(key)
             row = db.execute(
-                "SELECT id FROM searches WHERE conversation = ? AND outcome = 'found' ORDER BY id DESC LIMIT 1",
-                (conversation_key(conversation_id),),
+                "SELECT id FROM {table} WHERE conversation = ? AND outcome = 'found' "
+                "ORDER BY id DESC LIMIT 1{for_update}",
+                (key,),
             ).fetchone()
             if row is None:
                 return False
-            db.execute("UPDATE searches SET helpful = ? WHERE id = ?", (int(helpful), row[0]))
+            db.execute("UPDATE {table} SET helpful = ? WHERE id = ?", (int(helpful), row[0]))
             return True
 
     def close_idle(self) -> int:
         """Ends every open search idle for ``abandon_after_s``: ``none_of_these`` when its last action was a
         rejection, else ``abandoned``. Returns how many were ended."""
         cutoff = self.clock() - self.abandon_after_s
-        with self._lock, self._transaction() as db:
+        with self.database.transaction() as db:
             ended = db.execute(
-                "UPDATE searches SET outcome = CASE WHEN last_action = 'rejected' THEN 'none_of_these' "
+                "UPDATE {table} SET outcome = CASE WHEN last_action = 'rejected' THEN 'none_of_these' "
                 "ELSE 'abandoned' END, ended_at = last_at WHERE outcome IS NULL AND last_at < ?",
                 (cutoff,),
             ).rowcount
@@ -191,18 +171,18 @@ class OutcomeLog:
         if self.retention_days <= 0:
             return 0
         cutoff = self.clock() - self.retention_days * 86400
-        with self._lock, self._transaction() as db:
-            return int(db.execute("DELETE FROM searches WHERE started_at < ?", (cutoff,)).rowcount)
+        with self.database.transaction() as db:
+            return int(db.execute("DELETE FROM {table} WHERE started_at < ?", (cutoff,)).rowcount)
 
     # --- reading ------------------------------------------------------------------------------------
     def searches(self, since: float | None = None) -> list[SearchOutcome]:
         """Every search that started at or after ``since`` (unix seconds), idle ones ended first."""
         self.close_idle()
         self.purge()
-        with self._lock:
-            rows = self._db.execute(
+        with self.database.reading() as db:
+            rows = db.execute(
                 "SELECT frontend, questioner, started_at, last_at, last_action, rounds, rejections, outcome, "
-                "ended_at, found_round, found_rank, helpful FROM searches WHERE started_at >= ? ORDER BY id",
+                "ended_at, found_round, found_rank, helpful FROM {table} WHERE started_at >= ? ORDER BY id",
                 (since or 0.0,),
             ).fetchall()
         fields = list(SearchOutcome.model_fields)
@@ -214,58 +194,41 @@ class OutcomeLog:
         ]
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self.database.close()
 
     # --- helpers ------------------------------------------------------------------------------------
-    def _transaction(self):
-        return _Transaction(self._db)
-
     @staticmethod
     def _open(
-        db: sqlite3.Connection, key: str, conversation_id: str, questioner: str, now: float, rounds: int
+        db: OutcomeSession, key: str, conversation_id: str, questioner: str, now: float, rounds: int
     ) -> int:
-        cursor = db.execute(
-            "INSERT INTO searches (conversation, frontend, questioner, started_at, last_at, last_action, rounds) "
-            "VALUES (?, ?, ?, ?, ?, 'started', ?)",
+        row = db.execute(
+            "INSERT INTO {table} (conversation, frontend, questioner, started_at, last_at, last_action, rounds) "
+            "VALUES (?, ?, ?, ?, ?, 'started', ?) RETURNING id",
             (key, frontend_of(conversation_id), questioner, now, now, rounds),
-        )
-        return int(cursor.lastrowid or 0)
+        ).fetchall()  # all of it: SQLite commits only once every statement has finished
+        return int(row[0][0])
 
     @staticmethod
-    def _resume(db: sqlite3.Connection, key: str, action: str) -> int | None:
+    def _resume(db: OutcomeSession, key: str, action: str) -> int | None:
         """The conversation's latest search, when this turn continues it: a person back after the idle
         timeout (its abandonment was provisional: it is open again), or a second pick in a found search
         (the later pick counts)."""
         last = db.execute(
-            "SELECT id, outcome FROM searches WHERE conversation = ? ORDER BY id DESC LIMIT 1", (key,)
+            "SELECT id, outcome FROM {table} WHERE conversation = ? ORDER BY id DESC LIMIT 1{for_update}",
+            (key,),
         ).fetchone()
         if last is None:
             return None
         if last[1] in ("abandoned", "none_of_these"):
-            db.execute("UPDATE searches SET outcome = NULL, ended_at = NULL WHERE id = ?", (last[0],))
+            db.execute("UPDATE {table} SET outcome = NULL, ended_at = NULL WHERE id = ?", (last[0],))
             return int(last[0])
         if last[1] == "found" and action == "chosen":
             return int(last[0])
         return None
 
     @staticmethod
-    def _end(db: sqlite3.Connection, search_id: int, outcome: Outcome, now: float) -> None:
-        db.execute("UPDATE searches SET outcome = ?, ended_at = ? WHERE id = ?", (outcome, now, search_id))
-
-
-class _Transaction:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on error) on an autocommit connection."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-
-    def __enter__(self) -> sqlite3.Connection:
-        self.db.execute("BEGIN IMMEDIATE")
-        return self.db
-
-    def __exit__(self, kind, *exc) -> None:
-        self.db.execute("ROLLBACK" if kind else "COMMIT")
+    def _end(db: OutcomeSession, search_id: int, outcome: Outcome, now: float) -> None:
+        db.execute("UPDATE {table} SET outcome = ?, ended_at = ? WHERE id = ?", (outcome, now, search_id))
 
 
 # --- the figures ``chatir stats`` prints ----------------------------------------------------------------

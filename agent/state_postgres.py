@@ -63,16 +63,28 @@ def describe_url(url: str) -> str:
     return f"{parts.get('user') or ''}@{host}:{parts.get('port') or 5432}/{parts.get('dbname') or ''}"
 
 
-class PostgresConversationStore:
-    """PostgreSQL-backed store of :class:`ConversationState`, safe across threads, processes and machines."""
+class PostgresConnections:
+    """A psycopg pool to one database, checked before each loan, with the one-sentence outage error.
 
-    def __init__(self, url: str, *, max_connections: int = 8, connect_timeout_s: float = 10.0) -> None:
+    Shared by the conversation store and the outcome log (:mod:`agent.outcome_db`). ``purpose`` names the
+    database in messages (``the conversation-state database``); the URL's password never appears in them.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        purpose: str = "the conversation-state database",
+        name: str = "chatir-state",
+        max_connections: int = 8,
+        connect_timeout_s: float = 10.0,
+    ) -> None:
         from psycopg_pool import ConnectionPool
 
         self.url = url
-        self._where = describe_url(url)
+        self.purpose = purpose
+        self.where = describe_url(url)
         self._connect_timeout = max(1, round(connect_timeout_s))
-        self._recovered: set[str] = set()
         self._pool = ConnectionPool(
             url,
             min_size=1,
@@ -81,26 +93,23 @@ class PostgresConversationStore:
             check=ConnectionPool.check_connection,
             timeout=connect_timeout_s,
             open=False,
-            name="chatir-state",
+            name=name,
         )
         try:
             self._pool.open(wait=True, timeout=connect_timeout_s)
         except Exception as error:  # PoolTimeout, OperationalError: one message for people
             self._pool.close()
-            raise self._unavailable(error) from error
-        with self._transaction() as db:
-            db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-            db.execute(_SCHEMA)
+            raise self.unavailable(error) from error
 
-    def _unavailable(self, error: BaseException) -> StateStoreUnavailableError:
+    def unavailable(self, error: BaseException) -> StateStoreUnavailableError:
         detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         return StateStoreUnavailableError(
-            f"the conversation-state database {self._where} cannot be reached ({detail}); check CHATIR_STATE_URL "
+            f"{self.purpose} {self.where} cannot be reached ({detail}); check CHATIR_STATE_URL "
             "and that PostgreSQL is running. Nothing was recorded: please try again."
         )
 
     @contextmanager
-    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
         import psycopg
         from psycopg_pool import PoolTimeout
 
@@ -114,11 +123,11 @@ class PostgresConversationStore:
             try:
                 connection = psycopg.connect(self.url, autocommit=True, connect_timeout=self._connect_timeout)
             except psycopg.OperationalError as error:
-                raise self._unavailable(error) from error
+                raise self.unavailable(error) from error
         try:
             yield connection
         except psycopg.OperationalError as error:
-            raise self._unavailable(error) from error
+            raise self.unavailable(error) from error
         finally:
             if pooled:
                 self._pool.putconn(connection)
@@ -126,9 +135,32 @@ class PostgresConversationStore:
                 connection.close()
 
     @contextmanager
-    def _transaction(self) -> Iterator[psycopg.Connection[Any]]:
-        with self._connection() as connection, connection.transaction():
+    def transaction(self) -> Iterator[psycopg.Connection[Any]]:
+        with self.connection() as connection, connection.transaction():
             yield connection
+
+    def create_schema(self, schema: str) -> None:
+        """Run ``schema`` (``CREATE ... IF NOT EXISTS``) once, under an advisory lock: replicas start together."""
+        with self.transaction() as db:
+            db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+            db.execute(schema)
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+class PostgresConversationStore:
+    """PostgreSQL-backed store of :class:`ConversationState`, safe across threads, processes and machines."""
+
+    def __init__(self, url: str, *, max_connections: int = 8, connect_timeout_s: float = 10.0) -> None:
+        self.url = url
+        self._recovered: set[str] = set()
+        self._db = PostgresConnections(
+            url, max_connections=max_connections, connect_timeout_s=connect_timeout_s
+        )
+        self._connection = self._db.connection
+        self._transaction = self._db.transaction
+        self._db.create_schema(_SCHEMA)
 
     def get(self, conversation_id: str) -> ConversationState | None:
         """The stored state, or None; a damaged row is set aside (see :meth:`take_recovered`)."""
@@ -202,7 +234,7 @@ class PostgresConversationStore:
             return [r[0] for r in db.execute(f"SELECT id FROM {CONVERSATIONS} ORDER BY updated_at, id")]
 
     def close(self) -> None:
-        self._pool.close()
+        self._db.close()
 
     def __enter__(self) -> Self:
         return self

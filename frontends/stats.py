@@ -96,16 +96,18 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """How searches ended: success rate, turns and rank at success, per front-end and questioner."""
         from agent.outcomes import OutcomeLog, summaries
+        from agent.state_backends import open_outcome_database, postgres_url
         from chatir.settings import get_settings
 
         settings = get_settings()
         start = parse_since(since)
-        if not settings.outcomes_db.exists():
+        if postgres_url(settings) is None and not settings.outcomes_db.exists():
             raise ChatIRError(
                 f"no outcome log at {settings.outcomes_db}: nothing was recorded yet under this CHATIR_HOME "
                 "(or CHATIR_OUTCOME_RETENTION_DAYS is 0)"
             )
-        log = OutcomeLog(settings.outcomes_db, retention_days=settings.outcome_retention_days)
+        # with CHATIR_STATE_URL=postgresql://..., the log every replica shares
+        log = OutcomeLog(open_outcome_database(settings), retention_days=settings.outcome_retention_days)
         try:
             rows = summaries(log.searches(since=start))
         finally:

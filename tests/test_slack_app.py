@@ -629,3 +629,10 @@ def test_http_replicas_share_conversations_and_processed_events(settings, slack,
     assert "round 1" in json.dumps(second.args["blocks"]) and question_of(second) != question_of(first)
     time.sleep(0.5)
     assert len(turn_updates(slack, 2)) == 2  # two turns in all: the retried mention was not answered again
+    # and one search in the outcome log they share (started on one replica, answered on the other)
+    from agent.outcome_db import PostgresOutcomeDatabase
+    from agent.outcomes import OutcomeLog
+
+    log = OutcomeLog(PostgresOutcomeDatabase(postgres_url))
+    assert [(s.frontend, s.rounds, s.last_action) for s in log.searches()] == [("slack", 1, "answered")]
+    log.close()

@@ -10,6 +10,7 @@ the bot D_U1 (U2's: D_U2). Images: two public, three from #general, three from #
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from pathlib import Path
 from urllib.parse import urlencode
@@ -404,3 +405,24 @@ def test_a_pick_in_a_channel_thread_asks_was_this_helpful_too(settings, slack):
     assert [(s.frontend, s.outcome, s.found_round, s.found_rank, s.helpful) for s in log.searches()] == [
         ("slack", "found", 0, 3, False)
     ]
+
+
+def test_feedback_is_thanked_even_when_the_outcome_log_fails(settings, slack):
+    """The log's table gone behind its back (as a database outage would fail it): the thank-you still comes."""
+    app = make_app(settings)
+    mention(app, "a picture", ts="1700008000.000100")
+    first = turn_updates(slack, 1)[0]
+    send_action(
+        app,
+        action_id=f"{THIS_ONE}_1",
+        value=shown_ids(first)[0],
+        channel="C_GENERAL",
+        message_ts=first.args["ts"],
+        thread_ts="1700008000.000100",
+    )
+    found = slack.wait_for("chat.update", where=lambda c: "Found it" in c.args.get("text", ""))[0]
+    with sqlite3.connect(settings.outcomes_db) as db:
+        db.execute("DROP TABLE searches")
+    click_in_message(app, f"{HELPFUL}_yes", "yes", message={**found.args, "thread_ts": "1700008000.000100"})
+    thanked = slack.wait_for("chat.update", where=lambda c: "feedback" in c.args.get("text", ""))
+    assert thanked

@@ -136,7 +136,10 @@ class SlackConversations:
         ``message`` (the action's message) replaced by a thank-you line."""
         recorded = False
         if self.engine.outcomes is not None:
-            recorded = self.engine.outcomes.feedback(place.conversation_id, helpful)
+            try:
+                recorded = self.engine.outcomes.feedback(place.conversation_id, helpful)
+            except Exception:  # a failing log (its database down) never costs the person a reply
+                logger.exception("could not record the feedback of %s", place.conversation_id)
         if message.get("ts"):
             blocks = thanked_blocks(message.get("blocks") or [], helpful)
             client.chat_update(
