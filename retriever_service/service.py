@@ -529,7 +529,7 @@ def _apply_text_fastpath(model: Any, settings: Settings) -> None:
     """The faithful fast CPU text encoder (``CHATIR_TEXT_FASTPATH``, :mod:`retriever_service.models.fastpath`)."""
     from retriever_service.models.fastpath import apply_text_fastpath
 
-    apply_text_fastpath(model, settings.text_fastpath)
+    apply_text_fastpath(model, settings.text_fastpath, cache_dir=settings.home / "cache" / "onnx")
 
 
 def _text_batcher(settings: Settings, model: Any, lock: threading.RLock) -> Any:

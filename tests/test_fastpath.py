@@ -167,3 +167,32 @@ def test_fixed_dialog_evaluation_ranks_are_unchanged_by_the_onnx_path(tiny_model
         )
     assert ranks["fp32"].shape == (30, 6) and len(np.unique(ranks["fp32"])) > 10
     np.testing.assert_array_equal(ranks["onnx"], ranks["fp32"])
+
+
+@pytest.mark.skipif(not onnx_available(), reason="onnxruntime is not installed")
+def test_the_onnx_export_is_cached_by_weights_and_reused(tiny_blip_dir, tmp_path, monkeypatch):
+    """A second start of the same model reads the export from the cache (no export runs); other weights get
+    their own file; the cached path gives the torch path's embeddings."""
+    from retriever_service.models import load_model, onnx_text
+
+    texts = ["a red star on a blue background", "two green circles, is it dark? no"]
+    first = load_model(str(tiny_blip_dir), device="cpu")
+    fp32 = first.encode_texts(texts)
+    onnx_text.install_onnx_text(first, tmp_path)
+    assert len(list(tmp_path.glob("text-*.onnx"))) == 1
+
+    def no_export(model):
+        raise AssertionError("exported again although the cache holds this model")
+
+    monkeypatch.setattr(onnx_text, "export_text_onnx", no_export)
+    second = load_model(str(tiny_blip_dir), device="cpu")
+    onnx_text.install_onnx_text(second, tmp_path)
+    np.testing.assert_allclose(second.encode_texts(texts), fp32, atol=1e-5)
+
+    monkeypatch.undo()
+    other = load_model(str(tiny_blip_dir), device="cpu")
+    with torch.no_grad():
+        other.model.text_proj.weight.mul_(1.5)
+    assert onnx_text.export_key(other) != onnx_text.export_key(first)
+    onnx_text.install_onnx_text(other, tmp_path)
+    assert len(list(tmp_path.glob("text-*.onnx"))) == 2

@@ -21,6 +21,7 @@ import logging
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -96,13 +97,17 @@ def probe_cosines(reference: np.ndarray, candidate: np.ndarray) -> np.ndarray:
 
 
 def apply_text_fastpath(
-    model: RetrievalModel, mode: FastPath = "auto", probes: tuple[str, ...] = PROBE_TEXTS
+    model: RetrievalModel,
+    mode: FastPath = "auto",
+    probes: tuple[str, ...] = PROBE_TEXTS,
+    cache_dir: Path | None = None,
 ) -> FastPathReport:
     """Switch ``model``'s text encoder to a faster CPU path when ``mode`` asks for it.
 
     ``auto`` tries ONNX Runtime (fp32, when installed), then dynamic int8, and keeps the first whose every probe
     embedding has cosine >= :data:`MIN_COSINE` to fp32; ``onnx`` / ``int8`` force one (opt-in, unchecked);
-    ``fp32`` changes nothing. Only CPU fp32 models change. The chosen path is recorded as ``model.text_path``."""
+    ``fp32`` changes nothing. Only CPU fp32 models change. The chosen path is recorded as ``model.text_path``.
+    ``cache_dir``: where the ONNX export is kept between starts."""
     if mode == "fp32":
         return _keep(model, None, "CHATIR_TEXT_FASTPATH=fp32")
     if model.device.type != "cpu" or model.dtype != torch.float32:
@@ -112,7 +117,7 @@ def apply_text_fastpath(
     worst: float | None = None
     reasons: list[str] = []
     for path in ("onnx", "int8") if mode == "auto" else (mode,):
-        undo, why_not = _install(model, path)
+        undo, why_not = _install(model, path, cache_dir)
         if undo is None:
             reasons.append(why_not)
             continue
@@ -127,7 +132,9 @@ def apply_text_fastpath(
     return _keep(model, worst, "; ".join(reasons))
 
 
-def _install(model: RetrievalModel, path: str) -> tuple[Callable[[], None] | None, str]:
+def _install(
+    model: RetrievalModel, path: str, cache_dir: Path | None = None
+) -> tuple[Callable[[], None] | None, str]:
     """Put ``path`` in place; (a function that undoes it, or None and why it is not available)."""
     if path == "onnx":
         from retriever_service.models.onnx_text import install_onnx_text, onnx_available
@@ -135,7 +142,7 @@ def _install(model: RetrievalModel, path: str) -> tuple[Callable[[], None] | Non
         if not onnx_available():
             return None, "onnxruntime is not installed"
         try:
-            return install_onnx_text(model), ""
+            return install_onnx_text(model, cache_dir), ""
         except Exception as error:  # noqa: BLE001 -- an architecture the exporter cannot trace: stay on torch
             log.warning("the text encoder could not be exported to ONNX: %s", error)
             return None, f"ONNX export failed ({type(error).__name__})"
