@@ -171,7 +171,7 @@ def test_from_thread_start_to_a_recorded_outcome(settings, slack, retriever):
     title = slack.wait_for("assistant.threads.setTitle")[0].args
     assert title == {**title, "channel_id": "D_U1", "thread_ts": THREAD, "title": "a bright orange picture"}
     status = slack.wait_for("assistant.threads.setStatus")[0].args
-    assert status["status"] == "Searching 8 images…" and status["thread_ts"] == THREAD
+    assert status["status"] == "Searching the images you may see…" and status["thread_ts"] == THREAD
     assert first.args["thread_ts"] == THREAD
     ids = shown_ids(first)
     assert ids and {groups[i] for i in ids} <= {PUBLIC, "C_GENERAL"}

@@ -14,7 +14,7 @@ from agent.engine import ConversationEngine
 from chatir.errors import ChatIRError
 from chatir.settings import Settings
 from frontends.slack.access import MembershipCache
-from frontends.slack.assistant import ImageCount, SlackAssistant
+from frontends.slack.assistant import SlackAssistant
 from frontends.slack.assistant_threads import AssistantThreads
 from frontends.slack.conversation import SlackConversations
 from frontends.slack.http_guard import EventLog, open_event_log
@@ -71,7 +71,6 @@ def create_slack_app(
         conversations,
         AssistantThreads(settings.home / "slack" / "assistant.sqlite"),
         bank=settings.question_bank,
-        count_images=ImageCount(retriever.ready),
     )
     register_all(app, SlackDeps(conversations=conversations, indexer=indexer, assistant=assistant))
     return app

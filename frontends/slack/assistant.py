@@ -6,9 +6,10 @@ the channel flow, in a thread of the person's DM with the bot.
   it becomes the default scope of the *next* search, always intersected with the channels the person is a
   member of (:func:`frontends.slack.access.assistant_scope`); a search under way keeps the scope it started
   with (the engine's rule);
-- a message: the title is set from the first description, the status says "Searching N images…" while the
-  turn runs, and the reply carries the usual matches and buttons plus which channel was searched and the one
-  button that widens (all my channels) or narrows (only the channel I'm viewing) it.
+- a message: the title is set from the first description, the status says "Searching the images you may
+  see…" while the turn runs (no count: the index's size would tell of channels the person is not in), and the
+  reply carries the usual matches and buttons plus which channel was searched and the one button that widens
+  (all my channels) or narrows (only the channel I'm viewing) it.
 
 A message in a DM thread the panel never opened (a workspace without the feature, or an ordinary DM thread)
 is handled exactly as before: :meth:`SlackConversations.message`, DM scope, "Searching…" message.
@@ -17,8 +18,6 @@ is handled exactly as before: :meth:`SlackConversations.message`, DM scope, "Sea
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -47,31 +46,9 @@ GREETING = (
 StatusSetter = Callable[[str], Any]
 
 
-class ImageCount:
-    """How many images the index holds (the service's ``/readyz``), asked at most once a minute."""
-
-    def __init__(self, ask: Callable[[], dict[str, Any]], ttl_s: float = 60.0) -> None:
-        self._ask = ask
-        self._ttl_s = ttl_s
-        self._value: tuple[float, int | None] | None = None
-        self._lock = threading.Lock()
-
-    def __call__(self) -> int | None:
-        with self._lock:
-            if self._value is not None and time.monotonic() - self._value[0] < self._ttl_s:
-                return self._value[1]
-        try:
-            count: int | None = int(self._ask()["images"])
-        except Exception as error:  # noqa: BLE001 - only the status line's number is lost
-            logger.info("image count unavailable: %s", error)
-            count = None
-        with self._lock:
-            self._value = (time.monotonic(), count)
-        return count
-
-
-def status_text(count: int | None) -> str:
-    return f"Searching {count:,} images…" if count else "Searching images…"
+STATUS = "Searching the images you may see…"
+"""The panel's status line while a turn runs. It names no number: the index's size counts images in channels the
+person is not in, and a scoped count would cost a second query per turn."""
 
 
 def scope_label(scope: SearchScope) -> str:
@@ -93,12 +70,10 @@ class SlackAssistant:
         threads: AssistantThreads,
         *,
         bank: str = "generic",
-        count_images: Callable[[], int | None] = lambda: None,
     ) -> None:
         self.conversations = conversations
         self.threads = threads
         self.bank = bank
-        self.count_images = count_images
         conversations.panel = self.panel_turn  # buttons in panel threads get the panel's turns too
 
     @property
@@ -234,7 +209,7 @@ class SlackAssistant:
                     channel_id=place.channel, thread_ts=place.thread_ts or "", status=status
                 )
 
-        _quietly(set_status, status_text(self.count_images()))
+        _quietly(set_status, STATUS)
         result, error = self.conversations.run_turn(place, run)
         if result is None:
             client.chat_postMessage(channel=place.channel, thread_ts=place.thread_ts, text=error)
