@@ -257,6 +257,14 @@ def _service_holds_store(settings: Settings) -> bool:
 
 
 def _index_via_service(settings: Settings, request: IndexRequest) -> IndexJob:
+    return run_service_job(
+        settings, "/v1/index", request.model_dump(mode="json"), desc="indexing (service)", unit="file"
+    )
+
+
+def run_service_job(settings: Settings, path: str, body: dict[str, Any], *, desc: str, unit: str) -> IndexJob:
+    """POST a job to the running service (``/v1/index``, ``/v1/reindex``) and follow it with a progress bar
+    until it is done or failed."""
     import httpx
     from tqdm import tqdm
 
@@ -264,10 +272,10 @@ def _index_via_service(settings: Settings, request: IndexRequest) -> IndexJob:
 
     try:
         with _client(settings) as client:
-            response = _request(client, settings, "POST", "/v1/index", json=request.model_dump(mode="json"))
+            response = _request(client, settings, "POST", path, json=body)
             _raise_for_error(response, settings)
             job = IndexJob.model_validate(response.json())
-            with tqdm(desc="indexing (service)", unit="file") as bar:
+            with tqdm(desc=desc, unit=unit) as bar:
                 while job.state not in ("done", "failed"):
                     time.sleep(0.5)
                     response = client.get(f"/v1/index/jobs/{job.id}")

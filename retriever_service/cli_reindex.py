@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from chatir.errors import ChatIRError, ServiceUnavailableError
+from chatir.errors import ChatIRError
 
 if TYPE_CHECKING:
     from chatir.settings import Settings
@@ -154,30 +154,11 @@ def _wait_for_service_model(settings: Settings, model_id: str, timeout_s: float 
 
 
 def _reindex_via_service(settings: Settings, model: str, drop_old: bool) -> Any:
-    import httpx
-    from tqdm import tqdm
-
-    from chatir.schemas import IndexJob, ReindexRequest
+    from chatir.schemas import ReindexRequest
     from retriever_service import cli
 
     body = ReindexRequest(model=model, drop_old=drop_old).model_dump(mode="json")
-    try:
-        with cli._client(settings) as client:
-            response = cli._request(client, settings, "POST", "/v1/reindex", json=body)
-            cli._raise_for_error(response, settings)
-            job = IndexJob.model_validate(response.json())
-            with tqdm(desc="reindex (service)", unit="image") as bar:
-                while job.state not in ("done", "failed"):
-                    time.sleep(0.5)
-                    response = client.get(f"/v1/index/jobs/{job.id}")
-                    cli._raise_for_error(response, settings)
-                    job = IndexJob.model_validate(response.json())
-                    bar.total = job.total or None
-                    bar.n = job.done
-                    bar.refresh()
-    except httpx.HTTPError as error:
-        raise ServiceUnavailableError(f"Lost the service at {settings.service_url}: {error}") from error
-    return job
+    return cli.run_service_job(settings, "/v1/reindex", body, desc="reindex (service)", unit="image")
 
 
 def _print_missing(missing: list[dict[str, str]]) -> None:
