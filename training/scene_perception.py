@@ -223,7 +223,7 @@ def train_perception(out: Path, recipe: PerceptionRecipe, *, resume: bool = True
         step += 1
         elapsed = time.perf_counter() - started
         if step % recipe.log_every == 0:
-            record = {"step": step, "minutes": round(elapsed / 60, 2), "loss": round(float(loss), 4)}
+            record = {"step": step, "minutes": round(elapsed / 60, 2), "loss": round(float(loss.detach()), 4)}
             if step % recipe.val_every == 0:
                 record["val"] = {k: round(v, 4) for k, v in evaluate(model, val_images, val_scenes).items()}
             log.write(json.dumps(record) + "\n")

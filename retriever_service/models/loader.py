@@ -196,6 +196,9 @@ def load_model(
     """
     from transformers import AutoConfig
 
+    from retriever_service.models import scene_code
+
+    scene_code.register()  # the starter's own vision tower type, for any dual encoder that uses it
     settings = settings or get_settings()
     name = os.fspath(name_or_path)
     source, local_only = resolve_source(name, settings)

@@ -49,11 +49,12 @@ class StarterError(ChatIRError):
 
 
 class VisionSpec(BaseModel):
-    """The vision tower: a small ViT (``CLIPVisionConfig``) or ConvNeXt (``ConvNextConfig``)."""
+    """The vision tower: a small ViT (``CLIPVisionConfig``), a ConvNeXt (``ConvNextConfig``) or the scene-code
+    network (:mod:`retriever_service.models.scene_code`, whose vocabulary and attribute code are ``layout``)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["vit", "convnext"] = "vit"
+    kind: Literal["vit", "convnext", "scene_code"] = "vit"
     image_size: int = 64
     patch_size: int = 8
     # vit
@@ -64,9 +65,18 @@ class VisionSpec(BaseModel):
     # convnext
     hidden_sizes: tuple[int, ...] = (32, 64, 128, 256)
     depths: tuple[int, ...] = (1, 1, 2, 1)
+    # scene_code: widths are ``hidden_sizes``; layout = SceneCodeConfig's vocabulary and attribute names
+    layout: dict[str, Any] | None = None
 
     def config(self):
         from transformers import CLIPVisionConfig, ConvNextConfig
+
+        if self.kind == "scene_code":
+            from retriever_service.models.scene_code import SceneCodeConfig
+
+            if not self.layout:
+                raise StarterError("a scene-code vision tower needs its layout (vocabulary and attribute names)")
+            return SceneCodeConfig(image_size=self.image_size, widths=self.hidden_sizes, **self.layout)
 
         if self.kind == "convnext":
             # the dual encoder reads ``hidden_size`` (the width of the pooled output) from any vision config
