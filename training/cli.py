@@ -150,13 +150,20 @@ def starter_build(
     ] = 1,
     size: Annotated[
         str,
-        typer.Option(
-            help="full (the shipped recipe), quick (the joint recipe in ~20 CPU minutes) or tiny (a smoke run)."
-        ),
+        typer.Option(help="full (the shipped recipe), quick (about 20 CPU minutes) or tiny (a smoke run)."),
     ] = "full",
     recipe: Annotated[
-        str, typer.Option(help="joint (starter v2, the shipped one) or staged (the first starter's).")
-    ] = "joint",
+        str,
+        typer.Option(
+            help="scene-code (starter v4, the shipped one), joint (starter v2) or staged (the first starter's)."
+        ),
+    ] = "scene-code",
+    init_text: Annotated[
+        Path | None,
+        typer.Option(
+            help="scene-code recipe: a trained starter file whose text side the text run starts from."
+        ),
+    ] = None,
     device: Annotated[str, typer.Option(help="joint recipe: auto, cpu, cuda or cuda:N.")] = "auto",
     workers: Annotated[
         int | None, typer.Option(min=0, help="joint recipe: processes drawing batches (default: cores - 1).")
@@ -166,14 +173,18 @@ def starter_build(
     from chatir.settings import get_settings
     from retriever_service.models.starter import STARTER_WEIGHTS_DIR, ensure_starter_model
     from training.starter import build_starter
-    from training.starter_spec import StarterSpec
+    from training.starter_spec import StarterSpec, scene_code_recipe, scene_code_tiny
 
     settings = get_settings()
     if size not in ("full", "quick", "tiny"):
         raise ChatIRError(f"--size must be full, quick or tiny, not {size!r}")
-    if recipe not in ("joint", "staged"):
-        raise ChatIRError(f"--recipe must be joint or staged, not {recipe!r}")
-    if recipe == "joint":
+    if recipe not in ("scene-code", "joint", "staged"):
+        raise ChatIRError(f"--recipe must be scene-code, joint or staged, not {recipe!r}")
+    if init_text is not None and not init_text.is_file():
+        raise ChatIRError(f"--init-text {init_text} is not a file")
+    if recipe == "scene-code":
+        spec = scene_code_recipe(quick=size == "quick") if size != "tiny" else scene_code_tiny()
+    elif recipe == "joint":
         spec = StarterSpec.joint_recipe(quick=size == "quick") if size != "tiny" else StarterSpec.joint_tiny()
     else:
         spec = StarterSpec() if size != "tiny" else StarterSpec.tiny()
@@ -187,6 +198,7 @@ def starter_build(
         threads=threads,
         device=device,
         workers=workers,
+        init_text=init_text,
     )
     total = sum(result.seconds.values())
     typer.echo(

@@ -14,7 +14,7 @@ Texts come from :func:`training.world_stream.sample_example` (partial dialogs wi
 ``OUT/log.jsonl`` with validation: the loss on held-out dialogs and Hits@10 per round when the held-out
 pictures are represented by their true codes (what the text side alone can reach).
 
-    python -m training.code_text OUT --minutes 70 [--init-weights trained.safetensors] [--threads 1]
+Run by ``chatir starter build --recipe scene-code`` (:func:`training.starter.build_starter`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-import typer
 from pydantic import BaseModel, ConfigDict, Field
 
 from training.joint import attribute_prior_logits, encode_by_length
@@ -72,7 +71,9 @@ def text_model(text_layers: int = 6):
     from retriever_service.models.starter import StarterArchitecture, VisionSpec, new_starter_model
 
     spec = StarterArchitecture(
-        vision=VisionSpec(kind="vit", hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2),
+        vision=VisionSpec(
+            kind="vit", hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2
+        ),
         text_layers=text_layers,
         projection_dim=len(attribute_names()),
         max_text_tokens=128,
@@ -98,7 +99,8 @@ class _Validation:
     def __init__(self, recipe: TextRecipe) -> None:
         seed = split_seed(recipe.world_seed, "val")
         self.dialogs = [dialog_for(seed, i) for i in range(recipe.val_dialogs)]
-        self.truth = torch.from_numpy(np.stack([scene_attributes(sample_scene(seed, i)) for i in range(recipe.val_dialogs)]))
+        truth = [scene_attributes(sample_scene(seed, i)) for i in range(recipe.val_dialogs)]
+        self.truth = torch.from_numpy(np.stack(truth))
         # the gallery: the dialogs' own targets and 1,700 more held-out scenes, as their true codes
         more = [scene_attributes(sample_scene(seed, i)) for i in range(recipe.val_dialogs, 2000)]
         self.gallery = torch.cat([self.truth, torch.from_numpy(np.stack(more))]) * 2 - 1
@@ -146,10 +148,25 @@ def trained_state(model, trained_layers: int) -> dict[str, torch.Tensor]:
     }
 
 
-def train_text(out: Path, recipe: TextRecipe, *, init_weights: Path | None = None, resume: bool = True) -> Path:
-    """Train (or resume) the text side into ``out``; returns ``out / "text.safetensors"``."""
+def train_text(
+    out: Path,
+    recipe: TextRecipe,
+    *,
+    init_weights: Path | None = None,
+    resume: bool = True,
+    threads: int | None = None,
+) -> Path:
+    """Train (or resume) the text side into ``out``; returns ``out / "text.safetensors"`` (at once if already
+    trained)."""
     from safetensors.torch import load_file, save_file
 
+    from training.scene_perception import finished
+
+    out = Path(out)
+    if resume and finished(out, "text.safetensors"):
+        return out / "text.safetensors"
+    if threads:
+        torch.set_num_threads(threads)
     out.mkdir(parents=True, exist_ok=True)
     (out / "recipe.json").write_text(recipe.model_dump_json(indent=1))
     torch.manual_seed(recipe.seed)
@@ -225,7 +242,11 @@ def train_text(out: Path, recipe: TextRecipe, *, init_weights: Path | None = Non
         window.append(float(loss.detach()))
         elapsed = time.perf_counter() - started
         if step % recipe.log_every == 0:
-            record = {"step": step, "minutes": round(elapsed / 60, 2), "loss": round(sum(window) / len(window), 4)}
+            record = {
+                "step": step,
+                "minutes": round(elapsed / 60, 2),
+                "loss": round(sum(window) / len(window), 4),
+            }
             window.clear()
             if step % recipe.val_every == 0:
                 record["val"] = validation.run(model, prior)
@@ -247,28 +268,3 @@ def train_text(out: Path, recipe: TextRecipe, *, init_weights: Path | None = Non
         metadata={"steps": str(step), "trained_text_layers": str(recipe.trained_text_layers)},
     )
     return result
-
-
-def main(
-    out: Path = typer.Argument(..., help="run folder (resumed when it holds a checkpoint)"),
-    minutes: float = typer.Option(70.0, help="time budget"),
-    threads: int = typer.Option(1, help="torch threads"),
-    init_weights: Path | None = typer.Option(None, help="a trained starter file to start the text side from"),
-    trained_text_layers: int = typer.Option(4),
-    batch_size: int = typer.Option(48),
-    val_dialogs: int = typer.Option(300),
-    val_every: int = typer.Option(100),
-) -> None:
-    torch.set_num_threads(threads)
-    recipe = TextRecipe(
-        time_budget_s=minutes * 60,
-        trained_text_layers=trained_text_layers,
-        batch_size=batch_size,
-        val_dialogs=val_dialogs,
-        val_every=val_every,
-    )
-    train_text(out, recipe, init_weights=init_weights)
-
-
-if __name__ == "__main__":
-    typer.run(main)

@@ -10,7 +10,7 @@ The run is resumable (``OUT/perception-state.pt`` every few minutes; the learnin
 steps or the time budget, whichever is further along), logs ``OUT/log.jsonl`` with validation on held-out
 scenes, and writes the tower to ``OUT/vision/`` (``save_pretrained``).
 
-    python -m training.scene_perception OUT --minutes 70 [--threads 1]
+Run by ``chatir starter build --recipe scene-code`` (:func:`training.starter.build_starter`).
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ import os
 import random
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-import typer
 from pydantic import BaseModel, ConfigDict, Field
 
 from retriever_service.models.scene_code import SceneCodeConfig, SceneCodeVisionModel
@@ -63,21 +63,25 @@ class PerceptionRecipe(BaseModel):
     seed: int = 0
 
 
-def scene_code_config(image_size: int, widths: tuple[int, ...] = (24, 48, 128), cell_hidden: int = 192) -> SceneCodeConfig:
-    """The vision tower's configuration for this world: its vocabulary and attribute code as data."""
-    return SceneCodeConfig(
-        image_size=image_size,
-        widths=widths,
+def scene_code_layout(cell_hidden: int = 192) -> dict[str, Any]:
+    """The vision tower's world-specific configuration: its vocabulary and attribute code, as data."""
+    return dict(
         cell_hidden=cell_hidden,
-        shapes=SHAPES,
-        colours=COLOURS,
-        sizes=SIZES,
-        patterns=PATTERNS,
-        positions=POSITIONS,
-        backgrounds=BACKGROUNDS,
-        backdrops=BACKDROPS,
+        shapes=list(SHAPES),
+        colours=list(COLOURS),
+        sizes=list(SIZES),
+        patterns=list(PATTERNS),
+        positions=list(POSITIONS),
+        backgrounds=list(BACKGROUNDS),
+        backdrops=list(BACKDROPS),
         max_objects=MAX_OBJECTS,
-        attribute_names=attribute_names(),
+        attribute_names=list(attribute_names()),
+    )
+
+
+def scene_code_config(recipe: PerceptionRecipe) -> SceneCodeConfig:
+    return SceneCodeConfig(
+        image_size=recipe.image_size, widths=recipe.widths, **scene_code_layout(recipe.cell_hidden)
     )
 
 
@@ -152,7 +156,9 @@ def evaluate(model: SceneCodeVisionModel, images: torch.Tensor, scenes: list[Sce
         predicted = merged[key].argmax(dim=2)
         mask = labels[key] != IGNORE
         correct = (predicted == labels[key]) | ~mask
-        result[key] = float(correct[mask].float().mean()) if key != "cell_shape" else float(correct.float().mean())
+        result[key] = (
+            float(correct[mask].float().mean()) if key != "cell_shape" else float(correct.float().mean())
+        )
         right &= correct.all(dim=1)
     for key in ("background", "backdrop"):
         correct = merged[key].argmax(dim=1) == labels[key]
@@ -176,12 +182,25 @@ def _rate(step: int, recipe: PerceptionRecipe, elapsed: float) -> float:
     return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def train_perception(out: Path, recipe: PerceptionRecipe, *, resume: bool = True) -> Path:
-    """Train (or resume) the tower into ``out``; returns ``out / "vision"``."""
+def finished(out: Path, result: str) -> bool:
+    """Whether the run in ``out`` ended (its log has a final record) and left ``result``."""
+    log = out / "log.jsonl"
+    return (out / result).exists() and log.is_file() and '"final"' in log.read_text()
+
+
+def train_perception(
+    out: Path, recipe: PerceptionRecipe, *, resume: bool = True, threads: int | None = None
+) -> Path:
+    """Train (or resume) the tower into ``out``; returns ``out / "vision"`` (at once if already trained)."""
+    out = Path(out)
+    if resume and finished(out, "vision"):
+        return out / "vision"
+    if threads:
+        torch.set_num_threads(threads)
     out.mkdir(parents=True, exist_ok=True)
     (out / "recipe.json").write_text(recipe.model_dump_json(indent=1))
     torch.manual_seed(recipe.seed)
-    model = SceneCodeVisionModel(scene_code_config(recipe.image_size, recipe.widths, recipe.cell_hidden))
+    model = SceneCodeVisionModel(scene_code_config(recipe))
     model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     step, elapsed = 0, 0.0
@@ -201,7 +220,12 @@ def train_perception(out: Path, recipe: PerceptionRecipe, *, resume: bool = True
     def save() -> None:
         tmp = state_path.with_suffix(".tmp")
         torch.save(
-            {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "elapsed": elapsed},
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "step": step,
+                "elapsed": elapsed,
+            },
             tmp,
         )
         os.replace(tmp, state_path)
@@ -233,33 +257,13 @@ def train_perception(out: Path, recipe: PerceptionRecipe, *, resume: bool = True
             save()
             last_save = time.perf_counter()
     save()
-    final = {"step": step, "minutes": round(elapsed / 60, 2), "final": evaluate(model, val_images, val_scenes)}
+    final = {
+        "step": step,
+        "minutes": round(elapsed / 60, 2),
+        "final": evaluate(model, val_images, val_scenes),
+    }
     log.write(json.dumps(final) + "\n")
     log.close()
     print(json.dumps(final), flush=True)
     model.save_pretrained(out / "vision")
     return out / "vision"
-
-
-def main(
-    out: Path = typer.Argument(..., help="run folder (resumed when it holds a checkpoint)"),
-    minutes: float = typer.Option(70.0, help="time budget"),
-    threads: int = typer.Option(1, help="torch threads"),
-    image_size: int = typer.Option(96),
-    batch_size: int = typer.Option(128),
-    val_images: int = typer.Option(1000),
-    val_every: int = typer.Option(200),
-) -> None:
-    torch.set_num_threads(threads)
-    recipe = PerceptionRecipe(
-        time_budget_s=minutes * 60,
-        image_size=image_size,
-        batch_size=batch_size,
-        val_images=val_images,
-        val_every=val_every,
-    )
-    train_perception(out, recipe)
-
-
-if __name__ == "__main__":
-    typer.run(main)

@@ -304,8 +304,12 @@ def build_starter(
     progress: bool = True,
     device: str = "auto",
     workers: int | None = None,
+    init_text: Path | None = None,
 ) -> StarterBuild:
     """Run the whole recipe (see the module docstring); resumable stage by stage.
+
+    ``init_text``: scene-code recipe only, a trained starter file (``trained.safetensors``) whose text side
+    (same MiniLM, a projection to the attribute code) the text run starts from.
 
     ``threads``: torch CPU threads. 1 by default: on a shared machine more threads than free cores make
     PyTorch several times slower (measured: 9x on 2 busy cores); use 2 on an idle 2-core machine.
@@ -322,6 +326,8 @@ def build_starter(
         raise StarterError(f"{work} holds a build with another specification; use --force to start over")
     spec_file.write_text(json.dumps(spec.model_dump(mode="json"), indent=2) + "\n")
     with torch_threads(threads):
+        if spec.recipe == "scene_code":
+            return _build_scene_code(spec, work, weights_out, init_text=init_text, progress=progress)
         if spec.recipe == "joint":
             return _build_joint(
                 spec,
@@ -389,6 +395,89 @@ def _build_joint(
         contrastive_validation={},
         dialog_validation=validation,
     )
+
+
+def _build_scene_code(
+    spec: StarterSpec, work: Path, weights_out: Path, *, init_text: Path | None, progress: bool
+) -> StarterBuild:
+    """Train the vision tower and the text side (at once, in two processes of one CPU thread each, when
+    ``parallel``), then join them in one dual encoder whose visual projection is the identity: the image
+    embedding *is* the tower's attribute code."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from training.code_text import train_text
+    from training.scene_perception import train_perception
+
+    stage = spec.scene_code
+    assert stage is not None
+    clock = time.perf_counter()
+    jobs = [
+        (train_perception, (work / "perception", stage.perception), {"threads": 1}),
+        (train_text, (work / "text", stage.text), {"init_weights": init_text, "threads": 1}),
+    ]
+    if stage.parallel:
+        if progress:
+            print(
+                f"training the vision tower and the text side at once (logs: {work}/*/log.jsonl) ...",
+                flush=True,
+            )
+        with ProcessPoolExecutor(max_workers=2, mp_context=get_context("spawn")) as pool:
+            futures = [pool.submit(job, *args, **kwargs) for job, args, kwargs in jobs]
+            vision_dir, text_file = (future.result() for future in futures)
+    else:
+        vision_dir, text_file = (job(*args, **kwargs) for job, args, kwargs in jobs)
+    seconds = {"train": time.perf_counter() - clock}
+    model = join_scene_code(spec, Path(vision_dir), Path(text_file))
+    state = model.model.state_dict()
+    names = shipped_parameter_names(sorted(state), spec)
+    validation = {
+        "vision": _final_record(work / "perception"),
+        "text": _final_record(work / "text"),
+    }
+    info = {
+        "seconds": {k: round(v, 1) for k, v in seconds.items()},
+        "dialog_validation": validation,
+        "text_started_from": str(init_text) if init_text else "all-MiniLM-L6-v2",
+        "torch": torch.__version__,
+    }
+    weights = write_shipped({name: state[name] for name in names}, weights_out, spec, info)
+    return StarterBuild(
+        work=work,
+        weights=weights,
+        contrastive_model=Path(vision_dir),
+        dialog_model=Path(text_file).parent,
+        seconds=seconds,
+        contrastive_validation=validation["vision"],
+        dialog_validation=validation["text"],
+    )
+
+
+def join_scene_code(spec: StarterSpec, vision_dir: Path, text_file: Path):
+    """One dual encoder from a trained scene-code tower and a trained text side (identity visual projection)."""
+    from safetensors.torch import load_file
+
+    model = new_starter_model(spec)
+    vision = load_file(vision_dir / "model.safetensors")
+    missing, unexpected = model.model.vision_model.load_state_dict(vision, strict=False)
+    if missing or unexpected:
+        raise StarterError(f"{vision_dir} does not fit the spec's vision tower (missing {missing[:3]})")
+    text = {name: value.float() for name, value in load_file(text_file).items()}
+    unknown = set(text) - set(model.model.state_dict())
+    if unknown:
+        raise StarterError(f"{text_file} does not fit the text tower (e.g. {sorted(unknown)[:3]})")
+    model.model.load_state_dict(text, strict=False)
+    with torch.no_grad():
+        model.model.visual_projection.weight.copy_(torch.eye(spec.projection_dim))
+    return model
+
+
+def _final_record(out: Path) -> dict[str, Any]:
+    log = out / "log.jsonl"
+    records = (
+        [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
+    )
+    return next((r["final"] for r in reversed(records) if "final" in r), {})
 
 
 def _build(

@@ -12,8 +12,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from retriever_service.models.starter import VisionSpec
+from training.code_text import TextRecipe
 from training.joint import JointStage
 from training.masking import MaskingConfig
+from training.scene_perception import PerceptionRecipe
 
 
 class ContrastiveStage(BaseModel):
@@ -54,6 +56,16 @@ class DialogStage(BaseModel):
     trained_text_layers: int = Field(2, ge=1, description="top MiniLM layers trained (+ pooler, projection)")
 
 
+class SceneCodeStage(BaseModel):
+    """The scene-code recipe: the vision tower and the text side trained apart, then joined in the code."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    perception: PerceptionRecipe = Field(default_factory=PerceptionRecipe)
+    text: TextRecipe = Field(default_factory=TextRecipe)
+    parallel: bool = Field(True, description="train both sides at once, one process (and CPU thread) each")
+
+
 class StarterSpec(BaseModel):
     """Everything that defines a starter build (saved in ``starter.json``).
 
@@ -64,7 +76,7 @@ class StarterSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    recipe: Literal["staged", "joint"] = "staged"
+    recipe: Literal["staged", "joint", "scene_code"] = "staged"
     vision: VisionSpec = Field(default_factory=VisionSpec)
     text_layers: int = Field(
         6,
@@ -82,10 +94,13 @@ class StarterSpec(BaseModel):
     contrastive: ContrastiveStage = Field(default_factory=ContrastiveStage)
     dialog: DialogStage = Field(default_factory=DialogStage)
     joint: JointStage | None = None
+    scene_code: SceneCodeStage | None = None
     seed: int = 0
 
     @property
     def trained_text_layers(self) -> int:
+        if self.recipe == "scene_code":
+            return self.text_layers  # ships every layer: the text side may start from a fine-tuned MiniLM
         return (
             self.joint.trained_text_layers
             if self.recipe == "joint" and self.joint
@@ -209,6 +224,73 @@ class StarterSpec(BaseModel):
         return spec
 
 
+def _scene_code_spec(stage: SceneCodeStage) -> StarterSpec:
+    from training.scene_perception import scene_code_layout
+    from world.attributes import attribute_names
+
+    perception = stage.perception
+    vision = VisionSpec(
+        kind="scene_code",
+        image_size=perception.image_size,
+        hidden_sizes=perception.widths,
+        layout=scene_code_layout(perception.cell_hidden),
+    )
+    return StarterSpec(
+        recipe="scene_code",
+        vision=vision,
+        projection_dim=len(attribute_names()),
+        max_text_tokens=stage.text.max_text_tokens,
+        world_seed=stage.perception.world_seed,
+        scene_code=stage,
+    )
+
+
+def scene_code_recipe(*, quick: bool = False) -> StarterSpec:
+    """Starter v4 (shipped): a convolutional vision tower that reads the scene's attribute code (60 minutes of
+    one CPU core; ``quick``: 15) and a text side that reads a dialog as evidence on every attribute (75 minutes
+    of the other core; ``quick``: 18), trained at the same time."""
+    return _scene_code_spec(
+        SceneCodeStage(
+            perception=PerceptionRecipe(time_budget_s=(15 if quick else 60) * 60),
+            text=TextRecipe(time_budget_s=(18 if quick else 75) * 60),
+        )
+    )
+
+
+def scene_code_tiny() -> StarterSpec:
+    """The scene-code recipe in seconds, for tests."""
+    from training.world_stream import StreamConfig
+
+    return _scene_code_spec(
+        SceneCodeStage(
+            perception=PerceptionRecipe(
+                image_size=32,
+                widths=(8, 16),
+                cell_hidden=16,
+                batch_size=8,
+                steps=4,
+                val_images=16,
+                val_every=2,
+                log_every=2,
+                warmup_steps=1,
+                larger_render=0.5,
+            ),
+            text=TextRecipe(
+                batch_size=4,
+                steps=3,
+                max_text_tokens=48,
+                trained_text_layers=1,
+                val_dialogs=8,
+                val_every=2,
+                log_every=1,
+                warmup_steps=1,
+                stream=StreamConfig(hard_negatives=0, max_text_tokens=48),
+            ),
+            parallel=False,
+        )
+    )
+
+
 def staged_base_spec(spec: StarterSpec) -> StarterSpec:
     """The staged recipe whose model a joint build with ``init="staged"`` starts from (same architecture; for the
     code objective, whose embedding is the attribute code, the staged model keeps its own 256-d projections)."""
@@ -223,4 +305,12 @@ def staged_base_spec(spec: StarterSpec) -> StarterSpec:
     )
 
 
-__all__ = ["ContrastiveStage", "DialogStage", "StarterSpec", "staged_base_spec"]
+__all__ = [
+    "ContrastiveStage",
+    "DialogStage",
+    "SceneCodeStage",
+    "StarterSpec",
+    "scene_code_recipe",
+    "scene_code_tiny",
+    "staged_base_spec",
+]

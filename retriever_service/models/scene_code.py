@@ -20,6 +20,7 @@ built with it saves and loads like any other.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import torch
@@ -76,7 +77,9 @@ class SceneCodeConfig(PretrainedConfig):
         self.hidden_size = len(self.attribute_names)
 
     def values(self, kind: str) -> list[str]:
-        return {"shape": self.shapes, "colour": self.colours, "size": self.sizes, "pattern": self.patterns}[kind]
+        return {"shape": self.shapes, "colour": self.colours, "size": self.sizes, "pattern": self.patterns}[
+            kind
+        ]
 
 
 def _block(inputs: int, outputs: int, stride: int) -> nn.Sequential:
@@ -130,20 +133,23 @@ class SceneCodeVisionModel(PreTrainedModel):
         self.cell_position = nn.Parameter(torch.zeros(cells, 16))
         sizes = [len(config.shapes) + 1, len(config.colours), len(config.sizes), len(config.patterns)]
         self.cell_head = nn.Sequential(
-            nn.Linear(3 * width + 16, config.cell_hidden), nn.GELU(), nn.Linear(config.cell_hidden, sum(sizes))
+            nn.Linear(3 * width + 16, config.cell_hidden),
+            nn.GELU(),
+            nn.Linear(config.cell_hidden, sum(sizes)),
         )
         self.cell_splits = sizes
         scene_sizes = [len(config.backgrounds), len(config.backdrops), 1, 1]
-        self.scene_head = nn.Sequential(nn.Linear(2 * width, 128), nn.GELU(), nn.Linear(128, sum(scene_sizes)))
+        self.scene_head = nn.Sequential(
+            nn.Linear(2 * width, 128), nn.GELU(), nn.Linear(128, sum(scene_sizes))
+        )
         self.scene_splits = scene_sizes
         catalogue = self._catalogue_names()
         index = {name: i for i, name in enumerate(catalogue)}
         unknown = [name for name in config.attribute_names if name not in index]
         if unknown:
             raise ValueError(f"the scene-code model cannot compute attributes {unknown[:5]}")
-        self.register_buffer(
-            "code_index", torch.tensor([index[n] for n in config.attribute_names], dtype=torch.long), persistent=False
-        )
+        # a plain list, not a buffer: loading builds the model on the meta device and would lose a buffer
+        self.code_index = [index[name] for name in config.attribute_names]
         self.post_init()
 
     # ------------------------------------------------------------------------------------- heads
@@ -187,7 +193,9 @@ class SceneCodeVisionModel(PreTrainedModel):
             names += [f"at+{kind}:{p}/{v}" for p in config.positions for v in config.values(kind)]
         for i, first in enumerate(OBJECT_KINDS):
             for second in OBJECT_KINDS[i + 1 :]:
-                names += [f"{first}+{second}:{x}/{y}" for x in config.values(first) for y in config.values(second)]
+                names += [
+                    f"{first}+{second}:{x}/{y}" for x in config.values(first) for y in config.values(second)
+                ]
         for kind in OBJECT_KINDS:
             names += [f"two+ {kind}:{v}" for v in config.values(kind)]
         names += [f"background:{v}" for v in config.backgrounds]
@@ -207,7 +215,9 @@ class SceneCodeVisionModel(PreTrainedModel):
             "size": logits["cell_size"].float().softmax(dim=2),
             "pattern": logits["cell_pattern"].float().softmax(dim=2),
         }
-        present = {kind: occupied.unsqueeze(2) * given[kind] for kind in OBJECT_KINDS}  # (batch, cells, values)
+        present = {
+            kind: occupied.unsqueeze(2) * given[kind] for kind in OBJECT_KINDS
+        }  # (batch, cells, values)
         batch = occupied.shape[0]
 
         def anywhere(per_cell: torch.Tensor) -> torch.Tensor:  # (batch, cells, v) -> (batch, v)
@@ -229,7 +239,8 @@ class SceneCodeVisionModel(PreTrainedModel):
         top = self.config.max_objects
         blocks.append(count_distribution(occupied, top)[:, 1 : top + 1])
         blocks.append(count_distribution(blocks[1], top)[:, 1 : top + 1])  # distinct colours
-        return torch.cat(blocks, dim=1).clamp(0.0, 1.0)[:, self.code_index]
+        every = torch.cat(blocks, dim=1).clamp(0.0, 1.0)
+        return every[:, torch.tensor(self.code_index, device=every.device)]
 
     def forward(
         self, pixel_values: torch.Tensor, return_dict: bool | None = True, **kwargs
@@ -253,14 +264,10 @@ class SceneCodeVisionModel(PreTrainedModel):
 
 def register() -> None:
     """Make ``chatir_scene_code`` known to transformers' Auto classes (idempotent)."""
-    try:
+    with contextlib.suppress(ValueError):  # already registered
         AutoConfig.register(MODEL_TYPE, SceneCodeConfig)
-    except ValueError:
-        pass  # already registered
-    try:
+    with contextlib.suppress(ValueError):
         AutoModel.register(SceneCodeConfig, SceneCodeVisionModel)
-    except ValueError:
-        pass
 
 
 register()

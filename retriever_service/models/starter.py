@@ -75,7 +75,9 @@ class VisionSpec(BaseModel):
             from retriever_service.models.scene_code import SceneCodeConfig
 
             if not self.layout:
-                raise StarterError("a scene-code vision tower needs its layout (vocabulary and attribute names)")
+                raise StarterError(
+                    "a scene-code vision tower needs its layout (vocabulary and attribute names)"
+                )
             return SceneCodeConfig(image_size=self.image_size, widths=self.hidden_sizes, **self.layout)
 
         if self.kind == "convnext":
@@ -132,6 +134,8 @@ class StarterArchitecture(BaseModel):
     def from_spec(cls, spec: dict[str, Any]) -> StarterArchitecture:
         stage = spec.get("joint") if spec.get("recipe") == "joint" else spec.get("dialog")
         trained = (stage or {}).get("trained_text_layers", 4 if spec.get("recipe") == "joint" else 2)
+        if spec.get("recipe") == "scene_code":  # ships every text layer
+            trained = spec.get("text_layers", 6)
         return cls.model_validate({**spec, "trained_text_layers": trained})
 
 
