@@ -49,8 +49,8 @@ GALLERY_EXAMPLES = (
     "a small striped triangle in the top left, dark picture",
 )
 DEFAULT_WEB_PORT = 8700
-GALLERY_IMAGE_SIZE = 64
-"""The world's native size, the one the starter model was trained on."""
+GALLERY_IMAGE_SIZE = 96
+"""The starter's input size (its vision tower reads 96 px; 64 px patterns were hard to see in the demo)."""
 DEMO_SOURCE = "demo-gallery"
 DEMO_COLLECTION = "chatir_demo"
 

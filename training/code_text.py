@@ -57,7 +57,13 @@ class TextRecipe(BaseModel):
     weight_decay: float = Field(0.01, ge=0)
     warmup_steps: int = Field(30, ge=0)
     text_chunk: int = Field(16, ge=1)
-    stream: StreamConfig = Field(default_factory=lambda: StreamConfig(hard_negatives=0))
+    stream: StreamConfig = Field(default_factory=lambda: StreamConfig(hard_negatives=2))
+    ranking_weight: float = Field(
+        0.1,
+        ge=0,
+        description="weight of the ranking loss: InfoNCE of each dialog against the true codes of the batch's "
+        "targets and near misses its dialog rules out (what makes answers such as 'no' count)",
+    )
     val_dialogs: int = Field(300, ge=8)
     val_every: int = Field(100, ge=1)
     log_every: int = Field(10, ge=1)
@@ -126,6 +132,25 @@ class _Validation:
         result["bce"] = round(sum(losses) / len(losses), 4)
         model.model.train()
         return result
+
+
+def code_text_loss(
+    vectors: torch.Tensor, codes: torch.Tensor, prior: torch.Tensor, ranking_weight: float
+) -> torch.Tensor:
+    """Binary cross-entropy of ``vectors + prior`` against the targets' attributes (``codes[:n]``), plus
+    ``ranking_weight`` x InfoNCE over the gallery ``codes`` (targets, then near misses).
+
+    The ranking logits are ``vectors . (2 code - 1) / 2``: for log-likelihood ratios that is the naive-Bayes
+    log-likelihood of the dialog for each gallery scene, up to a constant per dialog, so both losses ask for
+    the same vectors; the second gives a denied attribute ("is there a circle? no") the weight it has in
+    ranking, which the first learns only slowly (its gradient there is the attribute's small base rate).
+    """
+    n = vectors.shape[0]
+    loss = F.binary_cross_entropy_with_logits(vectors + prior, codes[:n])
+    if ranking_weight:
+        logits = vectors @ (codes * 2 - 1).T / 2
+        loss = loss + ranking_weight * F.cross_entropy(logits, torch.arange(n))
+    return loss
 
 
 def _rate(step: int, recipe: TextRecipe, elapsed: float) -> float:
@@ -220,17 +245,19 @@ def train_text(
     window: list[float] = []
     model.model.train()
     while step < recipe.steps and (not recipe.time_budget_s or elapsed < recipe.time_budget_s):
-        texts, targets = [], []
+        texts, targets, negatives = [], [], []
         for _ in range(recipe.batch_size):
-            text_, scene, _near = sample_example(train_seed, recipe.stream, rng)
+            text_, scene, near = sample_example(train_seed, recipe.stream, rng)
             texts.append(text_)
             targets.append(scene_attributes(scene))
+            negatives += [scene_attributes(s) for s in near]
         tokens = model.tokenizer(
             texts, padding="longest", truncation=True, max_length=recipe.max_text_tokens, return_tensors="pt"
         )
         tokens = {k: v for k, v in tokens.items() if k in model.text_input_names}
         vectors = encode_by_length(model, tokens, recipe.text_chunk, normalise=False).float()
-        loss = F.binary_cross_entropy_with_logits(vectors + prior, torch.from_numpy(np.stack(targets)))
+        codes = torch.from_numpy(np.stack(targets + negatives))
+        loss = code_text_loss(vectors, codes, prior, recipe.ranking_weight)
         factor = _rate(step, recipe, elapsed)
         for group, rate in zip(optimizer.param_groups, base, strict=True):
             group["lr"] = rate * factor

@@ -29,7 +29,9 @@ def generate(
     seed: Annotated[
         int, typer.Option("--seed", min=0, help="World seed: image i of seed s is the same everywhere.")
     ] = 0,
-    size: Annotated[int, typer.Option("--size", min=16, help="Image side in pixels.")] = 64,
+    size: Annotated[
+        int, typer.Option("--size", min=16, help="Image side in pixels (96: the starter's input).")
+    ] = 96,
     workers: Annotated[
         int | None, typer.Option("--workers", min=1, help="Processes (default: all cores).")
     ] = None,
@@ -70,7 +72,9 @@ def splits(
     val: Annotated[int, typer.Option("--val", min=0, help="Validation images.")] = 1000,
     test: Annotated[int, typer.Option("--test", min=0, help="Test corpus images.")] = 5000,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Master seed (each split derives its own).")] = 0,
-    size: Annotated[int, typer.Option("--size", min=16, help="Image side in pixels.")] = 64,
+    size: Annotated[
+        int, typer.Option("--size", min=16, help="Image side in pixels (96: the starter's input).")
+    ] = 96,
     workers: Annotated[
         int | None, typer.Option("--workers", min=1, help="Processes (default: all cores).")
     ] = None,
