@@ -71,22 +71,27 @@ def test_shipped_starter_binds_colours_to_shapes_and_sees_the_scene(tmp_path):
     from world.scene import sample_scene
 
     model = load_model("starter", settings=Settings(home=tmp_path, device="cpu"))
-    scenes = [sample_scene(12, i) for i in range(400)]
+    scenes = [sample_scene(12, i) for i in range(1000)]
     images = model.encode_images([render_scene(scene, 96) for scene in scenes])
     truth = np.stack([scene_attributes(scene) for scene in scenes]) * 2 - 1
-    truth /= np.linalg.norm(truth, axis=1, keepdims=True)
     agreement = (np.sign(images) == np.sign(truth)).mean()
-    assert agreement > 0.97  # share of the 502 attributes the tower reads right (the base rates alone: ~0.93)
+    assert (
+        agreement > 0.99
+    )  # share of the 502 attributes read right (measured 0.999; base rates alone: ~0.93)
 
-    red_star = np.array([bool(scene.select(shape="star", colour="red")) for scene in scenes])
-    star_and_red = np.array(
-        [bool(scene.select(shape="star")) and bool(scene.select(colour="red")) for scene in scenes]
-    )
-    unbound = star_and_red & ~red_star
-    assert red_star.sum() >= 5 and unbound.sum() >= 5
-    scores = images @ model.encode_texts(["a red star"])[0]
-    assert scores[red_star].min() > np.median(scores[unbound])
-    assert scores[red_star].mean() > scores[unbound].mean() + 0.05
+    aucs = []
+    for text, shape, colour in (("a red star", "star", "red"), ("a blue circle", "circle", "blue")):
+        bound = np.array([bool(scene.select(shape=shape, colour=colour)) for scene in scenes])
+        unbound = np.array(
+            [bool(scene.select(shape=shape)) and bool(scene.select(colour=colour)) for scene in scenes]
+        )
+        unbound &= ~bound
+        assert bound.sum() >= 5 and unbound.sum() >= 5
+        scores = images @ model.encode_texts([text])[0]
+        aucs.append((scores[bound][:, None] > scores[unbound][None, :]).mean())
+    # how often a picture with the red star outranks one with a star and something else red (0.5: no binding;
+    # measured 0.66 and 0.65 on 1,000 scenes: learned, but weakly -- docs/starter-model.md)
+    assert np.mean(aucs) > 0.58
 
 
 @pytest.mark.skipif(not (STARTER_WEIGHTS_DIR / "starter.json").is_file(), reason="no shipped starter weights")
