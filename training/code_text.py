@@ -20,7 +20,6 @@ Run by ``chatir starter build --recipe scene-code`` (:func:`training.starter.bui
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import time
@@ -31,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
-from training.joint import attribute_prior_logits, encode_by_length
+from training.joint import attribute_prior_logits, encode_by_length, learning_rate_factor
 from training.world_stream import StreamConfig, sample_example
 from world.attributes import attribute_names, scene_attributes
 from world.dialogs import dialog_for, split_seed
@@ -153,15 +152,6 @@ def code_text_loss(
     return loss
 
 
-def _rate(step: int, recipe: TextRecipe, elapsed: float) -> float:
-    if step < recipe.warmup_steps:
-        return (step + 1) / recipe.warmup_steps
-    progress = step / recipe.steps
-    if recipe.time_budget_s:
-        progress = max(progress, elapsed / recipe.time_budget_s)
-    return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
 def trained_state(model, trained_layers: int) -> dict[str, torch.Tensor]:
     """The text side's trained tensors, by their names in the dual encoder."""
     first = model.model.config.text_config.num_hidden_layers - trained_layers
@@ -258,7 +248,7 @@ def train_text(
         vectors = encode_by_length(model, tokens, recipe.text_chunk, normalise=False).float()
         codes = torch.from_numpy(np.stack(targets + negatives))
         loss = code_text_loss(vectors, codes, prior, recipe.ranking_weight)
-        factor = _rate(step, recipe, elapsed)
+        factor = learning_rate_factor(step, recipe, elapsed)
         for group, rate in zip(optimizer.param_groups, base, strict=True):
             group["lr"] = rate * factor
         optimizer.zero_grad(set_to_none=True)

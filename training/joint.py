@@ -25,7 +25,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -82,13 +82,21 @@ class JointStage(BaseModel):
     checkpoint_every_s: float = Field(180.0, gt=0)
 
 
-def _progress(step: int, stage: JointStage, elapsed: float) -> float:
+class Schedule(Protocol):
+    """What the learning-rate schedule reads of a recipe (JointStage, PerceptionRecipe, TextRecipe)."""
+
+    steps: int
+    time_budget_s: float | None
+    warmup_steps: int
+
+
+def _progress(step: int, stage: Schedule, elapsed: float) -> float:
     by_steps = step / stage.steps
     by_time = elapsed / stage.time_budget_s if stage.time_budget_s else 0.0
     return min(1.0, max(by_steps, by_time))
 
 
-def learning_rate_factor(step: int, stage: JointStage, elapsed: float) -> float:
+def learning_rate_factor(step: int, stage: Schedule, elapsed: float) -> float:
     """Linear warm-up, then cosine decay to 2 % over the run's progress (steps or time, whichever is ahead)."""
     if step < stage.warmup_steps:
         return (step + 1) / stage.warmup_steps

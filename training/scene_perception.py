@@ -16,7 +16,6 @@ Run by ``chatir starter build --recipe scene-code`` (:func:`training.starter.bui
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import time
@@ -29,7 +28,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
 from retriever_service.models.scene_code import SceneCodeConfig, SceneCodeVisionModel
-from training.joint import normalise_pixels
+from training.joint import learning_rate_factor, normalise_pixels
 from world.attributes import attribute_names, scene_attributes
 from world.dialogs import split_seed
 from world.render import render_scene
@@ -173,15 +172,6 @@ def evaluate(model: SceneCodeVisionModel, images: torch.Tensor, scenes: list[Sce
     return result
 
 
-def _rate(step: int, recipe: PerceptionRecipe, elapsed: float) -> float:
-    if step < recipe.warmup_steps:
-        return (step + 1) / recipe.warmup_steps
-    progress = step / recipe.steps
-    if recipe.time_budget_s:
-        progress = max(progress, elapsed / recipe.time_budget_s)
-    return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
 def finished(out: Path, result: str) -> bool:
     """Whether the run in ``out`` ended (its log has a final record) and left ``result``."""
     log = out / "log.jsonl"
@@ -239,7 +229,7 @@ def train_perception(
         pixels = normalise_pixels(images, torch.float32).contiguous(memory_format=torch.channels_last)
         loss = perception_loss(model.heads(pixels), scene_labels(scenes))
         for group in optimizer.param_groups:
-            group["lr"] = recipe.lr * _rate(step, recipe, elapsed)
+            group["lr"] = recipe.lr * learning_rate_factor(step, recipe, elapsed)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 2.0)
