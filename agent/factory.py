@@ -56,7 +56,13 @@ def build_questioner(
 
         text_encoder = ServiceTextEncoder(RetrieverClient.from_settings(settings))
     scorer = ModelCandidateScorer(text_encoder, lookup, temperature=settings.info_gain_temperature)
-    info_gain = InfoGainQuestioner(scorer, bank, top_n=settings.info_gain_top_n)
+    info_gain = InfoGainQuestioner(
+        scorer,
+        bank,
+        top_n=settings.info_gain_top_n,
+        settled_threshold=settings.info_gain_settled_threshold,
+        absent_threshold=settings.info_gain_absent_threshold,
+    )
     if kind == "info_gain":
         return info_gain
     from agent.questioners.llm import LLMQuestioner, build_chat_model, service_tool_factory

@@ -15,6 +15,7 @@ Variants (the text tower + projection only; everything else is shared):
                      choice when faithful);
 * ``int8``        -- dynamic int8 Linear layers, per-channel weights (``CHATIR_TEXT_FASTPATH=int8``/``auto``);
 * ``int8-tensor`` -- the same with one scale per weight matrix (torch's default ``quantize_dynamic``);
+* ``bf16``        -- bfloat16 autocast around each call (measured, not a product path: see docs/performance.md);
 * ``compile``     -- ``torch.compile`` of the fp32 tower (opt-in: compiling takes minutes on 2 cores).
 Each turn runs every variant once, in rotating order, so load from other processes hits all alike.
 Faithfulness columns: the worst cosine to fp32 over all dialogs, and the share of turns whose top-10 ids equal
@@ -61,6 +62,14 @@ def _variant_modules(model, variant: str, originals: dict) -> dict:
 
         onnx_bytes, names = export_text_onnx(model)
         return {"text_features": OnnxTextFeatures(open_session(onnx_bytes), names)}
+    if variant == "bf16":
+        fp32_features = type(model).text_features.__get__(model)
+
+        def text_features(**tokens):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return fp32_features(**tokens).float()
+
+        return {"text_features": text_features}
     if variant == "compile":
         return {n: torch.compile(m, dynamic=True) for n, m in originals.items()}
     raise SystemExit(f"unknown variant {variant!r}")

@@ -172,12 +172,12 @@ class Settings(BaseSettings):
         description="Who asks the questions; auto = the LLM when CHATIR_LLM_MODEL is set, else info_gain.",
     )
     info_gain_temperature: float = Field(
-        0.2,
+        0.1,
         gt=0,
         validation_alias=_env("CHATIR_INFO_GAIN_TEMPERATURE"),
         description="Softness of the information-gain questioner's P(answer | image) = softmax(cos / T). Softer "
-        "is safer for a weak model (noisy sharp likelihoods overrate many-answer questions); 0.2 was best for "
-        "the starter on a held-out tuning world (docs/evaluation.md).",
+        "is safer for a weak model (noisy sharp likelihoods overrate many-answer questions); 0.1 was best for "
+        "the scene-code starter on a held-out tuning world (docs/evaluation.md).",
     )
     info_gain_top_n: int = Field(
         20,
@@ -185,13 +185,30 @@ class Settings(BaseSettings):
         validation_alias=_env("CHATIR_INFO_GAIN_TOP_N"),
         description="Candidates the information-gain questioner weighs when it picks a question.",
     )
+    info_gain_absent_threshold: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        validation_alias=_env("CHATIR_INFO_GAIN_ABSENT_THRESHOLD"),
+        description='The information-gain questioner holds back a question about an object ("what colour is '
+        "the circle?\") while the candidates' predicted P(there is no such object) is at least this.",
+    )
+    info_gain_settled_threshold: float = Field(
+        0.85,
+        gt=0,
+        le=1,
+        validation_alias=_env("CHATIR_INFO_GAIN_SETTLED_THRESHOLD"),
+        description="The information-gain questioner holds back a question while one answer's predicted "
+        "probability over the candidates is at least this (the dialog has settled it).",
+    )
     rerank_pool: int = Field(
-        1000,
+        0,
         ge=0,
         le=10_000,
         validation_alias=_env("CHATIR_RERANK_POOL"),
         description="Re-rank this many top candidates by every answer read against its question's other answers "
-        "(agent/rerank.py; needs the LLM-free questioner's bank); 0 turns it off.",
+        "(agent/rerank.py; needs the LLM-free questioner's bank); 0 (the default) turns it off: the scene-code "
+        "starter reads the answers itself and the re-ranker did not help it (docs/evaluation.md).",
     )
     rerank_weight: float = Field(
         1.0,

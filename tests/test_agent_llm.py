@@ -253,9 +253,15 @@ def test_build_chat_model_and_questioner_from_settings(tmp_path, toy):
 
     plain = Settings(home=tmp_path, llm_model=None, questioner="auto")
     info_gain = build_questioner(plain, text_encoder=model, lookup=searcher)
-    assert isinstance(info_gain, InfoGainQuestioner) and info_gain.scorer.temperature == 0.2
+    assert isinstance(info_gain, InfoGainQuestioner) and info_gain.scorer.temperature == 0.1  # the default
     softer = Settings(home=tmp_path, llm_model=None, info_gain_temperature=0.5)
     assert build_questioner(softer, text_encoder=model, lookup=searcher).scorer.temperature == 0.5
+    assert (info_gain.absent_threshold, info_gain.settled_threshold) == (0.5, 0.85)  # the defaults
+    stricter = Settings(
+        home=tmp_path, llm_model=None, info_gain_absent_threshold=0.2, info_gain_settled_threshold=0.7
+    )
+    held_back = build_questioner(stricter, text_encoder=model, lookup=searcher)
+    assert (held_back.absent_threshold, held_back.settled_threshold) == (0.2, 0.7)
     assert isinstance(build_questioner(plain, "random"), RandomQuestioner)
     assert isinstance(build_questioner(plain, "none"), NoQuestioner)
     with_llm = Settings(home=tmp_path, llm_model="llama3", llm_base_url="http://127.0.0.1:9/v1")

@@ -26,6 +26,7 @@ from chatir.settings import Settings, get_settings
 from chatir.shard import InvalidShardError, Shard, shard_of
 from retriever_service.index import ImageIndex, file_content_id, index_paths
 from tests.conftest import REPO_ROOT
+from tests.counting_model import CountingModel
 
 
 def _image(path: Path, seed: int, size: int = 48) -> Path:
@@ -49,23 +50,6 @@ def model(tiny_clip_dir):
     from retriever_service.models import load_model
 
     return load_model(str(tiny_clip_dir), device="cpu")
-
-
-class CountingModel:
-    """The real model, counting the images it embeds; ``before_first_call`` runs once, before the first batch."""
-
-    def __init__(self, model, before_first_call=None) -> None:
-        self._model, self.images, self._hook = model, 0, before_first_call
-
-    def __getattr__(self, name):
-        return getattr(self._model, name)
-
-    def encode_images(self, images):
-        if self._hook is not None:
-            hook, self._hook = self._hook, None
-            hook()
-        self.images += len(images)
-        return self._model.encode_images(images)
 
 
 @pytest.fixture
@@ -224,7 +208,9 @@ def test_an_image_another_writer_stored_meanwhile_becomes_a_copy_not_a_second_re
         def other_writer() -> None:
             index_paths([theirs], model=model, index=index, progress=False, allowed=["C-other"])
 
-        report = index_paths([ours], model=CountingModel(model, other_writer), index=index, progress=False)
+        report = index_paths(
+            [ours], model=CountingModel(model, before_first_call=other_writer), index=index, progress=False
+        )
         cat = index.get(file_content_id(original))
         assert index.count() == 2 and report.added == 1 and report.duplicates == 1
         assert sorted(cat.locations) == sorted([str(theirs / "same cat.png"), str(original)])

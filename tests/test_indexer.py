@@ -13,6 +13,7 @@ from PIL import Image
 from chatir.schemas import SearchFilter
 from chatir.settings import Settings
 from retriever_service.index import ImageIndex, file_content_id, index_paths
+from tests.counting_model import CountingModel
 
 COLORS = {
     "red_car.png": (220, 30, 30),
@@ -28,26 +29,6 @@ def model(tiny_clip_dir):
     from retriever_service.models import load_model
 
     return load_model(str(tiny_clip_dir), device="cpu")
-
-
-class CountingModel:
-    """The real model, counting what it embeds; optionally raising KeyboardInterrupt on call N."""
-
-    def __init__(self, model, interrupt_on_call: int | None = None) -> None:
-        self._model = model
-        self.calls = 0
-        self.images = 0
-        self.interrupt_on_call = interrupt_on_call
-
-    def __getattr__(self, name):
-        return getattr(self._model, name)
-
-    def encode_images(self, images):
-        self.calls += 1
-        if self.interrupt_on_call is not None and self.calls == self.interrupt_on_call:
-            raise KeyboardInterrupt
-        self.images += len(images)
-        return self._model.encode_images(images)
 
 
 def _make_image(path, color, size=(40, 30)) -> None:

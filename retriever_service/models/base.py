@@ -19,6 +19,7 @@ from PIL import Image
 
 from chatir.dialog import Dialog
 from retriever_service.models.dialog_text import TruncationPolicy, dialog_text
+from retriever_service.models.pixels import FastPixels
 
 CHATIR_META_FILE = "chatir.json"
 """Small JSON file next to the weights: ``family``, ``max_text_tokens``, ``dim`` (+ optional ``truncation``)."""
@@ -62,6 +63,8 @@ class RetrievalModel:
         self.device: torch.device = parameter.device
         self.dtype: torch.dtype = parameter.dtype
         self.dim: int = self._embedding_dim()
+        self.fast_pixels: FastPixels | None = FastPixels.for_processor(image_processor)
+        """The processor's steps without its per-image NumPy round trips (None: the processor itself)."""
 
     # ------------------------------------------------------------------ family hooks
     def _embedding_dim(self) -> int:
@@ -96,9 +99,14 @@ class RetrievalModel:
         return F.normalize(self._text_embeddings(tokens).float(), dim=-1)
 
     def preprocess_images(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        """``pixel_values`` for RGB PIL images, on ``self.device`` in the model's dtype."""
-        rgb = [image if image.mode == "RGB" else image.convert("RGB") for image in images]
-        pixel_values = self.image_processor(images=rgb, return_tensors="pt")["pixel_values"]
+        """``pixel_values`` for RGB PIL images, on ``self.device`` in the model's dtype.
+
+        Safe to call from several threads at once (the indexer prepares the next batch while the model runs).
+        """
+        pixel_values = self.fast_pixels(images) if self.fast_pixels is not None else None
+        if pixel_values is None:
+            rgb = [image if image.mode == "RGB" else image.convert("RGB") for image in images]
+            pixel_values = self.image_processor(images=rgb, return_tensors="pt")["pixel_values"]
         return pixel_values.to(device=self.device, dtype=self.dtype)
 
     def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -136,10 +144,14 @@ class RetrievalModel:
         with torch.inference_mode():
             for start in range(0, len(images), self.batch_size):
                 batch = images[start : start + self.batch_size]
-                out[start : start + len(batch)] = (
-                    self.image_features(self.preprocess_images(batch)).cpu().numpy()
-                )
+                out[start : start + len(batch)] = self.encode_pixels(self.preprocess_images(batch))
         return out
+
+    def encode_pixels(self, pixel_values: torch.Tensor) -> np.ndarray:
+        """(n, dim) float32 L2-normalised embeddings of ``preprocess_images`` output (one forward pass)."""
+        with torch.inference_mode():
+            features = self.image_features(pixel_values.to(device=self.device, dtype=self.dtype))
+        return features.cpu().numpy().astype(np.float32, copy=False)
 
     def dialog_text(self, dialog: Dialog) -> str:
         """The text actually encoded for ``dialog`` (ChatIR's joined form, separator and truncation applied)."""
