@@ -6,12 +6,14 @@
 Backends (each row: p50/p95 wall latency and p50 CPU time per top-10 query, recall@10 against an exact
 float32 scan, build time, memory):
 
-* ``chatir``       -- what the product runs embedded: ``ImageIndex`` on the local store searched through the
-                      Qdrant Edge mirror, records fetched from the store (build = mirror rebuilt from the store);
-* ``qdrant-local`` -- qdrant-client's embedded mode (``query_points``, brute force in Python) on the same store;
-                      only up to 100K images (``--slow-max``): at 1M one query takes seconds and the store
-                      alone needs GBs of Python objects;
-* ``edge``         -- the Qdrant Edge mirror alone (int8 scan + exact rescoring, keyword payload indexes);
+* ``chatir``       -- what the product runs embedded: ``ImageIndex`` on the embedded store (``EdgeStore``, Qdrant
+                      Edge in-process), full records returned with the hits (build = upserts of full records
+                      through ``ImageIndex`` + quantisation; memory = RSS after closing and reopening it);
+* ``qdrant-local`` -- qdrant-client's embedded mode (``query_points``, brute force in Python), the embedded store
+                      of earlier versions; only up to 100K images (``--slow-max``): at 1M one query takes seconds
+                      and the store alone needs GBs of Python objects;
+* ``edge``         -- the embedded store's engine without ``ImageIndex`` (int8 scan + exact rescoring, keyword
+                      payload indexes, only the filter fields as payload);
 * ``edge-tq4``     -- the same with 4-bit TurboQuant codes instead of int8;
 * ``edge-hnsw``    -- a Qdrant Edge shard with an HNSW graph (m=16, ef_construct=100, payload_m=16,
                       hnsw_ef=128), the approximate alternative; up to 100K by default (its build is slow);
@@ -44,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from chatir.schemas import PUBLIC, SearchFilter
 from retriever_service.index import ImageIndex, ImageRecord, Scope
-from retriever_service.index.edge import EdgeMirror
+from retriever_service.index.edge_store import EdgeStore
 
 K = 10
 BLOCK = 20
@@ -320,22 +322,14 @@ def build_backends(
         if name not in names:
             continue
         folder = work / name
-        mirror, seconds, memory = measure_build(
-            lambda folder=folder, quantization=quantization: EdgeMirror.open(
-                folder,
-                dim=dim,
-                model_id="bench",
-                expected_count=n,
-                rebuild_from=corpus.batches,
-                progress=args.progress,
-                quantization=quantization,
-            )
+        store, seconds, memory = measure_build(
+            lambda folder=folder, quantization=quantization: fill_edge_store(corpus, folder, quantization)
         )
-        closers.append(mirror.close)
+        closers.append(store.close)
         backends.append(
             Backend(
                 name,
-                lambda q, mirror=mirror: [int(i, 16) for i, _ in mirror.search(q.vector, K, q.scope)],
+                lambda q, store=store: edge_rows(store, q),
                 seconds,
                 memory,
                 args.queries,
@@ -360,45 +354,87 @@ def build_backends(
         )
         print(f"  edge-hnsw built in {seconds:.1f}s", flush=True)
 
-    if ("qdrant-local" in names or "chatir" in names) and slow_ok:
+    if "qdrant-local" in names and slow_ok:
+        from qdrant_client import QdrantClient
+
+        folder = work / "qdrant-local"
+
+        def fill_local() -> ImageIndex:
+            client = QdrantClient(path=str(folder))
+            index = ImageIndex(Settings(CHATIR_HOME=work / "unused"), "bench", dim, client=client)
+            fill_index(index, corpus)
+            return index
+
+        local, store_s, store_mb = measure_build(fill_local)
+        closers.append(local.client.close)
+        backends.append(
+            Backend(
+                "qdrant-local",
+                lambda q: rows_of(local.search(q.vector, K, q.search_filter, q.exclude_ids)),
+                store_s,
+                store_mb,
+                args.slow_queries,
+                f"store on disk {folder_mb(folder):.0f} MB",
+            )
+        )
+        print(f"  qdrant-local store filled in {store_s:.1f}s", flush=True)
+
+    if "chatir" in names:
         settings = Settings(CHATIR_HOME=work / "home", CHATIR_COLLECTION="bench")
 
-        def fill_store() -> None:
-            with ImageIndex(settings, "bench", dim, fast=False) as store:
-                for ids, vectors, _ in corpus.batches(1000):
-                    store.upsert([corpus.record(int(i, 16)) for i in ids], vectors)
+        def fill_chatir() -> None:
+            with ImageIndex(settings, "bench", dim, progress=False) as index:
+                fill_index(index, corpus)
+                index.optimize()
 
-        _, store_s, store_mb = measure_build(fill_store)
-        print(f"  qdrant-local store filled in {store_s:.1f}s", flush=True)
-        index, mirror_s, opened_mb = measure_build(
-            lambda: ImageIndex(settings, "bench", dim, progress=args.progress)
-        )
+        _, build_s, _ = measure_build(fill_chatir)
+        index, reopen_s, opened_mb = measure_build(lambda: ImageIndex(settings, "bench", dim))
         closers.append(index.close)
-        store_note = f"store on disk {folder_mb(settings.qdrant_path):.0f} MB"
-        if "qdrant-local" in names:
-            backends.append(
-                Backend(
-                    "qdrant-local",
-                    lambda q: rows_of(index._query_points(q.vector[None, :], K, q.scope)[0]),
-                    store_s,
-                    store_mb + opened_mb,
-                    args.slow_queries,
-                    store_note,
-                )
+        backends.append(
+            Backend(
+                "chatir",
+                lambda q: rows_of(index.search(q.vector, K, q.search_filter, q.exclude_ids)),
+                build_s,
+                opened_mb,
+                args.queries,
+                f"ImageIndex, full records; reopened in {reopen_s:.2f} s; "
+                f"disk {folder_mb(settings.qdrant_path):.0f} MB",
             )
-        if "chatir" in names:
-            backends.append(
-                Backend(
-                    "chatir",
-                    lambda q: rows_of(index.search(q.vector, K, q.search_filter, q.exclude_ids)),
-                    mirror_s,
-                    store_mb + opened_mb,
-                    args.queries,
-                    "store + edge mirror; build = mirror rebuild from the store",
-                )
-            )
-        print(f"  chatir index opened (mirror rebuilt) in {mirror_s:.1f}s", flush=True)
+        )
+        print(f"  chatir built in {build_s:.1f}s, reopened in {reopen_s:.2f}s", flush=True)
     return backends, closers
+
+
+def fill_index(index: ImageIndex, corpus: Corpus) -> None:
+    for ids, vectors, _ in corpus.batches(1000):
+        index.upsert([corpus.record(int(i, 16)) for i in ids], vectors)
+
+
+def fill_edge_store(corpus: Corpus, folder: Path, quantization: str) -> EdgeStore:
+    """The embedded store's engine alone: one collection with the filter fields as payload."""
+    import uuid
+
+    from qdrant_client import models
+
+    store = EdgeStore(folder, quantization=quantization)
+    store.create_collection("bench", models.VectorParams(size=corpus.vectors.shape[1], distance="Cosine"))
+    for name in ("allowed", "source", "tags"):
+        store.create_payload_index("bench", name, models.PayloadSchemaType.KEYWORD)
+    for ids, vectors, payloads in corpus.batches():
+        points = [
+            models.PointStruct.model_construct(id=str(uuid.UUID(hex=i)), vector=v, payload=p)
+            for i, v, p in zip(ids, vectors, payloads, strict=True)
+        ]
+        store.upsert("bench", points=points)
+    store.optimize("bench")
+    return store
+
+
+def edge_rows(store: EdgeStore, query: Query) -> list[int]:
+    import uuid
+
+    response = store.query_points("bench", query.vector, query.scope.to_client_filter(), limit=K)
+    return [int(uuid.UUID(str(p.id)).hex, 16) for p in response.points]
 
 
 # --- running -------------------------------------------------------------------------------------------

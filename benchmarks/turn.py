@@ -5,7 +5,7 @@
 
 A turn is what ``POST /v1/search`` does after the HTTP layer: the dialog's text (ChatIR's joined form,
 truncated to the model's window), the text encoder's forward, a filtered top-10 in the embedded store's search
-engine (the Qdrant Edge mirror, int8 scan + exact rescoring, over ``--corpus`` clustered 256-d vectors with
+engine (Qdrant Edge in-process, int8 scan + exact rescoring, over ``--corpus`` clustered 256-d vectors with
 channel payloads) and the reply (hits built as the service builds them, serialised to JSON). Dialogs are real
 10-round ChatIR (VisDial) dialogs when ``../shared/data/chatir`` has them (~160 tokens), else synthetic ones.
 
@@ -31,6 +31,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 import warnings
 from pathlib import Path
 
@@ -86,7 +87,7 @@ def _install(model, modules: dict) -> None:
         _set_module(model.model, name, module)
 
 
-def run_model(name: str, args: argparse.Namespace, mirrors, scopes) -> list[str]:
+def run_model(name: str, args: argparse.Namespace, stores, scopes) -> list[str]:
     import torch
 
     from chatir.schemas import SearchResponse
@@ -101,7 +102,7 @@ def run_model(name: str, args: argparse.Namespace, mirrors, scopes) -> list[str]
     dialogs = chatir_dialogs(args.turns)
     texts = [model.dialog_text(d) for d in dialogs]
     tokens = [len(model.tokenizer(t)["input_ids"]) for t in texts]
-    data, mirror = mirrors(model.dim)
+    data, store = stores(model.dim)
     timings = {v: {"encode": [], "search": [], "reply": [], "total": []} for v in variants}
     embeddings: dict[str, list[np.ndarray]] = {v: [] for v in variants}
     top10: dict[str, list[list[str]]] = {v: [] for v in variants}
@@ -117,7 +118,10 @@ def run_model(name: str, args: argparse.Namespace, mirrors, scopes) -> list[str]
             t0 = time.perf_counter()
             vector = model.encode_texts([model.dialog_text(dialog)])[0]
             t1 = time.perf_counter()
-            found = mirror.search(vector, 10, scope.scope)
+            found = [
+                (uuid.UUID(str(p.id)).hex, p.score)
+                for p in store.query_points("bench", vector, scope.scope.to_client_filter(), limit=10).points
+            ]
             t2 = time.perf_counter()
             hits = [
                 RetrieverService._hit(data.record(int(i_, 16)), s, scope.search_filter) for i_, s in found
@@ -175,7 +179,7 @@ def main() -> None:
     parser.add_argument("--corpus", type=int, default=100_000)
     args = parser.parse_args()
 
-    from search import make_corpus, make_queries  # benchmarks/search.py
+    from search import fill_edge_store, make_corpus, make_queries  # benchmarks/search.py
 
     rng = np.random.default_rng(0)
     corpus = make_corpus(args.corpus, 256, "clustered", rng)
@@ -184,25 +188,19 @@ def main() -> None:
     built: dict[int, tuple] = {}
     with tempfile.TemporaryDirectory() as work:
 
-        def mirrors(dim: int):
-            """The corpus (projected to ``dim`` when needed) in an Edge mirror, built once per dimension."""
-            from retriever_service.index.edge import EdgeMirror
-
+        def stores(dim: int):
+            """The corpus (projected to ``dim`` when needed) in the embedded store's engine, once per dimension."""
             if dim not in built:
                 vectors = corpus.vectors if dim == corpus.vectors.shape[1] else _project(corpus.vectors, dim)
                 data = type(corpus)(vectors, corpus.channels, corpus.public, corpus.sources, corpus.tags)
-                print(f"  building the {args.corpus:,}-image mirror ({dim}-d)", flush=True)
-                mirror = EdgeMirror.open(
-                    Path(work) / f"edge-{dim}", dim=dim, model_id="bench", expected_count=data.n,
-                    rebuild_from=data.batches, progress=False, quantization="int8",
-                )  # fmt: skip
-                built[dim] = (data, mirror)
+                print(f"  building the {args.corpus:,}-image store ({dim}-d)", flush=True)
+                built[dim] = (data, fill_edge_store(data, Path(work) / f"edge-{dim}", "int8"))
             return built[dim]
 
         for name in args.models.split(","):
-            rows += run_model(name, args, mirrors, scopes)
-        for _, mirror in built.values():
-            mirror.close()
+            rows += run_model(name, args, stores, scopes)
+        for _, store in built.values():
+            store.close()
     print()
     print(machine_line())
     print(

@@ -123,7 +123,7 @@ def _open_serving_index(settings: Settings) -> Any:
             raise ChatIRError(
                 f"There is no index to reindex in collection {settings.collection!r}: run `chatir index`."
             )
-        index = ImageIndex(settings, info.model, info.dim, collection=active, client=client, fast=False)
+        index = ImageIndex(settings, info.model, info.dim, collection=active, client=client)
         index.owns_client = True
         return index
     except BaseException:

@@ -89,9 +89,7 @@ def run_reindex(
         progress=progress,
         batch_size=settings.batch_size,
     )
-    with service._index_lock:
-        built.close()  # opened without the fast mirror; the serving index is opened with it
-    service.adopt(model, _open_index(service, model, report.target))
+    service.adopt(model, built)
     if drop_old:
         from retriever_service.index import collections
 

@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from qdrant_client import QdrantClient
 
 from chatir.settings import Settings
 from retriever_service.index import ImageIndex, ImageRecord, content_id
+from retriever_service.index.edge_store import EdgeStore
 
 
 @pytest.fixture
 def created(monkeypatch) -> list[dict]:
     """Every create_collection call's keyword arguments (the real client still creates the collection)."""
     calls: list[dict] = []
-    original = QdrantClient.create_collection
+    original = EdgeStore.create_collection
 
     def recording(self, collection_name, **kwargs):
         calls.append({"name": collection_name, **kwargs})
         return original(self, collection_name, **kwargs)
 
-    monkeypatch.setattr(QdrantClient, "create_collection", recording)
+    monkeypatch.setattr(EdgeStore, "create_collection", recording)
     return calls
 
 
@@ -29,7 +29,7 @@ def test_shards_and_replicas_come_from_the_environment(tmp_path, monkeypatch, cr
     monkeypatch.setenv("CHATIR_QDRANT_SHARD_NUMBER", "6")
     monkeypatch.setenv("CHATIR_QDRANT_REPLICATION_FACTOR", "2")
     settings = Settings()
-    with ImageIndex(settings, "test/model", 4, fast=False, progress=False) as index:
+    with ImageIndex(settings, "test/model", 4, progress=False) as index:
         assert index.cluster_layout() == {"shard_number": 6, "replication_factor": 2}
         record = ImageRecord(id=content_id(b"one"), uri="/pictures/one.jpg")
         index.upsert([record], np.eye(1, 4, dtype=np.float32))
@@ -39,7 +39,7 @@ def test_shards_and_replicas_come_from_the_environment(tmp_path, monkeypatch, cr
 
 
 def test_unset_means_the_servers_defaults(tmp_path, created):
-    with ImageIndex(Settings(home=tmp_path), "test/model", 4, fast=False, progress=False):
+    with ImageIndex(Settings(home=tmp_path), "test/model", 4, progress=False):
         pass
     (call,) = [c for c in created if c["name"] == "chatir_images"]
     assert "shard_number" not in call and "replication_factor" not in call

@@ -1,19 +1,24 @@
-"""The image index on the embedded Qdrant store: ranking, scope (filters + exclusions), model guard,
-duplicate locations, and the Qdrant Edge fast path agreeing with qdrant-client's exact search."""
+"""The image index on the embedded store: ranking, scope (filters + exclusions), model guard, duplicate
+locations, the Qdrant Edge store agreeing with qdrant-client's exact search (the server's code path), its
+durability when the process dies, and the conversion of a store an older ChatIR wrote."""
 
 from __future__ import annotations
 
-import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
+from qdrant_client import QdrantClient
 
 from chatir.errors import IndexMismatchError
 from chatir.schemas import PUBLIC, SearchFilter
 from chatir.scope import SearchScope
 from chatir.settings import Settings
 from retriever_service.index import ImageIndex, ImageRecord, content_id
-from retriever_service.index import edge as edge_module
+from retriever_service.index import edge_store as edge_module
+from retriever_service.index.edge_store import EdgeStore
 
 DIM = 8
 
@@ -36,14 +41,22 @@ def _unit(*weights: float) -> np.ndarray:
     return v / np.linalg.norm(v)
 
 
-@pytest.fixture(params=["edge", "qdrant"], ids=["fast-edge", "qdrant-query_points"])
+@pytest.fixture(params=["edge", "qdrant"], ids=["embedded-edge", "qdrant-client"])
 def index(request, tmp_path):
-    """Both search paths: the Qdrant Edge mirror, and qdrant-client's query_points (the server's path)."""
-    with ImageIndex(
-        _settings(tmp_path), "test/model", DIM, fast=request.param == "edge", progress=False
-    ) as idx:
-        assert idx.backend == ("embedded+edge" if request.param == "edge" else "embedded")
-        yield idx
+    """Both stores behind the one code path: the embedded Edge store, and qdrant-client (here its local mode,
+    standing in for a server: the same client calls)."""
+    if request.param == "edge":
+        with ImageIndex(_settings(tmp_path), "test/model", DIM, progress=False) as idx:
+            assert idx.backend == "embedded" and isinstance(idx.client, EdgeStore)
+            yield idx
+        return
+    client = QdrantClient(path=str(tmp_path / "qdrant-client"))
+    try:
+        with ImageIndex(_settings(tmp_path), "test/model", DIM, client=client) as idx:
+            assert idx.backend == "qdrant-client-local"
+            yield idx
+    finally:
+        client.close()
 
 
 @pytest.fixture
@@ -107,7 +120,7 @@ def test_excluded_ids_never_come_back_even_when_best(index, ladder):
 
 
 def test_large_exclusion_lists_go_into_the_query(index, ladder, monkeypatch):
-    """Past ``EXCLUDED_BY_LIMIT`` the mirror excludes with a must_not filter: same answers."""
+    """Past ``EXCLUDED_BY_LIMIT`` the embedded store excludes with a must_not filter: same answers."""
     monkeypatch.setattr(edge_module, "EXCLUDED_BY_LIMIT", 1)
     hits = index.search(_unit(1.0), k=3, filter=SearchFilter(allowed=[PUBLIC]), exclude_ids=[_id(0), _id(2)])
     assert _ids(hits) == [_id(4), _id(6), _id(8)]
@@ -204,23 +217,25 @@ def _random_corpus(n: int, dim: int, seed: int = 0):
     return records, vectors, rng
 
 
-def test_fast_path_agrees_with_exact_search(tmp_path, monkeypatch):
-    """The quantised Qdrant Edge mirror returns what qdrant-client's exact search returns, within scope."""
+def test_edge_store_agrees_with_exact_search(tmp_path, monkeypatch):
+    """The embedded store's quantised scan + rescoring returns what qdrant-client's exact search returns."""
     monkeypatch.setattr(edge_module, "INDEXING_THRESHOLD_KB", 1)  # quantise even this small corpus
     records, vectors, rng = _random_corpus(1500, 16)
     settings = _settings(tmp_path)
-    with ImageIndex(settings, "m", 16, fast=True, progress=False) as fast:
+    queries = rng.standard_normal((12, 16)).astype(np.float32)
+    scopes = [
+        (None, []),
+        (SearchFilter(allowed=["C1", "C2"]), []),
+        (SearchFilter(allowed=["C3"], tags=["t1"]), []),
+        (SearchFilter(sources=["s0"]), [r.id for r in records[:300]]),
+    ]
+    with ImageIndex(settings, "m", 16, progress=False) as fast:
         fast.upsert(records, vectors)
         fast.optimize()
-        queries = rng.standard_normal((12, 16)).astype(np.float32)
-        scopes = [
-            (None, []),
-            (SearchFilter(allowed=["C1", "C2"]), []),
-            (SearchFilter(allowed=["C3"], tags=["t1"]), []),
-            (SearchFilter(sources=["s0"]), [r.id for r in records[:300]]),
-        ]
         fast_results = [[fast.search(q, k=10, filter=f, exclude_ids=x) for q in queries] for f, x in scopes]
-    with ImageIndex(settings, "m", 16, fast=False) as exact:
+    client = QdrantClient(path=str(tmp_path / "exact"))
+    with ImageIndex(settings, "m", 16, client=client) as exact:
+        exact.upsert(records, vectors)
         for (search_filter, excluded), results in zip(scopes, fast_results, strict=True):
             scope = SearchScope.from_filter(search_filter, excluded)
             for query, got in zip(queries, results, strict=True):
@@ -232,47 +247,101 @@ def test_fast_path_agrees_with_exact_search(tmp_path, monkeypatch):
                     scope.admits(allowed=r.allowed, source=r.source, tags=r.tags, image_id=r.id)
                     for r, _ in got
                 )
+    client.close()
 
 
-def test_mirror_rebuilds_when_stale_or_missing(tmp_path):
-    records, vectors, _ = _random_corpus(40, DIM)
+_WRITE_AND_DIE = """
+import os, sys
+import numpy as np
+from chatir.settings import Settings
+from retriever_service.index import ImageIndex, ImageRecord, content_id
+
+index = ImageIndex(Settings(CHATIR_HOME=sys.argv[1]), "m", 8, progress=False)
+ids = [content_id(f"image-{n}".encode()) for n in range(50)]
+records = [ImageRecord(id=i, uri=f"/pictures/{n}.jpg") for n, i in enumerate(ids)]
+vectors = np.random.default_rng(0).standard_normal((50, 8)).astype(np.float32)
+index.upsert(records, vectors)
+index.delete(ids[:5])
+os.kill(os.getpid(), 9)  # no close, no flush
+"""
+
+
+def test_writes_survive_a_killed_process(tmp_path):
+    home = tmp_path / "home"
+    done = subprocess.run(
+        [sys.executable, "-c", _WRITE_AND_DIE, str(home)], env=os.environ.copy(), check=False
+    )
+    assert done.returncode == -9
+    with ImageIndex(Settings(CHATIR_HOME=home), "m", 8, progress=False) as index:
+        assert index.count() == 45
+        assert index.get(_id(4)) is None and index.get(_id(5)) is not None
+        assert len(index.search(_unit(1.0), k=10)) == 10
+
+
+def _legacy_home(tmp_path, records, vectors):
+    """A home written by an older ChatIR: qdrant-client's local store + its Edge search mirror beside it."""
+    from retriever_service.index.collections import switch_active
+
     settings = _settings(tmp_path)
-    with ImageIndex(settings, "m", DIM, progress=False) as idx:
-        idx.upsert(records[:30], vectors[:30])
-        mirror_folder = idx._fast.folder
-    # writes made without the mirror (as if the process died between the store and the mirror)
-    with ImageIndex(settings, "m", DIM, fast=False) as idx:
-        idx.upsert(records[30:], vectors[30:])
-        idx.delete(records[0].id)
-    with ImageIndex(settings, "m", DIM, progress=False) as idx:
-        assert idx._fast.count() == 39
-        assert _ids(idx.search(vectors[35], k=1)) == [records[35].id]
-        assert records[0].id not in _ids(idx.search(vectors[0], k=5))
-    # a marker left "dirty" by an interrupted write forces a rebuild too
-    sync = mirror_folder / edge_module.SYNC_FILE
-    sync.write_text(json.dumps({**json.loads(sync.read_text()), "state": "dirty"}))
-    with ImageIndex(settings, "m", DIM, progress=False) as idx:
-        assert idx._fast.count() == 39
-        assert json.loads(sync.read_text())["state"] == "clean"
+    client = QdrantClient(path=str(settings.qdrant_path))
+    with ImageIndex(settings, "m", DIM, client=client, collection="chatir_images__m") as old:
+        old.upsert(records, vectors)
+    switch_active(client, "chatir_images", "chatir_images__m")
+    client.close()
+    (settings.home / "qdrant-edge" / "chatir_images" / "shard").mkdir(parents=True)
+    return settings
 
 
-def test_failed_mirror_write_leaves_marker_dirty_and_is_repaired(tmp_path, monkeypatch):
-    records, vectors, _ = _random_corpus(5, DIM)
+def test_a_store_written_by_an_older_version_is_converted_once(tmp_path):
+    records, vectors, _ = _random_corpus(60, DIM)
+    settings = _legacy_home(tmp_path, records, vectors)
+    (settings.home / "qdrant.converting").mkdir()  # an earlier attempt that died half-way
+    with ImageIndex(settings, "m", DIM, progress=False) as index:
+        assert isinstance(index.client, EdgeStore) and index.collection == "chatir_images__m"
+        assert index.count() == 60
+        assert index.get(records[7].id) == records[7]
+        np.testing.assert_allclose(
+            index.get_vectors([records[3].id])[0], vectors[3] / np.linalg.norm(vectors[3]), atol=1e-6
+        )
+        assert _ids(index.search(vectors[12], k=1)) == [records[12].id]
+    assert (settings.home / "qdrant.v1-backup" / "meta.json").is_file()
+    assert not (settings.home / "qdrant-edge").exists() and not (settings.home / "qdrant.converting").exists()
+    with ImageIndex(settings, "m", DIM, progress=False) as index:  # the second open does not convert again
+        assert index.count() == 60
+    assert not (settings.home / "qdrant.v1-backup-2").exists()
+
+
+def test_a_conversion_killed_before_its_swap_is_finished_at_the_next_open(tmp_path, monkeypatch):
+    from retriever_service.index import embedded
+
+    records, vectors, _ = _random_corpus(20, DIM)
+    settings = _legacy_home(tmp_path, records, vectors)
+    original = embedded.Path.rename
+
+    def die_on_the_second_move(self, target):
+        if self.name == "qdrant.converting":
+            raise KeyboardInterrupt  # after the old store moved away, before the new one moved in
+        return original(self, target)
+
+    monkeypatch.setattr(embedded.Path, "rename", die_on_the_second_move)
+    with pytest.raises(KeyboardInterrupt):
+        ImageIndex(settings, "m", DIM, progress=False)
+    monkeypatch.setattr(embedded.Path, "rename", original)
+    assert not settings.qdrant_path.exists()
+    with ImageIndex(settings, "m", DIM, progress=False) as index:
+        assert index.count() == 20
+
+
+def test_a_second_process_gets_a_clear_lock_error(tmp_path):
+    from retriever_service.errors import is_store_lock_error
+
     settings = _settings(tmp_path)
-    with ImageIndex(settings, "m", DIM, progress=False) as idx:
-        idx.upsert(records[:4], vectors[:4])
-
-        def broken(*args, **kwargs):
-            raise RuntimeError("disk full")
-
-        monkeypatch.setattr(idx._fast, "upsert", broken)
-        with pytest.raises(RuntimeError):
-            idx.upsert(records[4:], vectors[4:])
-        sync = idx._fast.folder / edge_module.SYNC_FILE
-        assert json.loads(sync.read_text())["state"] == "dirty"
-    with ImageIndex(settings, "m", DIM, progress=False) as idx:
-        assert idx.count() == 5 and idx._fast.count() == 5
-        assert _ids(idx.search(vectors[4], k=1)) == [records[4].id]
+    with ImageIndex(settings, "m", DIM, progress=False):
+        with pytest.raises(RuntimeError) as held:
+            ImageIndex(settings, "m", DIM, progress=False)
+        assert is_store_lock_error(held.value)
+    with ImageIndex(settings, "m", DIM, progress=False) as index:  # released on close
+        assert index.count() == 0
 
 
 def test_record_point_ids_and_text():

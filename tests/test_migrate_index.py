@@ -44,13 +44,13 @@ def source(tmp_path, model) -> Settings:
 
 
 def _points(settings: Settings, model) -> dict[str, tuple[np.ndarray, dict]]:
-    with ImageIndex(settings, model.model_id, model.dim, fast=False, progress=False) as index:
+    with ImageIndex(settings, model.model_id, model.dim, progress=False) as index:
         points, _ = index.client.scroll(index.collection, limit=1000, with_payload=True, with_vectors=True)
     return {str(p.id): (np.asarray(p.vector, dtype=np.float32), p.payload) for p in points}
 
 
 def _raw(settings: Settings, model):
-    return ImageIndex(settings, model.model_id, model.dim, fast=False, progress=False)
+    return ImageIndex(settings, model.model_id, model.dim, progress=False)
 
 
 @pytest.fixture
@@ -94,7 +94,7 @@ def test_a_full_copy_keeps_ids_vectors_payloads_and_the_model_and_is_searchable(
     with ImageIndex(source, model.model_id, model.dim, progress=False) as index:
         query = index.get_vectors([next(iter(r.id for r in index.iter_records()))])[0]
         expected = [(r.id, round(s, 5)) for r, s in index.search(query, k=5, filter=None)]
-    with ImageIndex(target, model.model_id, model.dim, progress=False) as index:  # the fast (Edge) path
+    with ImageIndex(target, model.model_id, model.dim, progress=False) as index:
         assert [(r.id, round(s, 5)) for r, s in index.search(query, k=5, filter=None)] == expected
 
     again = cli("migrate-index", "--to", f"file://{tmp_path / 'target-home'}")
@@ -164,10 +164,10 @@ def test_a_target_of_another_model_or_size_is_refused_untouched(source, model, t
     for other_model, dim in (("another-model", model.dim), (model.model_id, model.dim + 1)):
         home = tmp_path / f"other-{dim}-{other_model}"
         target = target_settings(source, f"path:{home}")
-        ImageIndex(target, other_model, dim, fast=False, progress=False).close()  # someone else's collection
+        ImageIndex(target, other_model, dim, progress=False).close()  # someone else's collection
         with pytest.raises(IndexMismatchError, match=r"Refusing to migrate .* --collection"):
             migrate_collection(source, target, progress=False)
-        with ImageIndex(target, other_model, dim, fast=False, progress=False) as index:
+        with ImageIndex(target, other_model, dim, progress=False) as index:
             assert index.count() == 0
 
 
@@ -196,9 +196,7 @@ def test_bad_targets_and_sources_are_clear_errors(source, tmp_path):
 
 
 def test_an_embedded_source_held_by_another_client_is_a_clear_error(source, model, tmp_path):
-    held = ImageIndex(
-        source, model.model_id, model.dim, fast=False, progress=False
-    )  # as a running service holds it
+    held = ImageIndex(source, model.model_id, model.dim, progress=False)  # as a running service holds it
     with held, pytest.raises(ServiceUnavailableError, match="in use by another process"):
         migrate_collection(source, target_settings(source, f"path:{tmp_path / 't'}"), progress=False)
     assert not (tmp_path / "t").exists()  # nothing created before the source was open

@@ -62,13 +62,20 @@ def _admitted(scope: SearchScope, records: list[ImageRecord]) -> set[str]:
     }
 
 
-@pytest.fixture(scope="module", params=["edge", "qdrant"], ids=["fast-edge", "qdrant-query_points"])
+@pytest.fixture(scope="module", params=["edge", "qdrant"], ids=["embedded-edge", "qdrant-client"])
 def index(request, tmp_path_factory):
-    settings = Settings(CHATIR_HOME=tmp_path_factory.mktemp("scope-home"))
-    with ImageIndex(settings, "test/model", DIM, fast=request.param == "edge", progress=False) as idx:
+    """The embedded store, and qdrant-client (its local mode standing in for a server: the same calls)."""
+    from qdrant_client import QdrantClient
+
+    home = tmp_path_factory.mktemp("scope-home")
+    settings = Settings(CHATIR_HOME=home)
+    client = QdrantClient(path=str(home / "qdrant-client")) if request.param == "qdrant" else None
+    with ImageIndex(settings, "test/model", DIM, client=client, progress=False) as idx:
         records = _records()
         idx.upsert(records, np.random.default_rng(1).normal(size=(N, DIM)).astype(np.float32))
         yield idx, records
+    if client is not None:
+        client.close()
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import shutil
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -97,7 +95,7 @@ def family(client: Any, base: str) -> list[CollectionInfo]:
 
 
 def drop(client: Any, settings: Settings, name: str) -> None:
-    """Delete a collection of this deployment that does not serve (with its metadata sidecar and fast mirror)."""
+    """Delete a collection of this deployment that does not serve (with its metadata sidecar)."""
     base = settings.collection
     members = {c.name: c for c in family(client, base)}
     if name not in members:
@@ -109,9 +107,6 @@ def drop(client: Any, settings: Settings, name: str) -> None:
     client.delete_collection(name)
     if client.collection_exists(name + SIDECAR_SUFFIX):
         client.delete_collection(name + SIDECAR_SUFFIX)
-    if not settings.qdrant_url:
-        folder = Path(settings.qdrant_path).expanduser()
-        shutil.rmtree(folder.with_name(folder.name + "-edge") / name, ignore_errors=True)
 
 
 __all__ = [

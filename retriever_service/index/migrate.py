@@ -30,7 +30,7 @@ from pydantic import BaseModel, Field, SecretStr
 from chatir.errors import ChatIRError, IndexMismatchError, ServiceUnavailableError
 from chatir.settings import Settings
 from retriever_service.errors import is_store_lock_error, store_description, store_locked_message
-from retriever_service.index.store import META_DIM, META_MODEL, META_SIDECAR_SUFFIX, ImageIndex
+from retriever_service.index.store import META_DIM, META_MODEL, META_SIDECAR_SUFFIX, ImageIndex, connect
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def migrate_collection(
     try:
         model_id, dim = _source_model(reader, source)
         try:
-            writer = ImageIndex(target, model_id, dim, fast=False, progress=False)
+            writer = ImageIndex(target, model_id, dim, progress=False)
         except IndexMismatchError as error:
             raise IndexMismatchError(
                 f"Refusing to migrate {model_id!r} ({dim}-d) embeddings into collection {target.collection!r} of "
@@ -168,25 +168,17 @@ def migrate_collection(
 
 
 def _open_source(settings: Settings) -> Any:
-    from qdrant_client import QdrantClient
-
-    if settings.qdrant_url:
-        api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
-        client = QdrantClient(
-            url=settings.qdrant_url, api_key=api_key, timeout=int(settings.service_timeout_s)
+    if not settings.qdrant_url and not settings.qdrant_path.expanduser().is_dir():
+        raise ChatIRError(
+            f"There is no embedded store at {settings.qdrant_path.expanduser()} to migrate (set CHATIR_HOME to "
+            "the home that holds it)."
         )
-    else:
-        path = settings.qdrant_path.expanduser()
-        if not path.is_dir():
-            raise ChatIRError(
-                f"There is no embedded store at {path} to migrate (set CHATIR_HOME to the home that holds it)."
-            )
-        try:
-            client = QdrantClient(path=str(path))
-        except Exception as error:  # qdrant-client raises RuntimeError for a held lock
-            if is_store_lock_error(error):
-                raise ServiceUnavailableError(store_locked_message(settings)) from error
-            raise
+    try:
+        client = connect(settings)
+    except Exception as error:  # the embedded store raises RuntimeError for a held lock
+        if is_store_lock_error(error):
+            raise ServiceUnavailableError(store_locked_message(settings)) from error
+        raise
     try:
         exists = client.collection_exists(settings.collection)
     except Exception as error:

@@ -77,8 +77,8 @@ def reindex(
     switch: bool = True,
 ) -> tuple[ReindexReport, Any]:
     """Build the collection of ``model`` from ``source`` (an open :class:`ImageIndex`, the serving one) and, with
-    ``switch``, make it the serving one. Returns the report and the new index (opened without the fast mirror, on
-    ``source``'s client: the caller closes it). ``lock``: held around every store call (the service's index lock).
+    ``switch``, make it the serving one. Returns the report and the new index (on ``source``'s client: the caller
+    closes it). ``lock``: held around every store call (the service's index lock).
     """
     from retriever_service.index.store import ImageIndex
 
@@ -88,9 +88,7 @@ def reindex(
     if target_name == source.collection:
         raise ChatIRError(f"The index already serves model {model.model_id!r} (collection {target_name!r}).")
     with lock:
-        target = ImageIndex(
-            settings, model.model_id, model.dim, collection=target_name, client=source.client, fast=False
-        )
+        target = ImageIndex(settings, model.model_id, model.dim, collection=target_name, client=source.client)
     report = ReindexReport(source=source.collection, target=target_name, model=model.model_id)
     try:
         with lock:

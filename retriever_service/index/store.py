@@ -4,9 +4,9 @@ One code path for both deployments; only the client differs:
 
 * ``QDRANT_URL`` set: a Qdrant server (``QDRANT_API_KEY`` if given), searched with ``query_points``
   (HNSW + keyword payload indexes on the filter fields);
-* otherwise the embedded store under ``CHATIR_HOME`` (``settings.qdrant_path``), which stays the source
-  of truth, searched through a Qdrant Edge mirror (:mod:`retriever_service.index.edge`) kept in sync on
-  every write, because qdrant-client's embedded mode scores every point in Python.
+* otherwise the embedded store under ``CHATIR_HOME`` (``settings.qdrant_path``): Qdrant's own engine
+  in-process (:class:`~retriever_service.index.edge_store.EdgeStore`, which speaks the same client API), with
+  the same keyword and text payload indexes and a quantised scan with exact rescoring for search.
 
 The collection records the model id and vector size it was built with (collection metadata); opening it
 for another model raises :class:`IndexMismatchError`.
@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any, NamedTuple, Self
 
 import numpy as np
@@ -26,6 +25,8 @@ from chatir.errors import IndexMismatchError, ServiceUnavailableError
 from chatir.schemas import SearchFilter
 from chatir.settings import Settings
 from retriever_service.index.collections import active_collection
+from retriever_service.index.edge_store import EdgeStore
+from retriever_service.index.embedded import open_embedded
 from retriever_service.index.filters import Scope
 from retriever_service.index.records import (
     CAPTION_FIELD,
@@ -38,8 +39,8 @@ from retriever_service.index.records import (
 
 log = logging.getLogger(__name__)
 
-# qdrant-client warns that its local mode is slow past 20K points; searches here go through the Qdrant
-# Edge mirror instead, so the warning would only mislead.
+# qdrant-client's local mode (used only to read a store written by an older ChatIR, and as the server's stand-in
+# in tests) warns about its speed.
 warnings.filterwarnings("ignore", message="Local mode is not recommended", category=UserWarning)
 
 META_MODEL = "chatir_model_id"
@@ -63,8 +64,7 @@ class FileEntry(NamedTuple):
 class ImageIndex:
     """Image records + embeddings in Qdrant, refusing embeddings of another model.
 
-    ``fast`` (embedded mode only): search through the Qdrant Edge mirror (default: yes when
-    qdrant-edge-py is installed). ``progress``: show a progress bar when the mirror is (re)built.
+    ``progress``: show a progress bar when an embedded store written by an older ChatIR is converted.
     ``collection``: open this very collection (default: the one serving ``CHATIR_COLLECTION``, see
     :mod:`retriever_service.index.collections`); ``client``: share an open client (the embedded store admits one
     per process), which :meth:`close` then leaves open.
@@ -76,7 +76,6 @@ class ImageIndex:
         model_id: str,
         dim: int,
         *,
-        fast: bool | None = None,
         progress: bool = True,
         collection: str | None = None,
         client: Any = None,
@@ -87,14 +86,11 @@ class ImageIndex:
         self.model_id = str(model_id)
         self.dim = int(dim)
         self.server = bool(settings.qdrant_url)
-        self._fast: Any = None
         self.owns_client = client is None
-        self.client = self._connect(settings) if client is None else client
+        self.client = self._connect(settings, progress=progress) if client is None else client
         try:
             self.collection = collection or self._active_collection(settings.collection)
             self._ensure_collection()
-            if not self.server and fast is not False:
-                self._fast = self._open_mirror(required=fast is True, progress=progress)
         except BaseException:
             if self.owns_client:
                 self.client.close()
@@ -102,17 +98,8 @@ class ImageIndex:
 
     # --- opening ---------------------------------------------------------------------------------
     @staticmethod
-    def _connect(settings: Settings) -> Any:
-        from qdrant_client import QdrantClient
-
-        if settings.qdrant_url:
-            api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
-            return QdrantClient(
-                url=settings.qdrant_url, api_key=api_key, timeout=int(settings.service_timeout_s)
-            )
-        path = Path(settings.qdrant_path).expanduser()
-        path.mkdir(parents=True, exist_ok=True)
-        return QdrantClient(path=str(path))
+    def _connect(settings: Settings, *, progress: bool = True) -> Any:
+        return connect(settings, progress=progress)
 
     @property
     def where(self) -> str:
@@ -123,8 +110,10 @@ class ImageIndex:
 
     @property
     def backend(self) -> str:
-        """``qdrant-server``, ``embedded+edge`` or ``embedded`` (qdrant-client's local search)."""
-        return "qdrant-server" if self.server else ("embedded+edge" if self._fast is not None else "embedded")
+        """``qdrant-server``, ``embedded`` (the Edge store) or ``qdrant-client-local`` (a client passed in)."""
+        if self.server:
+            return "qdrant-server"
+        return "embedded" if isinstance(self.client, EdgeStore) else "qdrant-client-local"
 
     def _active_collection(self, name: str) -> str:
         """The collection serving ``name`` (its alias, :mod:`retriever_service.index.collections`)."""
@@ -161,9 +150,9 @@ class ImageIndex:
                 self.dim,
             )
         self._check_model()
-        if self.server:
+        if self.server or isinstance(self.client, EdgeStore):
             self._ensure_payload_indexes()
-        else:
+        else:  # qdrant-client's local mode (a client passed in) has no payload indexes
             self._tune_local_persistence()
 
     def cluster_layout(self) -> dict[str, int]:
@@ -262,43 +251,11 @@ class ImageIndex:
         except Exception as error:  # noqa: BLE001 -- an optimisation, never a failure
             log.debug("could not tune the embedded store's SQLite persistence: %s", error)
 
-    def _open_mirror(self, *, required: bool, progress: bool) -> Any:
-        from retriever_service.index.edge import EdgeMirror, edge_available
-
-        if not edge_available():
-            if required:
-                raise ImportError("fast search needs qdrant-edge-py: pip install qdrant-edge-py")
-            log.warning(
-                "qdrant-edge-py is not installed: embedded searches use qdrant-client's slow local mode"
-            )
-            return None
-        folder = Path(self.settings.qdrant_path).expanduser()
-        folder = folder.with_name(folder.name + "-edge") / self.collection
-        return EdgeMirror.open(
-            folder,
-            dim=self.dim,
-            model_id=self.model_id,
-            expected_count=self.count(),
-            rebuild_from=self._mirror_batches,
-            progress=progress,
-        )
-
-    def _mirror_batches(self) -> Iterator[tuple[list[str], np.ndarray, list[dict[str, Any]]]]:
-        for points in self._scroll(with_payload=["id", *FILTER_FIELDS], with_vectors=True):
-            ids = [p.payload["id"] for p in points]
-            vectors = np.asarray([p.vector for p in points], dtype=np.float32).reshape(len(points), self.dim)
-            yield ids, vectors, [p.payload for p in points]
-
     # --- life cycle ------------------------------------------------------------------------------
     def close(self) -> None:
         """Flush and release the store (and its lock)."""
-        try:
-            if self._fast is not None:
-                self._fast.close()
-                self._fast = None
-        finally:
-            if self.owns_client:
-                self.client.close()
+        if self.owns_client:
+            self.client.close()
 
     def __enter__(self) -> Self:
         return self
@@ -307,9 +264,9 @@ class ImageIndex:
         self.close()
 
     def optimize(self) -> None:
-        """Finish background work after a large write (embedded: quantise the mirror's new segments)."""
-        if self._fast is not None:
-            self._fast.optimize()
+        """Finish background work after a large write (embedded: quantise the new segments)."""
+        if isinstance(self.client, EdgeStore):
+            self.client.optimize(self.collection)
 
     # --- writes ----------------------------------------------------------------------------------
     def upsert(self, records: Sequence[ImageRecord], vectors: np.ndarray) -> None:
@@ -322,28 +279,21 @@ class ImageIndex:
         if not records:
             return
         payloads = [record.payload() for record in records]
-        with self._writing():
-            for start in range(0, len(records), _UPSERT_CHUNK):
-                chunk = slice(start, start + _UPSERT_CHUNK)
-                points = [
-                    models.PointStruct(id=record.point_id, vector=vector.tolist(), payload=payload)
-                    for record, vector, payload in zip(
-                        records[chunk], vectors[chunk], payloads[chunk], strict=True
-                    )
-                ]
-                self.client.upsert(self.collection, points=points, wait=True)
-            if self._fast is not None:
-                self._fast.upsert([r.id for r in records], vectors, payloads)
+        for start in range(0, len(records), _UPSERT_CHUNK):
+            chunk = slice(start, start + _UPSERT_CHUNK)
+            points = [
+                models.PointStruct(id=record.point_id, vector=vector.tolist(), payload=payload)
+                for record, vector, payload in zip(
+                    records[chunk], vectors[chunk], payloads[chunk], strict=True
+                )
+            ]
+            self.client.upsert(self.collection, points=points, wait=True)
 
     def update(self, record: ImageRecord) -> None:
         """Replace the payload of an indexed image (its embedding stays)."""
-        payload = record.payload()
-        with self._writing():
-            self.client.overwrite_payload(
-                self.collection, payload=payload, points=[record.point_id], wait=True
-            )
-            if self._fast is not None:
-                self._fast.set_filter_fields(record.id, payload)
+        self.client.overwrite_payload(
+            self.collection, payload=record.payload(), points=[record.point_id], wait=True
+        )
 
     def add_location(
         self,
@@ -406,20 +356,12 @@ class ImageIndex:
         present = [r.id for r in self.get_many(wanted)]
         if not present:
             return 0
-        with self._writing():
-            self.client.delete(
-                self.collection,
-                points_selector=models.PointIdsList(points=[point_id(i) for i in present]),
-                wait=True,
-            )
-            if self._fast is not None:
-                self._fast.delete(present)
+        self.client.delete(
+            self.collection,
+            points_selector=models.PointIdsList(points=[point_id(i) for i in present]),
+            wait=True,
+        )
         return len(present)
-
-    def _writing(self) -> Any:
-        from contextlib import nullcontext
-
-        return self._fast.writing() if self._fast is not None else nullcontext()
 
     # --- reads -----------------------------------------------------------------------------------
     def count(self) -> int:
@@ -474,10 +416,6 @@ class ImageIndex:
         scope = Scope.build(filter, exclude_ids)
         if scope.empty or len(vectors) == 0:
             return [[] for _ in range(len(vectors))]
-        if self._fast is not None:
-            hits = self._fast.search_batch(vectors, k, scope)
-            records = {r.id: r for r in self.get_many(list({i for result in hits for i, _ in result}))}
-            return [[(records[i], score) for i, score in result if i in records] for result in hits]
         return self._query_points(vectors, k, scope)
 
     def caption_matches(
@@ -516,7 +454,7 @@ class ImageIndex:
     def _query_points(
         self, vectors: np.ndarray, k: int, scope: Scope
     ) -> list[list[tuple[ImageRecord, float]]]:
-        """Search with qdrant-client's ``query_points`` (the server path; exact brute force when embedded)."""
+        """Search with ``query_points`` (the same call on a server and on the embedded store)."""
         from qdrant_client import models
 
         query_filter = scope.to_client_filter()
@@ -595,4 +533,14 @@ class ImageIndex:
         return array
 
 
-__all__ = ["FileEntry", "ImageIndex"]
+def connect(settings: Settings, *, progress: bool = True) -> Any:
+    """A client of the store ``settings`` name: a Qdrant server (``QDRANT_URL``) or the embedded store."""
+    if settings.qdrant_url:
+        from qdrant_client import QdrantClient
+
+        api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+        return QdrantClient(url=settings.qdrant_url, api_key=api_key, timeout=int(settings.service_timeout_s))
+    return open_embedded(settings, progress=progress)
+
+
+__all__ = ["FileEntry", "ImageIndex", "connect"]
