@@ -70,7 +70,8 @@ def store_locked_message(settings: Settings) -> str:
 
 
 def is_store_lock_error(error: BaseException) -> bool:
-    """True for qdrant-client's "already accessed by another instance" (and similar lock errors)."""
+    """True for the embedded store's "already accessed by another instance" (the wording of qdrant-client's local
+    mode, kept by :class:`~retriever_service.index.edge_store.EdgeStore`) and similar lock errors."""
     text = str(error).lower()
     return "already accessed" in text or ("lock" in text and "storage" in text)
 

@@ -234,14 +234,17 @@ class EdgeStore:
             config = qe.EdgeConfig(
                 vectors=qe.EdgeVectorParams(
                     size=int(vectors_config.size), distance=qe.Distance.Cosine, on_disk=True
-                ),
+                ),  # the float32 vectors stay memory-mapped (read to rescore); the quantised copy is in RAM
                 # m=0: no HNSW graph; search is a quantised scan of the points the filter selects.
                 hnsw_config=qe.HnswIndexConfig(
                     m=0, ef_construct=100, full_scan_threshold=10_000, payload_m=0
                 ),
                 quantization_config=_quantization_config(self.quantization),
                 optimizers=qe.EdgeOptimizersConfig(
-                    indexing_threshold=INDEXING_THRESHOLD_KB, default_segment_number=_cpus()
+                    # one segment: a query scans its segments one after the other in the calling thread, so
+                    # more segments only add overhead (300K images: 12 vs 20 ms unfiltered, 6 vs 10 ms scoped)
+                    indexing_threshold=INDEXING_THRESHOLD_KB,
+                    default_segment_number=1,
                 ),
                 max_search_threads=_cpus(),  # the engine's default keeps one core free: too few on 2 cores
             )
