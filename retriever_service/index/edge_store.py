@@ -544,14 +544,20 @@ class EdgeStore:
         if self._closed:
             return
         self._closed = True
+        failure: Exception | None = None
         try:
             for entry in self._collections.values():
-                if entry.shard is not None:
-                    try:
-                        entry.shard.flush()
-                        entry.shard.close()
-                    finally:
-                        entry.shard = None
+                if entry.shard is None:
+                    continue
+                try:
+                    entry.shard.flush()
+                    entry.shard.close()
+                except Exception as error:  # noqa: BLE001 -- close the others, then report the first
+                    failure = failure or error
+                finally:
+                    entry.shard = None
+            if failure is not None:
+                raise failure
         finally:
             import portalocker
 
