@@ -206,10 +206,10 @@ def drop_collection(name: Annotated[str, typer.Argument(help="A collection that 
 
 def _client_or_explain(settings: Settings) -> Any:
     from retriever_service.errors import is_store_lock_error, store_locked_message
-    from retriever_service.index.store import ImageIndex
+    from retriever_service.index.store import connect
 
     try:
-        return ImageIndex._connect(settings)
+        return connect(settings)
     except Exception as error:
         if is_store_lock_error(error):
             raise ChatIRError(store_locked_message(settings)) from error

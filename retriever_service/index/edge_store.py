@@ -60,15 +60,6 @@ def _qe() -> Any:
     return qdrant_edge
 
 
-def edge_available() -> bool:
-    """True when qdrant-edge-py can be imported."""
-    try:
-        _qe()
-    except ImportError:
-        return False
-    return True
-
-
 @dataclass
 class _Collection:
     dim: int
@@ -76,32 +67,6 @@ class _Collection:
     metadata: dict[str, Any] = field(default_factory=dict)
     payload_schema: dict[str, str] = field(default_factory=dict)
     shard: Any = None
-
-
-@dataclass(frozen=True)
-class VectorsConfig:
-    size: int
-    distance: str = "Cosine"
-
-
-@dataclass(frozen=True)
-class CollectionParams:
-    vectors: VectorsConfig
-
-
-@dataclass(frozen=True)
-class CollectionConfig:
-    params: CollectionParams
-    metadata: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class CollectionInfo:
-    """What ``QdrantClient.get_collection`` tells (the fields ChatIR reads)."""
-
-    config: CollectionConfig
-    payload_schema: dict[str, str]
-    points_count: int
 
 
 class EdgeStore:
@@ -255,11 +220,16 @@ class EdgeStore:
             self._write_catalog()
         return True
 
-    def get_collection(self, collection_name: str) -> CollectionInfo:
+    def get_collection(self, collection_name: str) -> Any:
+        """qdrant-client's ``CollectionInfo`` with the fields the embedded store knows (vector size and distance,
+        metadata, payload indexes, point count); the server-only ones (optimizer, WAL, HNSW settings) are unset."""
+        from qdrant_client import models
+
         entry = self._entry(collection_name)
-        return CollectionInfo(
-            config=CollectionConfig(
-                params=CollectionParams(VectorsConfig(entry.dim)), metadata=dict(entry.metadata)
+        vectors = models.VectorParams(size=entry.dim, distance=models.Distance.COSINE)
+        return models.CollectionInfo.model_construct(
+            config=models.CollectionConfig.model_construct(
+                params=models.CollectionParams.model_construct(vectors=vectors), metadata=dict(entry.metadata)
             ),
             payload_schema=dict(entry.payload_schema),
             points_count=self._count(collection_name, None),
@@ -524,7 +494,7 @@ class EdgeStore:
         for hits, excluded, (_, _, limit, _, with_vectors) in zip(results, dropped, queries, strict=True):
             points = [
                 models.ScoredPoint.model_construct(
-                    id=_client_id(hit.id),
+                    id=point_id,
                     version=hit.version,
                     score=float(hit.score),
                     payload=hit.payload,
@@ -533,7 +503,7 @@ class EdgeStore:
                     order_value=None,
                 )
                 for hit in hits
-                if _client_id(hit.id) not in excluded
+                if (point_id := _client_id(hit.id)) not in excluded
             ]
             responses.append(rest.QueryResponse.model_construct(points=points[: int(limit)]))
         return responses
@@ -691,6 +661,5 @@ __all__ = [
     "OVERSAMPLING",
     "QUANTIZATION",
     "EdgeStore",
-    "edge_available",
     "to_edge_filter",
 ]

@@ -87,7 +87,7 @@ class ImageIndex:
         self.dim = int(dim)
         self.server = bool(settings.qdrant_url)
         self.owns_client = client is None
-        self.client = self._connect(settings, progress=progress) if client is None else client
+        self.client = connect(settings, progress=progress) if client is None else client
         try:
             self.collection = collection or self._active_collection(settings.collection)
             self._ensure_collection()
@@ -97,10 +97,6 @@ class ImageIndex:
             raise
 
     # --- opening ---------------------------------------------------------------------------------
-    @staticmethod
-    def _connect(settings: Settings, *, progress: bool = True) -> Any:
-        return connect(settings, progress=progress)
-
     @property
     def where(self) -> str:
         """The store, for people."""
