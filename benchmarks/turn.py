@@ -62,15 +62,15 @@ def _variant_modules(model, variant: str, originals: dict) -> dict:
         from retriever_service.models.onnx_text import OnnxTextFeatures, export_text_onnx, open_session
 
         onnx_bytes, names = export_text_onnx(model)
-        return {"text_features": OnnxTextFeatures(open_session(onnx_bytes), names)}
+        return {"text_vectors": OnnxTextFeatures(open_session(onnx_bytes), names)}
     if variant == "bf16":
-        fp32_features = type(model).text_features.__get__(model)
+        fp32_vectors = type(model).text_vectors.__get__(model)
 
-        def text_features(**tokens):
+        def text_vectors(**tokens):
             with torch.autocast("cpu", dtype=torch.bfloat16):
-                return fp32_features(**tokens).float()
+                return fp32_vectors(**tokens).float()
 
-        return {"text_features": text_features}
+        return {"text_vectors": text_vectors}
     if variant == "compile":
         return {n: torch.compile(m, dynamic=True) for n, m in originals.items()}
     raise SystemExit(f"unknown variant {variant!r}")
@@ -79,9 +79,9 @@ def _variant_modules(model, variant: str, originals: dict) -> dict:
 def _install(model, modules: dict) -> None:
     from retriever_service.models.fastpath import _set_module
 
-    model.__dict__.pop("text_features", None)  # the onnx variant's
-    if "text_features" in modules:
-        model.text_features = modules["text_features"]
+    model.__dict__.pop("text_vectors", None)  # the onnx and bf16 variants'
+    if "text_vectors" in modules:
+        model.text_vectors = modules["text_vectors"]
         return
     for name, module in modules.items():
         _set_module(model.model, name, module)

@@ -100,6 +100,7 @@ _MODEL_METHODS = frozenset(
         "dialog_text",
         "tokenize",
         "text_features",
+        "text_vectors",
         "image_features",
     }
 )

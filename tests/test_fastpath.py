@@ -93,7 +93,7 @@ def test_onnx_text_path_equals_torch_for_every_family(tiny_model_dirs, family):
     singles = np.stack([model.encode_texts([t])[0] for t in texts])
     report = apply_text_fastpath(model, "onnx")
     assert report.path == "onnx" and report.min_cosine is not None and report.min_cosine > 0.99999
-    assert type(model.__dict__["text_features"]).__name__ == "OnnxTextFeatures"
+    assert type(model.__dict__["text_vectors"]).__name__ == "OnnxTextFeatures"
     np.testing.assert_allclose(model.encode_texts(texts), reference, atol=1e-5)
     np.testing.assert_allclose(np.stack([model.encode_texts([t])[0] for t in texts]), singles, atol=1e-5)
 

@@ -24,12 +24,14 @@ import os
 import random
 import time
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
+from retriever_service.models.dialog_text import split_clauses
 from training.joint import attribute_prior_logits, encode_by_length, learning_rate_factor
 from training.world_stream import StreamConfig, sample_example
 from world.attributes import attribute_names, scene_attributes
@@ -62,6 +64,12 @@ class TextRecipe(BaseModel):
         ge=0,
         description="weight of the ranking loss: InfoNCE of each dialog against the true codes of the batch's "
         "targets and near misses its dialog rules out (what makes answers such as 'no' count)",
+    )
+    pooling: Literal["joined", "clauses"] = Field(
+        "joined",
+        description="joined: the dialog in one pass; clauses: each clause (caption, round) in its own pass, "
+        "the vectors added (retriever_service.models.dialog_text.split_clauses); the binary cross-entropy "
+        "then applies to every clause and the ranking loss to the sums",
     )
     val_dialogs: int = Field(300, ge=8)
     val_every: int = Field(100, ge=1)
@@ -111,18 +119,13 @@ class _Validation:
         self.gallery = torch.cat([self.truth, torch.from_numpy(np.stack(more))]) * 2 - 1
 
     @torch.no_grad()
-    def run(self, model, prior: torch.Tensor) -> dict[str, float]:
+    def run(self, model, prior: torch.Tensor, pooling: str = "joined") -> dict[str, float]:
         model.model.eval()
         result: dict[str, float] = {}
         losses = []
         for rounds in ROUNDS:
             texts = [", ".join(d.parts()[: 1 + rounds]) for d in self.dialogs]
-            vectors = torch.cat(
-                [
-                    model._text_embeddings(model.tokenize(texts[start : start + 64]))
-                    for start in range(0, len(texts), 64)
-                ]
-            ).float()
+            vectors = dialog_vectors(model, texts, pooling, chunk=64)
             losses.append(float(F.binary_cross_entropy_with_logits(vectors + prior, self.truth)))
             scores = vectors @ self.gallery.T
             target = scores[torch.arange(len(texts)), torch.arange(len(texts))]
@@ -133,11 +136,48 @@ class _Validation:
         return result
 
 
+def dialog_vectors(model, texts: list[str], pooling: str, chunk: int = 16) -> torch.Tensor:
+    """(n, code) text vectors of ``texts`` (differentiable): one pass per text, or per clause added up."""
+    if pooling == "clauses":
+        vectors, owners = clause_vectors(model, texts, chunk)
+        return torch.zeros(len(texts), vectors.shape[1]).index_add(0, owners, vectors)
+    return torch.cat([_encode(model, texts[start : start + chunk]) for start in range(0, len(texts), chunk)])
+
+
+def clause_vectors(model, texts: list[str], chunk: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """The vector of every clause of ``texts`` (each distinct clause encoded once) and the text it belongs to."""
+    clauses = [split_clauses(text) for text in texts]
+    distinct = sorted(
+        dict.fromkeys(c for cs in clauses for c in cs), key=len
+    )  # short with short: less padding
+    encoded = dialog_vectors(model, distinct, "joined", chunk)
+    where = {clause: k for k, clause in enumerate(distinct)}
+    rows = torch.tensor([where[c] for cs in clauses for c in cs], dtype=torch.long)
+    owners = torch.tensor([i for i, cs in enumerate(clauses) for _ in cs], dtype=torch.long)
+    return encoded[rows], owners
+
+
+def _encode(model, texts: list[str]) -> torch.Tensor:
+    tokens = model.tokenizer(
+        texts, padding="longest", truncation=True, max_length=model.max_text_tokens, return_tensors="pt"
+    )
+    tokens = {k: v for k, v in tokens.items() if k in model.text_input_names}
+    return model._text_embeddings(tokens).float()
+
+
 def code_text_loss(
-    vectors: torch.Tensor, codes: torch.Tensor, prior: torch.Tensor, ranking_weight: float
+    vectors: torch.Tensor,
+    codes: torch.Tensor,
+    prior: torch.Tensor,
+    ranking_weight: float,
+    *,
+    clauses: torch.Tensor | None = None,
+    owners: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Binary cross-entropy of ``vectors + prior`` against the targets' attributes (``codes[:n]``), plus
-    ``ranking_weight`` x InfoNCE over the gallery ``codes`` (targets, then near misses).
+    ``ranking_weight`` x InfoNCE over the gallery ``codes`` (targets, then near misses). With clause pooling,
+    ``clauses`` are the clause vectors (``vectors`` their sums per dialog) and ``owners`` the dialog of each: the
+    cross-entropy then applies to every clause, so each clause's vector is the evidence of that clause alone.
 
     The ranking logits are ``vectors . (2 code - 1) / 2``: for log-likelihood ratios that is the naive-Bayes
     log-likelihood of the dialog for each gallery scene, up to a constant per dialog, so both losses ask for
@@ -145,7 +185,10 @@ def code_text_loss(
     ranking, which the first learns only slowly (its gradient there is the attribute's small base rate).
     """
     n = vectors.shape[0]
-    loss = F.binary_cross_entropy_with_logits(vectors + prior, codes[:n])
+    if owners is None:
+        loss = F.binary_cross_entropy_with_logits(vectors + prior, codes[:n])
+    else:  # clause pooling: every clause is evidence about its own dialog's target; the ranking is of the sums
+        loss = F.binary_cross_entropy_with_logits(clauses + prior, codes[owners])
     if ranking_weight:
         logits = vectors @ (codes * 2 - 1).T / 2
         loss = loss + ranking_weight * F.cross_entropy(logits, torch.arange(n))
@@ -227,7 +270,7 @@ def train_text(
         os.replace(tmp, state_path)
 
     if step == 0:
-        record = {"step": 0, "val": validation.run(model, prior)}
+        record = {"step": 0, "val": validation.run(model, prior, recipe.pooling)}
         log.write(json.dumps(record) + "\n")
         print(json.dumps(record), flush=True)
     started = time.perf_counter() - elapsed
@@ -241,13 +284,24 @@ def train_text(
             texts.append(text_)
             targets.append(scene_attributes(scene))
             negatives += [scene_attributes(s) for s in near]
-        tokens = model.tokenizer(
-            texts, padding="longest", truncation=True, max_length=recipe.max_text_tokens, return_tensors="pt"
-        )
-        tokens = {k: v for k, v in tokens.items() if k in model.text_input_names}
-        vectors = encode_by_length(model, tokens, recipe.text_chunk, normalise=False).float()
         codes = torch.from_numpy(np.stack(targets + negatives))
-        loss = code_text_loss(vectors, codes, prior, recipe.ranking_weight)
+        if recipe.pooling == "clauses":
+            clauses, owners = clause_vectors(model, texts, recipe.text_chunk)
+            vectors = torch.zeros(len(texts), clauses.shape[1]).index_add(0, owners, clauses)
+            loss = code_text_loss(
+                vectors, codes, prior, recipe.ranking_weight, clauses=clauses, owners=owners
+            )
+        else:
+            tokens = model.tokenizer(
+                texts,
+                padding="longest",
+                truncation=True,
+                max_length=recipe.max_text_tokens,
+                return_tensors="pt",
+            )
+            tokens = {k: v for k, v in tokens.items() if k in model.text_input_names}
+            vectors = encode_by_length(model, tokens, recipe.text_chunk, normalise=False).float()
+            loss = code_text_loss(vectors, codes, prior, recipe.ranking_weight)
         factor = learning_rate_factor(step, recipe, elapsed)
         for group, rate in zip(optimizer.param_groups, base, strict=True):
             group["lr"] = rate * factor
@@ -266,7 +320,7 @@ def train_text(
             }
             window.clear()
             if step % recipe.val_every == 0:
-                record["val"] = validation.run(model, prior)
+                record["val"] = validation.run(model, prior, recipe.pooling)
             log.write(json.dumps(record) + "\n")
             log.flush()
             print(json.dumps(record), flush=True)
@@ -274,7 +328,11 @@ def train_text(
             save()
             last_save = time.perf_counter()
     save()
-    final = {"step": step, "minutes": round(elapsed / 60, 2), "final": validation.run(model, prior)}
+    final = {
+        "step": step,
+        "minutes": round(elapsed / 60, 2),
+        "final": validation.run(model, prior, recipe.pooling),
+    }
     log.write(json.dumps(final) + "\n")
     log.close()
     print(json.dumps(final), flush=True)

@@ -107,6 +107,11 @@ class StarterSpec(BaseModel):
             else self.dialog.trained_text_layers
         )
 
+    @property
+    def text_pooling(self) -> Literal["joined", "clauses"]:
+        """How the text side reads a dialog (the scene-code text recipe's ``pooling``; else one pass)."""
+        return self.scene_code.text.pooling if self.recipe == "scene_code" and self.scene_code else "joined"
+
     @classmethod
     def tiny(cls) -> StarterSpec:
         """A minutes-to-seconds version for tests: same recipe, tiny towers and worlds."""
@@ -247,12 +252,13 @@ def _scene_code_spec(stage: SceneCodeStage) -> StarterSpec:
 
 def scene_code_recipe(*, quick: bool = False) -> StarterSpec:
     """Starter v4 (shipped): a convolutional vision tower that reads the scene's attribute code (60 minutes of
-    one CPU core; ``quick``: 15) and a text side that reads a dialog as evidence on every attribute (75 minutes
-    of the other core; ``quick``: 18), trained at the same time."""
+    one CPU core; ``quick``: 15) and a text side that reads each clause of a dialog as evidence on every
+    attribute, the clauses' evidence added (75 minutes of the other core; ``quick``: 18), trained at the same
+    time."""
     return _scene_code_spec(
         SceneCodeStage(
             perception=PerceptionRecipe(time_budget_s=(15 if quick else 60) * 60),
-            text=TextRecipe(time_budget_s=(18 if quick else 75) * 60),
+            text=TextRecipe(time_budget_s=(18 if quick else 75) * 60, pooling="clauses"),
         )
     )
 
@@ -285,6 +291,7 @@ def scene_code_tiny() -> StarterSpec:
                 log_every=1,
                 warmup_steps=1,
                 stream=StreamConfig(hard_negatives=0, max_text_tokens=48),
+                pooling="clauses",
             ),
             parallel=False,
         )

@@ -18,11 +18,18 @@ import torch.nn.functional as F
 from PIL import Image
 
 from chatir.dialog import Dialog
-from retriever_service.models.dialog_text import TruncationPolicy, dialog_text
+from retriever_service.models.dialog_text import (
+    TEXT_POOLINGS,
+    TextPooling,
+    TruncationPolicy,
+    dialog_text,
+    split_clauses,
+)
 from retriever_service.models.pixels import FastPixels
 
 CHATIR_META_FILE = "chatir.json"
-"""Small JSON file next to the weights: ``family``, ``max_text_tokens``, ``dim`` (+ optional ``truncation``)."""
+"""Small JSON file next to the weights: ``family``, ``max_text_tokens``, ``dim`` (+ optional ``truncation``,
+``text_pooling``)."""
 
 
 class RetrievalModel:
@@ -48,8 +55,11 @@ class RetrievalModel:
         batch_size: int = 32,
         separator: str = ", ",
         truncation: TruncationPolicy = "keep_caption",
+        text_pooling: TextPooling = "joined",
         extra_metadata: dict[str, Any] | None = None,
     ) -> None:
+        if text_pooling not in TEXT_POOLINGS:
+            raise ValueError(f"unknown text pooling {text_pooling!r}; use one of {', '.join(TEXT_POOLINGS)}")
         self.model_id = model_id
         self.model = model
         self.tokenizer = tokenizer
@@ -58,6 +68,9 @@ class RetrievalModel:
         self.batch_size = int(batch_size)
         self.separator = separator
         self.truncation: TruncationPolicy = truncation
+        self.text_pooling: TextPooling = text_pooling
+        """``joined``: a dialog text is read in one pass; ``clauses``: each clause alone, the vectors added
+        (:func:`~retriever_service.models.dialog_text.split_clauses`)."""
         self.extra_metadata: dict[str, Any] = dict(extra_metadata or {})  # kept in chatir.json on save
         parameter = next(model.parameters())
         self.device: torch.device = parameter.device
@@ -94,9 +107,13 @@ class RetrievalModel:
         )
         return {name: encoded[name].to(self.device) for name in self.text_input_names if name in encoded}
 
+    def text_vectors(self, **tokens: torch.Tensor) -> torch.Tensor:
+        """(n, dim) projected text embeddings before normalisation, float32 (the ONNX fast path replaces this)."""
+        return self._text_embeddings(tokens).float()
+
     def text_features(self, **tokens: torch.Tensor) -> torch.Tensor:
         """(n, dim) L2-normalised text embeddings; differentiable (use under ``torch.no_grad`` to save memory)."""
-        return F.normalize(self._text_embeddings(tokens).float(), dim=-1)
+        return F.normalize(self.text_vectors(**tokens), dim=-1)
 
     def preprocess_images(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """``pixel_values`` for RGB PIL images, on ``self.device`` in the model's dtype: :class:`FastPixels` where
@@ -124,16 +141,32 @@ class RetrievalModel:
 
     # ------------------------------------------------------------------ inference API
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
-        """(n, dim) float32 L2-normalised embeddings, in batches of ``batch_size`` (longest texts first)."""
+        """(n, dim) float32 L2-normalised embeddings, in batches of ``batch_size`` (longest texts first).
+
+        With ``clauses`` pooling a text's embedding is the sum of its clauses' vectors, normalised; each
+        distinct clause is encoded once per call."""
         texts = list(texts)
+        if self.text_pooling == "joined":
+            return self._normalised(self._encode_vectors(texts))
+        clauses = [split_clauses(text, self.separator) or [text] for text in texts]
+        distinct = list(dict.fromkeys(clause for parts in clauses for clause in parts))
+        vectors = dict(zip(distinct, self._encode_vectors(distinct), strict=True))
+        return self._normalised(np.stack([np.sum([vectors[c] for c in parts], axis=0) for parts in clauses]))
+
+    def _encode_vectors(self, texts: list[str]) -> np.ndarray:
+        """(n, dim) float32 unnormalised text vectors, in length-sorted batches of ``batch_size``."""
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)  # less padding
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
                 chunk = order[start : start + self.batch_size]
-                features = self.text_features(**self.tokenize([texts[i] for i in chunk]))
-                out[chunk] = features.cpu().numpy()
+                out[chunk] = self.text_vectors(**self.tokenize([texts[i] for i in chunk])).cpu().numpy()
         return out
+
+    @staticmethod
+    def _normalised(vectors: np.ndarray) -> np.ndarray:
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return (vectors / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
 
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """(n, dim) float32 L2-normalised embeddings of RGB PIL images, in batches of ``batch_size``."""
@@ -152,7 +185,10 @@ class RetrievalModel:
         return features.cpu().numpy().astype(np.float32, copy=False)
 
     def dialog_text(self, dialog: Dialog) -> str:
-        """The text actually encoded for ``dialog`` (ChatIR's joined form, separator and truncation applied)."""
+        """The text actually encoded for ``dialog`` (ChatIR's joined form, separator and truncation applied;
+        with ``clauses`` pooling nothing is dropped: each clause is read alone, within the token limit)."""
+        if self.text_pooling == "clauses":
+            return self.separator.join(dialog.parts())
         return dialog_text(
             dialog, self.tokenizer, self.max_text_tokens, separator=self.separator, policy=self.truncation
         )
@@ -164,8 +200,10 @@ class RetrievalModel:
     # ------------------------------------------------------------------ persistence
     def metadata(self) -> dict[str, Any]:
         """What ``chatir.json`` records."""
+        pooling = {"text_pooling": self.text_pooling} if self.text_pooling != "joined" else {}
         return {
             **self.extra_metadata,
+            **pooling,
             "family": self.family,
             "max_text_tokens": self.max_text_tokens,
             "dim": self.dim,

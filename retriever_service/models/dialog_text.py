@@ -17,6 +17,11 @@ from typing import Literal, Protocol
 from chatir.dialog import Dialog
 
 TruncationPolicy = Literal["keep_caption", "tail"]
+TextPooling = Literal["joined", "clauses"]
+TEXT_POOLINGS: tuple[str, ...] = ("joined", "clauses")
+"""How a model reads a dialog text: ``joined``, the whole text in one pass (BLIP, CLIP, ChatIR's retriever);
+``clauses``, each clause between separators in its own pass and the clause vectors added (see
+:func:`split_clauses`)."""
 TRUNCATION_POLICIES: tuple[str, ...] = ("keep_caption", "tail")
 
 
@@ -85,3 +90,16 @@ def dialog_text(
         if count <= max_tokens:
             return candidate
     return cut_to_tokens(tokenizer, caption, max_tokens)
+
+
+def split_clauses(text: str, separator: str = ", ") -> list[str]:
+    """The clauses of a dialog text: its pieces between ``separator`` s, stripped, empty ones dropped.
+
+    A model with ``clauses`` pooling encodes each clause alone and adds the (unnormalised) clause vectors. Its
+    text side is trained so that a clause's vector is the evidence that clause gives about the image (a
+    log-likelihood ratio per attribute), so the sum is the evidence of the whole dialog: every round counts
+    the same however long the dialog is, "I don't know" adds nothing, and a new round costs one short pass.
+    Training splits its texts with this same function, so a comma inside a description is read the same way
+    in training and in serving.
+    """
+    return [clause for clause in (piece.strip() for piece in text.split(separator)) if clause]

@@ -21,6 +21,7 @@ import torch
 from chatir.errors import ModelNotAvailableError
 from chatir.settings import STARTER_MODEL, Settings, get_settings
 from retriever_service.models.base import CHATIR_META_FILE, RetrievalModel
+from retriever_service.models.dialog_text import TEXT_POOLINGS
 from retriever_service.models.families import FAMILIES, config_text_positions, family_for_model_type
 
 logger = logging.getLogger(__name__)
@@ -234,7 +235,17 @@ def load_model(
     truncation = settings.truncation
     if "truncation" not in settings.model_fields_set and meta.get("truncation") in ("keep_caption", "tail"):
         truncation = meta["truncation"]  # how this checkpoint was trained, unless the user chose explicitly
-    extra = {key: value for key, value in meta.items() if key not in ("family", "max_text_tokens", "dim")}
+    pooling = meta.get("text_pooling", "joined")
+    if pooling not in TEXT_POOLINGS:
+        raise ModelNotAvailableError(
+            f"Model '{name}' asks for text pooling {pooling!r} in its {CHATIR_META_FILE}, which this version "
+            f"does not know ({', '.join(TEXT_POOLINGS)})."
+        )
+    extra = {
+        key: value
+        for key, value in meta.items()
+        if key not in ("family", "max_text_tokens", "dim", "text_pooling")
+    }
     loaded = family(
         model_id=name,
         model=model,
@@ -244,6 +255,7 @@ def load_model(
         batch_size=settings.batch_size,
         separator=settings.dialog_separator,
         truncation=truncation,
+        text_pooling=pooling,
         extra_metadata=extra,
     )
     logger.info("loaded %r", loaded)

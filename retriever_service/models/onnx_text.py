@@ -1,11 +1,11 @@
 """The text tower in ONNX Runtime: the same fp32 arithmetic, a faster CPU engine.
 
-:func:`install_onnx_text` exports the model's text path (tower + projection + normalisation, exactly
-``RetrievalModel.text_features``) to ONNX with a dynamic batch and sequence length, opens it in an ONNX Runtime
-CPU session and makes the model's ``text_features`` run there. Tokenisation, batching, dialog texts are
-unchanged. The export (seconds for the starter, ~20 s for BLIP-base on 2 cores) is cached in ``cache_dir``
-(the service uses ``CHATIR_HOME/cache/onnx``) under a hash of the text weights and the exporter's versions,
-so a later start of the same model only opens the session.
+:func:`install_onnx_text` exports the model's text path (tower + projection, exactly
+``RetrievalModel.text_vectors``) to ONNX with a dynamic batch and sequence length, opens it in an ONNX Runtime
+CPU session and makes the model's ``text_vectors`` run there (normalisation and clause pooling stay in
+Python). Tokenisation, batching, dialog texts are unchanged. The export (seconds for the starter, ~20 s for
+BLIP-base on 2 cores) is cached in ``cache_dir`` (the service uses ``CHATIR_HOME/cache/onnx``) under a hash
+of the text weights and the exporter's versions, so a later start of the same model only opens the session.
 :mod:`retriever_service.models.fastpath` only keeps it when its embeddings match fp32 (they do to ~1e-6).
 Needs ``onnxruntime`` (and ``onnx`` for the export): the ``service`` extra installs them.
 """
@@ -40,7 +40,7 @@ def onnx_available() -> bool:
 
 
 class _TextPath(torch.nn.Module):
-    """``model.text_features`` as a module (what is exported)."""
+    """``model.text_vectors`` as a module (what is exported)."""
 
     def __init__(self, model: RetrievalModel) -> None:
         super().__init__()
@@ -49,11 +49,11 @@ class _TextPath(torch.nn.Module):
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         names = [n for n in self.retrieval.text_input_names]
-        return self.retrieval.text_features(**dict(zip(names, inputs, strict=True)))
+        return self.retrieval.text_vectors(**dict(zip(names, inputs, strict=True)))
 
 
 class OnnxTextFeatures:
-    """Callable like ``RetrievalModel.text_features`` (keyword token tensors -> (n, dim) normalised tensor),
+    """Callable like ``RetrievalModel.text_vectors`` (keyword token tensors -> (n, dim) unnormalised tensor),
     running an ONNX Runtime session; thread-safe (one session, concurrent ``run`` calls are allowed)."""
 
     def __init__(self, session: Any, input_names: list[str]) -> None:
@@ -98,10 +98,21 @@ def open_session(onnx_bytes: bytes, threads: int | None = None) -> Any:
     return ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
 
 
+EXPORT_FORMAT = "text-vectors-2"
+"""What the exported graph computes (changed from the normalised features to the unnormalised vectors)."""
+
+
 def export_key(model: RetrievalModel) -> str:
     """A hash of what the export depends on: the text path's weights, its inputs and the exporter's versions."""
     digest = hashlib.sha256()
-    for part in (type(model).__name__, torch.__version__, str(OPSET), ",".join(model.text_input_names)):
+    parts = (
+        EXPORT_FORMAT,
+        type(model).__name__,
+        torch.__version__,
+        str(OPSET),
+        ",".join(model.text_input_names),
+    )
+    for part in parts:
         digest.update(part.encode() + b"\0")
     for name, tensor in _TextPath(model).state_dict().items():
         digest.update(name.encode() + str(tuple(tensor.shape)).encode())
@@ -126,15 +137,16 @@ def cached_export(model: RetrievalModel, cache_dir: Path | None) -> tuple[bytes,
 
 
 def install_onnx_text(model: RetrievalModel, cache_dir: Path | None = None) -> Callable[[], None]:
-    """Make ``model.text_features`` run in ONNX Runtime; returns a function that puts the torch path back.
+    """Make ``model.text_vectors`` (so ``text_features`` and ``encode_texts``) run in ONNX Runtime; returns a
+    function that puts the torch path back.
     ``cache_dir``: where exports are kept between starts (None: export every time)."""
     onnx_bytes, names = cached_export(model, cache_dir)
     features = OnnxTextFeatures(open_session(onnx_bytes), names)
-    model.text_features = features  # type: ignore[method-assign]
+    model.text_vectors = features  # type: ignore[method-assign]
 
     def restore() -> None:
-        if model.__dict__.get("text_features") is features:
-            del model.text_features
+        if model.__dict__.get("text_vectors") is features:
+            del model.text_vectors
 
     return restore
 

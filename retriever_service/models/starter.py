@@ -24,6 +24,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from chatir.errors import ChatIRError, ModelNotAvailableError
+from retriever_service.models.dialog_text import TextPooling
 
 if TYPE_CHECKING:
     from chatir.settings import Settings
@@ -34,7 +35,7 @@ STARTER_WEIGHTS_DIR = Path(__file__).resolve().parent / "starter_weights"
 WEIGHTS_FILE = "starter.safetensors"
 MANIFEST_FILE = "starter.json"
 FORMAT_VERSION = 1
-ASSEMBLY_VERSION = 2
+ASSEMBLY_VERSION = 3
 """Bumped when assembly writes something new; an older assembled folder is re-assembled (seconds)."""
 INFERENCE_MAX_TEXT_TOKENS = 256
 """The assembled starter's token window. Training uses ``spec.max_text_tokens`` (128, for speed); at use,
@@ -116,6 +117,8 @@ class ArchitectureLike(Protocol):
     def seed(self) -> int: ...
     @property
     def trained_text_layers(self) -> int: ...
+    @property
+    def text_pooling(self) -> TextPooling: ...
 
 
 class StarterArchitecture(BaseModel):
@@ -129,14 +132,17 @@ class StarterArchitecture(BaseModel):
     max_text_tokens: int = 128
     seed: int = 0
     trained_text_layers: int = 2
+    text_pooling: TextPooling = "joined"
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> StarterArchitecture:
         stage = spec.get("joint") if spec.get("recipe") == "joint" else spec.get("dialog")
         trained = (stage or {}).get("trained_text_layers", 4 if spec.get("recipe") == "joint" else 2)
+        pooling = "joined"
         if spec.get("recipe") == "scene_code":  # ships every text layer
             trained = spec.get("text_layers", 6)
-        return cls.model_validate({**spec, "trained_text_layers": trained})
+            pooling = ((spec.get("scene_code") or {}).get("text") or {}).get("pooling", "joined")
+        return cls.model_validate({**spec, "trained_text_layers": trained, "text_pooling": pooling})
 
 
 # ------------------------------------------------------------------------------------------------ model
@@ -223,6 +229,7 @@ def new_starter_model(
         batch_size=settings.batch_size,
         separator=settings.dialog_separator,
         truncation="keep_caption",
+        text_pooling=spec.text_pooling,
         extra_metadata={"truncation": "keep_caption"},
     )
 
