@@ -80,6 +80,7 @@ def _install(model, modules: dict) -> None:
     from retriever_service.models.fastpath import _set_module
 
     model.__dict__.pop("text_vectors", None)  # the onnx and bf16 variants'
+    model.clear_text_cache()
     if "text_vectors" in modules:
         model.text_vectors = modules["text_vectors"]
         return

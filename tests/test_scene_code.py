@@ -127,6 +127,7 @@ def test_the_recipe_trains_both_sides_and_ships_one_model(built, tmp_path):
     folder = assemble(root / "weights", tmp_path / "model", settings=Settings(home=tmp_path, device="cpu"))
     model = load_model(str(folder), settings=Settings(home=tmp_path, device="cpu"))
     assert model.dim == len(attribute_names())
+    assert model.text_pooling == "clauses"  # the recipe trains the text side clause by clause
     scenes = [sample_scene(5, i) for i in range(4)]
     images = model.encode_images([render_scene(scene, 48) for scene in scenes])
     texts = model.encode_texts(["a red star", "a blue ring, is there a star? no"])
@@ -154,3 +155,32 @@ def test_a_finished_build_is_not_trained_again(built):
     first, second = load_file(result.weights), load_file(again.weights)
     assert first.keys() == second.keys()
     assert all(torch.equal(first[name], second[name]) for name in first)
+
+
+def test_a_text_run_started_from_a_file_ships_that_files_frozen_layers(tmp_path):
+    """A text run trains only its top layers; the bottom ones it ships must be the ones it trained on top of
+    (the start file's), not MiniLM's: the shipped model is then the model that was validated."""
+    from safetensors.torch import load_file, save_file
+
+    from training.code_text import TextRecipe, text_model, train_text
+    from training.world_stream import StreamConfig
+
+    start = text_model().model.state_dict()
+    frozen = "text_model.encoder.layer.0.attention.self.query.weight"
+    start[frozen] = start[frozen] + 0.05 * torch.randn_like(start[frozen])
+    init = tmp_path / "start.safetensors"
+    save_file({n: v.contiguous() for n, v in start.items() if n.startswith("text_")}, str(init))
+    recipe = TextRecipe(
+        batch_size=4,
+        steps=1,
+        max_text_tokens=48,
+        trained_text_layers=1,
+        val_dialogs=8,
+        warmup_steps=1,
+        stream=StreamConfig(hard_negatives=0, max_text_tokens=48),
+        pooling="clauses",
+    )
+    shipped = load_file(str(train_text(tmp_path / "run", recipe, init_weights=init)))
+    assert torch.equal(shipped[frozen], start[frozen])
+    trained = "text_model.encoder.layer.5.attention.self.query.weight"
+    assert not torch.equal(shipped[trained], start[trained])

@@ -121,3 +121,33 @@ def test_the_onnx_path_pools_the_same_clause_vectors(clause_dir, tmp_path):
     reference = model.encode_texts(texts)
     assert apply_text_fastpath(model, "onnx").path == "onnx"
     np.testing.assert_allclose(model.encode_texts(texts), reference, atol=1e-5)
+
+
+def test_each_clause_is_encoded_once_across_calls(clause_dir, tmp_path, monkeypatch):
+    """A turn encodes only its new round; the earlier ones come from the clause cache."""
+    model = load_model(str(clause_dir), device="cpu", settings=Settings(home=tmp_path))
+    encoded: list[list[str]] = []
+    original = model._encode_vectors
+    monkeypatch.setattr(
+        model, "_encode_vectors", lambda texts: encoded.append(list(texts)) or original(texts)
+    )
+    first = model.encode_dialogs([DIALOG.upto(2)])
+    longer = model.encode_dialogs([DIALOG])
+    assert encoded == [DIALOG.parts()[:3], [DIALOG.parts()[3]]]
+    model.clear_text_cache()
+    np.testing.assert_allclose(model.encode_dialogs([DIALOG.upto(2)]), first, atol=1e-6)
+    np.testing.assert_allclose(model.encode_dialogs([DIALOG]), longer, atol=1e-6)
+    assert encoded[2] == DIALOG.parts()[:3] and encoded[3] == [DIALOG.parts()[3]]
+
+
+def test_changing_the_text_path_forgets_the_cached_clauses(clause_dir, tmp_path):
+    from retriever_service.models.fastpath import quantize_text_int8, restore_modules
+
+    model = load_model(str(clause_dir), device="cpu", settings=Settings(home=tmp_path))
+    text = model.dialog_text(DIALOG)
+    fp32 = model.encode_texts([text])
+    originals = quantize_text_int8(model)
+    int8 = model.encode_texts([text])
+    assert not np.array_equal(int8, fp32)  # computed by the int8 layers, not served from the fp32 cache
+    restore_modules(model, originals)
+    np.testing.assert_array_equal(model.encode_texts([text]), fp32)  # and not the int8 vectors afterwards

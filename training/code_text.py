@@ -195,14 +195,14 @@ def code_text_loss(
     return loss
 
 
-def trained_state(model, trained_layers: int) -> dict[str, torch.Tensor]:
-    """The text side's trained tensors, by their names in the dual encoder."""
-    first = model.model.config.text_config.num_hidden_layers - trained_layers
+def trained_state(model) -> dict[str, torch.Tensor]:
+    """The text side's tensors that ship, by their names in the dual encoder: every encoder layer (the frozen
+    bottom ones too: a run started from ``init_weights`` keeps that file's, which need not be MiniLM's), the
+    pooler and the projection."""
     return {
         name: value
         for name, value in model.model.state_dict().items()
-        if name.startswith(("text_projection.", "text_model.pooler."))
-        or (name.startswith("text_model.encoder.layer.") and int(name.split(".")[3]) >= first)
+        if name.startswith(("text_projection.", "text_model.pooler.", "text_model.encoder.layer."))
     }
 
 
@@ -260,7 +260,7 @@ def train_text(
         tmp = state_path.with_suffix(".tmp")
         torch.save(
             {
-                "model": trained_state(model, recipe.trained_text_layers),
+                "model": trained_state(model),
                 "optimizer": optimizer.state_dict(),
                 "step": step,
                 "elapsed": elapsed,
@@ -338,7 +338,7 @@ def train_text(
     print(json.dumps(final), flush=True)
     result = out / "text.safetensors"
     save_file(
-        {n: v.detach().contiguous() for n, v in trained_state(model, recipe.trained_text_layers).items()},
+        {n: v.detach().contiguous() for n, v in trained_state(model).items()},
         str(result),
         metadata={"steps": str(step), "trained_text_layers": str(recipe.trained_text_layers)},
     )

@@ -182,6 +182,7 @@ class DialogTask:
         if self.validation is None:
             return {}
         self.model.model.eval()
+        self.model.clear_text_cache()  # the weights changed since the last validation
         return self.validation.run(self.model)
 
     def save_model(self, folder: Path, info: dict[str, Any]) -> None:

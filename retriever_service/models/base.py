@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -15,6 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 import torch.nn.functional as F
+from cachetools import LRUCache
 from PIL import Image
 
 from chatir.dialog import Dialog
@@ -26,6 +28,10 @@ from retriever_service.models.dialog_text import (
     split_clauses,
 )
 from retriever_service.models.pixels import FastPixels
+
+CLAUSE_CACHE_SIZE = 32_768
+"""Clause vectors a ``clauses`` model keeps (~64 MB at the starter's 502 dimensions): a conversation's earlier
+rounds, the questioner's bank rounds and an evaluation's dialogs are each encoded once."""
 
 CHATIR_META_FILE = "chatir.json"
 """Small JSON file next to the weights: ``family``, ``max_text_tokens``, ``dim`` (+ optional ``truncation``,
@@ -71,6 +77,8 @@ class RetrievalModel:
         self.text_pooling: TextPooling = text_pooling
         """``joined``: a dialog text is read in one pass; ``clauses``: each clause alone, the vectors added
         (:func:`~retriever_service.models.dialog_text.split_clauses`)."""
+        self._clause_cache: LRUCache[str, np.ndarray] = LRUCache(maxsize=CLAUSE_CACHE_SIZE)
+        self._clause_lock = threading.Lock()
         self.extra_metadata: dict[str, Any] = dict(extra_metadata or {})  # kept in chatir.json on save
         parameter = next(model.parameters())
         self.device: torch.device = parameter.device
@@ -143,15 +151,28 @@ class RetrievalModel:
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """(n, dim) float32 L2-normalised embeddings, in batches of ``batch_size`` (longest texts first).
 
-        With ``clauses`` pooling a text's embedding is the sum of its clauses' vectors, normalised; each
-        distinct clause is encoded once per call."""
+        With ``clauses`` pooling a text's embedding is the sum of its clauses' vectors, normalised; a clause
+        is encoded once and kept (:data:`CLAUSE_CACHE_SIZE`, least recently used first out; see
+        :meth:`clear_text_cache`)."""
         texts = list(texts)
         if self.text_pooling == "joined":
             return self._normalised(self._encode_vectors(texts))
         clauses = [split_clauses(text, self.separator) or [text] for text in texts]
         distinct = list(dict.fromkeys(clause for parts in clauses for clause in parts))
-        vectors = dict(zip(distinct, self._encode_vectors(distinct), strict=True))
+        with self._clause_lock:
+            vectors = {c: self._clause_cache[c] for c in distinct if c in self._clause_cache}
+        missing = [c for c in distinct if c not in vectors]
+        if missing:
+            encoded = dict(zip(missing, self._encode_vectors(missing), strict=True))
+            with self._clause_lock:
+                self._clause_cache.update(encoded)
+            vectors.update(encoded)
         return self._normalised(np.stack([np.sum([vectors[c] for c in parts], axis=0) for parts in clauses]))
+
+    def clear_text_cache(self) -> None:
+        """Forget cached clause vectors: call after changing the text weights or the text path."""
+        with self._clause_lock:
+            self._clause_cache.clear()
 
     def _encode_vectors(self, texts: list[str]) -> np.ndarray:
         """(n, dim) float32 unnormalised text vectors, in length-sorted batches of ``batch_size``."""

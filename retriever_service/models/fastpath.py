@@ -80,6 +80,7 @@ def quantize_text_int8(model: RetrievalModel) -> dict[str, torch.nn.Module]:
             )[0]
             originals[name] = module
             _set_module(model.model, name, quantized)
+    model.clear_text_cache()
     return originals
 
 
@@ -87,6 +88,7 @@ def restore_modules(model: RetrievalModel, originals: dict[str, torch.nn.Module]
     """Put back the modules :func:`quantize_text_int8` replaced."""
     for name, module in originals.items():
         _set_module(model.model, name, module)
+    model.clear_text_cache()
 
 
 def probe_cosines(reference: np.ndarray, candidate: np.ndarray) -> np.ndarray:
@@ -113,6 +115,7 @@ def apply_text_fastpath(
     if model.device.type != "cpu" or model.dtype != torch.float32:
         return _keep(model, None, f"fast paths apply to CPU fp32 models ({model.device}, {model.dtype})")
     texts = list(probes)
+    model.clear_text_cache()
     reference = model.encode_texts(texts)
     worst: float | None = None
     reasons: list[str] = []
@@ -121,6 +124,7 @@ def apply_text_fastpath(
         if undo is None:
             reasons.append(why_not)
             continue
+        model.clear_text_cache()  # clause vectors of the path being checked, not cached fp32 ones
         worst = float(probe_cosines(reference, model.encode_texts(texts)).min())
         if mode != "auto" or worst >= MIN_COSINE:
             model.text_path = path  # type: ignore[attr-defined]

@@ -143,10 +143,12 @@ def install_onnx_text(model: RetrievalModel, cache_dir: Path | None = None) -> C
     onnx_bytes, names = cached_export(model, cache_dir)
     features = OnnxTextFeatures(open_session(onnx_bytes), names)
     model.text_vectors = features  # type: ignore[method-assign]
+    model.clear_text_cache()
 
     def restore() -> None:
         if model.__dict__.get("text_vectors") is features:
             del model.text_vectors
+            model.clear_text_cache()
 
     return restore
 
