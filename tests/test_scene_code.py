@@ -127,7 +127,7 @@ def test_the_recipe_trains_both_sides_and_ships_one_model(built, tmp_path):
     folder = assemble(root / "weights", tmp_path / "model", settings=Settings(home=tmp_path, device="cpu"))
     model = load_model(str(folder), settings=Settings(home=tmp_path, device="cpu"))
     assert model.dim == len(attribute_names())
-    assert model.text_pooling == "clauses"  # the recipe trains the text side clause by clause
+    assert model.text_pooling == "joined"
     scenes = [sample_scene(5, i) for i in range(4)]
     images = model.encode_images([render_scene(scene, 48) for scene in scenes])
     texts = model.encode_texts(["a red star", "a blue ring, is there a star? no"])
@@ -184,3 +184,18 @@ def test_a_text_run_started_from_a_file_ships_that_files_frozen_layers(tmp_path)
     assert torch.equal(shipped[frozen], start[frozen])
     trained = "text_model.encoder.layer.5.attention.self.query.weight"
     assert not torch.equal(shipped[trained], start[trained])
+
+
+def test_a_clause_pooled_text_recipe_gives_a_clause_pooled_starter():
+    """``pooling="clauses"`` in the text recipe travels through the manifest's spec to the assembled model."""
+    from retriever_service.models.starter import StarterArchitecture, new_starter_model
+    from training.starter_spec import scene_code_tiny
+
+    spec = scene_code_tiny()
+    assert spec.scene_code is not None
+    spec.scene_code.text.pooling = "clauses"
+    architecture = StarterArchitecture.from_spec(spec.model_dump(mode="json"))
+    assert architecture.text_pooling == "clauses"
+    model = new_starter_model(architecture)
+    assert model.text_pooling == "clauses" and model.metadata()["text_pooling"] == "clauses"
+    assert StarterArchitecture.from_spec(scene_code_tiny().model_dump(mode="json")).text_pooling == "joined"

@@ -252,13 +252,12 @@ def _scene_code_spec(stage: SceneCodeStage) -> StarterSpec:
 
 def scene_code_recipe(*, quick: bool = False) -> StarterSpec:
     """Starter v4 (shipped): a convolutional vision tower that reads the scene's attribute code (60 minutes of
-    one CPU core; ``quick``: 15) and a text side that reads each clause of a dialog as evidence on every
-    attribute, the clauses' evidence added (75 minutes of the other core; ``quick``: 18), trained at the same
-    time."""
+    one CPU core; ``quick``: 15) and a text side that reads a dialog as evidence on every attribute (75 minutes
+    of the other core; ``quick``: 18), trained at the same time."""
     return _scene_code_spec(
         SceneCodeStage(
             perception=PerceptionRecipe(time_budget_s=(15 if quick else 60) * 60),
-            text=TextRecipe(time_budget_s=(18 if quick else 75) * 60, pooling="clauses"),
+            text=TextRecipe(time_budget_s=(18 if quick else 75) * 60),
         )
     )
 
@@ -291,7 +290,6 @@ def scene_code_tiny() -> StarterSpec:
                 log_every=1,
                 warmup_steps=1,
                 stream=StreamConfig(hard_negatives=0, max_text_tokens=48),
-                pooling="clauses",
             ),
             parallel=False,
         )
