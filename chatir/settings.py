@@ -186,7 +186,7 @@ class Settings(BaseSettings):
         description="Candidates the information-gain questioner weighs when it picks a question.",
     )
     info_gain_absent_threshold: float = Field(
-        0.5,
+        0.05,
         gt=0,
         le=1,
         validation_alias=_env("CHATIR_INFO_GAIN_ABSENT_THRESHOLD"),

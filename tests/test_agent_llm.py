@@ -256,7 +256,7 @@ def test_build_chat_model_and_questioner_from_settings(tmp_path, toy):
     assert isinstance(info_gain, InfoGainQuestioner) and info_gain.scorer.temperature == 0.1  # the default
     softer = Settings(home=tmp_path, llm_model=None, info_gain_temperature=0.5)
     assert build_questioner(softer, text_encoder=model, lookup=searcher).scorer.temperature == 0.5
-    assert (info_gain.absent_threshold, info_gain.settled_threshold) == (0.5, 0.85)  # the defaults
+    assert (info_gain.absent_threshold, info_gain.settled_threshold) == (0.05, 0.85)  # the defaults
     stricter = Settings(
         home=tmp_path, llm_model=None, info_gain_absent_threshold=0.2, info_gain_settled_threshold=0.7
     )

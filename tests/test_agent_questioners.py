@@ -314,7 +314,9 @@ def test_info_gain_holds_back_settled_questions_and_questions_about_absent_thing
         def answer_likelihoods(self, dialog, questions, candidates):
             table = {
                 "What colour is the background?": [[0.95, 0.05]] * 4,
-                "What colour is the star?": [[0.45, 0.45, 0.1]] * 4 if self.star else [[0.05, 0.05, 0.9]] * 4,
+                "What colour is the star?": [[0.49, 0.49, 0.02]] * 4
+                if self.star
+                else [[0.05, 0.05, 0.9]] * 4,
                 "Is there a star?": [[0.6, 0.4], [0.4, 0.6], [0.6, 0.4], [0.4, 0.6]],
                 "What shape is it?": [[0.9, 0.1], [0.9, 0.1], [0.1, 0.9], [0.1, 0.9]],
             }
@@ -329,7 +331,7 @@ def test_info_gain_holds_back_settled_questions_and_questions_about_absent_thing
     assert questioner.next_question(dialog, hits, ["What shape is it?", "Is there a star?"]) in set(
         ranked[2:]
     )
-    # once a star is likely among the candidates, its colour is worth asking (here: the best question)
+    # once the candidates all but agree there is a star (P(no star) < 0.05), its colour is worth asking
     ranked = [
         q.question
         for q, _ in InfoGainQuestioner(ReadScorer(star=True), bank).rank_questions(dialog, hits, [])

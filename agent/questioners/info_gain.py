@@ -78,7 +78,7 @@ class InfoGainQuestioner:
         prior_temperature: float = 0.05,
         stop_threshold: float | None = 0.9,
         settled_threshold: float = 0.85,
-        absent_threshold: float = 0.5,
+        absent_threshold: float = 0.05,
     ) -> None:
         if top_n < 2:
             raise ValueError("top_n must be at least 2 (information gain needs candidates to tell apart)")
