@@ -162,24 +162,17 @@ def test_a_text_run_started_from_a_file_ships_that_files_frozen_layers(tmp_path)
     (the start file's), not MiniLM's: the shipped model is then the model that was validated."""
     from safetensors.torch import load_file, save_file
 
-    from training.code_text import TextRecipe, text_model, train_text
-    from training.world_stream import StreamConfig
+    from training.code_text import text_model, train_text
+    from training.starter_spec import scene_code_tiny
 
     start = text_model().model.state_dict()
     frozen = "text_model.encoder.layer.0.attention.self.query.weight"
     start[frozen] = start[frozen] + 0.05 * torch.randn_like(start[frozen])
     init = tmp_path / "start.safetensors"
     save_file({n: v.contiguous() for n, v in start.items() if n.startswith("text_")}, str(init))
-    recipe = TextRecipe(
-        batch_size=4,
-        steps=1,
-        max_text_tokens=48,
-        trained_text_layers=1,
-        val_dialogs=8,
-        warmup_steps=1,
-        stream=StreamConfig(hard_negatives=0, max_text_tokens=48),
-        pooling="clauses",
-    )
+    tiny = scene_code_tiny().scene_code
+    assert tiny is not None
+    recipe = tiny.text.model_copy(update={"steps": 1, "pooling": "clauses"})  # trains the top layer only
     shipped = load_file(str(train_text(tmp_path / "run", recipe, init_weights=init)))
     assert torch.equal(shipped[frozen], start[frozen])
     trained = "text_model.encoder.layer.5.attention.self.query.weight"
