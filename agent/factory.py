@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Literal
 
 from agent.engine import ConversationEngine
 from agent.outcomes import OutcomeLog
+from agent.questioners.answer_model import load_answer_model
 from agent.questioners.bank import QuestionBank, load_bank
 from agent.questioners.base import Questioner
 from agent.questioners.baselines import NoQuestioner, RandomQuestioner
@@ -55,13 +56,14 @@ def build_questioner(
         from tools.client import RetrieverClient
 
         text_encoder = ServiceTextEncoder(RetrieverClient.from_settings(settings))
-    scorer = ModelCandidateScorer(text_encoder, lookup, temperature=settings.info_gain_temperature)
+    scorer = build_scorer(settings, text_encoder, lookup, bank)
     info_gain = InfoGainQuestioner(
         scorer,
         bank,
         top_n=settings.info_gain_top_n,
         settled_threshold=settings.info_gain_settled_threshold,
         absent_threshold=settings.info_gain_absent_threshold,
+        answer_weight=settings.info_gain_answer_weight,
     )
     if kind == "info_gain":
         return info_gain
@@ -71,6 +73,19 @@ def build_questioner(
         build_chat_model(settings),
         tool_factory=tool_factory or service_tool_factory(settings),
         fallback=info_gain,
+    )
+
+
+def build_scorer(
+    settings: Settings, text_encoder: TextEncoder, lookup: VectorLookup | None, bank: QuestionBank
+) -> ModelCandidateScorer:
+    """How the questioner and the re-ranker read answers from pictures: the bank's answer model
+    (``CHATIR_ANSWER_MODEL``) where it applies, the text side at ``CHATIR_INFO_GAIN_TEMPERATURE`` elsewhere."""
+    return ModelCandidateScorer(
+        text_encoder,
+        lookup,
+        temperature=settings.info_gain_temperature,
+        answer_model=load_answer_model(settings.answer_model, bank.name),
     )
 
 

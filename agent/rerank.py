@@ -12,7 +12,9 @@ which is exactly how the information-gain questioner predicts answers. The candi
 dialog encoder are re-ranked (their embeddings come with the hits), so it works on any index. "I don't know"
 and rounds without a known question add nothing; an answer in the user's own words is scored among the
 question's answers plus itself. No world-specific parsing: the same code serves real photos with the generic
-bank. Returned hits carry ``score = T_dialog * combined``, so a softmax of ``score / T_dialog`` is the
+bank. With the bank's answer model (:mod:`agent.questioners.answer_model`) the listed answers are read from
+the image embeddings by its learned read-out, which is far more accurate than the text side's reading of one
+isolated round. Returned hits carry ``score = T_dialog * combined``, so a softmax of ``score / T_dialog`` is the
 posterior the questioner should use.
 """
 
@@ -26,7 +28,7 @@ from agent.intents import classify
 from agent.questioners.bank import BankQuestion, QuestionBank
 from agent.questioners.base import question_key
 from agent.questioners.scoring import ModelCandidateScorer
-from chatir.dialog import Dialog, Round
+from chatir.dialog import Dialog
 from chatir.schemas import Hit
 from chatir.settings import Settings
 
@@ -83,7 +85,9 @@ class AnswerReranker:
             question = self._questions.get(question_key(round_.question)) if round_.question else None
             if question is None or classify(round_.answer).kind == "dont_know":
                 continue
-            rounds.append((question, round_.answer.strip()))
+            answer = round_.answer.strip()
+            listed = {question_key(a): a for a in question.answers}
+            rounds.append((question, listed.get(question_key(answer), answer)))  # "Yes." is the listed "yes"
         return rounds
 
     def scores(self, dialog: Dialog, image_vectors: np.ndarray, dialog_scores: np.ndarray) -> np.ndarray:
@@ -94,8 +98,7 @@ class AnswerReranker:
             answers = list(question.answers)
             if answer not in answers:
                 answers.append(answer)  # the user's own words, scored among the listed answers
-            texts = [Round(question=question.question, answer=a).text() for a in answers]
-            logits = (vectors @ self.scorer.encode(texts).T).astype(np.float64) / self.scorer.temperature
+            logits = self.scorer.answer_logits(vectors, question, answers).astype(np.float64)
             combined += self.weight * _log_softmax(logits)[:, answers.index(answer)]
         return combined
 

@@ -201,14 +201,29 @@ class Settings(BaseSettings):
         description="The information-gain questioner holds back a question while one answer's predicted "
         "probability over the candidates is at least this (the dialog has settled it).",
     )
+    info_gain_answer_weight: float = Field(
+        1.0,
+        ge=0,
+        validation_alias=_env("CHATIR_INFO_GAIN_ANSWER_WEIGHT"),
+        description="The information-gain questioner weighs its candidates by the retriever's score and by how "
+        "well each fits the answers given so far (weight of their log-likelihoods; 0: the score alone).",
+    )
+    answer_model: str = Field(
+        "auto",
+        validation_alias=_env("CHATIR_ANSWER_MODEL"),
+        description="How the LLM-free questioner and the re-ranker read a bank answer from a picture: 'auto' (the "
+        "learned answer model shipped for the bank, fitted for the starter, when the service runs that model; "
+        "else the text side), 'none' (always the text side) or the path of an answer-model .npz "
+        "(`chatir starter answers`).",
+    )
     rerank_pool: int = Field(
-        0,
+        1000,
         ge=0,
         le=10_000,
         validation_alias=_env("CHATIR_RERANK_POOL"),
         description="Re-rank this many top candidates by every answer read against its question's other answers "
-        "(agent/rerank.py; needs the LLM-free questioner's bank); 0 (the default) turns it off: the scene-code "
-        "starter reads the answers itself and the re-ranker did not help it (docs/evaluation.md).",
+        "(agent/rerank.py; needs the LLM-free questioner's bank; with the bank's answer model the answers are "
+        "read from the pictures themselves); 0 turns it off.",
     )
     rerank_weight: float = Field(
         1.0,

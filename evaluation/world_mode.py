@@ -191,6 +191,7 @@ def run_world(options, *, settings: Settings, model, cache_root: Path | None):
     lookup = InMemorySearcher.from_ids(model, corpus_vectors, list(corpus.paths))  # image vectors by id
     answerer = WorldOracleAnswerer()
     reranker = eval_reranker(settings, model, lookup, options.bank)
+    answers_read_by = _answers_read_by(settings, model, lookup, options.bank)
     symbolic = _symbolic_retriever(corpus, progress=options.progress)
     sections: list[str] = []
     results: list[SystemResult] = []
@@ -213,6 +214,13 @@ def run_world(options, *, settings: Settings, model, cache_root: Path | None):
                 "world": str(corpus.root),
                 "bank": options.bank,
                 "rerank": [settings.rerank_pool, settings.rerank_weight, settings.info_gain_temperature],
+                "questioning": [
+                    settings.info_gain_top_n,
+                    settings.info_gain_absent_threshold,
+                    settings.info_gain_settled_threshold,
+                    settings.info_gain_answer_weight,
+                ],
+                "answer_model": answers_read_by,
                 "dialogs": source,
             },
         )
@@ -234,9 +242,21 @@ def run_world(options, *, settings: Settings, model, cache_root: Path | None):
             if reranker is not None
             else "off"
         ),
+        "answers": answers_read_by,
         "sections": sections,
     }
     return results, ranks, meta
+
+
+def _answers_read_by(settings: Settings, model, lookup, bank: str) -> str:
+    """How the questioner and the re-ranker read answers from pictures in this run (recorded in the report)."""
+    from agent.factory import build_scorer
+    from agent.questioners import load_bank
+
+    answer_model = build_scorer(settings, model, lookup, load_bank(bank)).active_answer_model()
+    if answer_model is None:
+        return "text side"
+    return f"answer model {answer_model.fingerprint} (fitted for {answer_model.model})"
 
 
 def _symbolic_retriever(corpus: ImageCorpus, *, progress: bool):
@@ -292,8 +312,9 @@ def _ceiling(symbolic, corpus: ImageCorpus, transcripts, learned: SystemResult, 
 
 def eval_reranker(settings: Settings, model, lookup, bank: str):
     """The answer re-ranker, part of the retriever for every questioner (same model, same bank); None when off."""
-    from agent.questioners import ModelCandidateScorer, load_bank
+    from agent.factory import build_scorer
+    from agent.questioners import load_bank
     from agent.rerank import AnswerReranker
 
-    scorer = ModelCandidateScorer(model, lookup, temperature=settings.info_gain_temperature)
-    return AnswerReranker.from_settings(settings, scorer, load_bank(bank))
+    questions = load_bank(bank)
+    return AnswerReranker.from_settings(settings, build_scorer(settings, model, lookup, questions), questions)

@@ -64,7 +64,7 @@ def chatir_home(tmp_path, monkeypatch):
 
 
 def test_world_mode_compares_questioners_and_resumes(
-    tmp_path, chatir_home, tiny_world, small_bank, tiny_clip_dir
+    tmp_path, chatir_home, tiny_world, small_bank, tiny_clip_dir, monkeypatch
 ):
     from world.oracle import Oracle
 
@@ -98,6 +98,7 @@ def test_world_mode_compares_questioners_and_resumes(
     assert 0 <= gain_details["questions_absent_or_settled_pct"] <= 100 and gain_details["questions_asked"] > 0
     report = (out / "results.md").read_text()
     assert "learned retriever vs the symbolic ceiling" in report and "consistent images (median)" in report
+    assert "- answers: text side" in report  # no answer model ships for this bank
     assert payload["meta"]["corpus_size"] == N_TEST_IMAGES and payload["meta"]["mode"] == "live"
     for name in ("results.csv", "results.md", "results.png"):
         assert (out / name).stat().st_size > 0
@@ -130,6 +131,20 @@ def test_world_mode_compares_questioners_and_resumes(
         s["details"]["resumed_dialogs"] == N_DIALOGS for s in payload["systems"] if s["system"] in learned
     )
     assert np.load(out / "ranks.npz")["random"].tolist() == rand.tolist()
+
+    # the questioner's settings are part of what a run depends on: another setting starts that system afresh
+    from chatir.settings import get_settings
+
+    monkeypatch.setenv("CHATIR_INFO_GAIN_ANSWER_WEIGHT", "0")
+    get_settings.cache_clear()
+    third = CliRunner().invoke(cli_app(), args)
+    assert third.exit_code == 0, third.output
+    resumed = {
+        s["system"]: s["details"]["resumed_dialogs"]
+        for s in json.loads((out / "results.json").read_text())["systems"]
+        if s["system"] in learned
+    }
+    assert resumed["info-gain (LLM-free)"] == 0
 
 
 def test_llm_questioner_without_a_model_is_a_clear_error(tmp_path, chatir_home, tiny_world, tiny_clip_dir):

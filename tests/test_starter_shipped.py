@@ -132,3 +132,36 @@ def test_the_shipped_text_side_scores_what_its_build_recorded(tmp_path):
     for rounds in (3, 5, 10):
         key = f"hits10_r{rounds}"
         assert abs(measured[key] - recorded[key]) <= 3.0, (key, measured[key], recorded[key])  # fp16 weights
+
+
+@pytest.mark.skipif(not (STARTER_WEIGHTS_DIR / "starter.json").is_file(), reason="no shipped starter weights")
+def test_the_shipped_answer_model_reads_the_shipped_starters_pictures(tmp_path):
+    """The world bank's answer model is fitted for the starter as shipped: its probe matches the assembled
+    model, and it predicts the oracle's answer for most (picture, question) pairs of a world it never saw."""
+    from agent.questioners import ModelCandidateScorer, load_bank
+    from agent.questioners.answer_model import load_answer_model
+    from chatir.schemas import Hit
+    from retriever_service.models import load_model
+    from training.answer_model import oracle_labels
+    from world.render import render_scene
+    from world.scene import sample_scene
+
+    answers = load_answer_model("auto", "world")
+    assert answers is not None
+    model = load_model("starter", settings=Settings(home=tmp_path, device="cpu"))
+    scorer = ModelCandidateScorer(model, answer_model=answers)
+    assert scorer.active_answer_model() is answers  # a retrained starter needs `chatir starter answers`
+
+    bank = load_bank("world")
+    scenes = [sample_scene(12, i) for i in range(80)]
+    vectors = model.encode_images([render_scene(scene, 96) for scene in scenes])
+    hits = [
+        Hit(id=str(i), score=0.0, uri=f"file://{i}", thumbnail_url=f"/t/{i}", vector=v.tolist())
+        for i, v in enumerate(vectors)
+    ]
+    likelihoods = scorer.answer_likelihoods(Dialog(caption="-"), bank.questions, hits)
+    predicted = np.stack([m.argmax(axis=1) for m in likelihoods], axis=1)
+    labels = oracle_labels(scenes, bank)
+    known = labels >= 0
+    accuracy = float((predicted == labels)[known].mean())
+    assert accuracy >= 0.95, accuracy

@@ -214,6 +214,46 @@ def starter_build(
         typer.echo(f"assembled: {ensure_starter_model(settings)}")
 
 
+@starter_app.command("answers")
+def starter_answers(
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where the answer model goes (default: the one shipped for --bank, in the package)."
+        ),
+    ] = None,
+    model: Annotated[
+        str, typer.Option(help="Model (hub id, folder or 'starter'); default CHATIR_MODEL.")
+    ] = "",
+    bank: Annotated[
+        str, typer.Option(help="Question bank whose answers are read ('world' or a JSON file).")
+    ] = "world",
+    images: Annotated[int, typer.Option(min=10, help="Training-world pictures to fit on.")] = 8000,
+    steps: Annotated[int, typer.Option(min=1, help="Optimiser steps (minibatches of 256).")] = 1500,
+    threads: Annotated[int, typer.Option(min=1, help="torch CPU threads.")] = 2,
+) -> None:
+    """Fit the bank's answer model (P(answer | image) read from image embeddings) on training-world pictures."""
+    import torch
+
+    from agent.questioners import load_bank
+    from agent.questioners.answer_model import SHIPPED
+    from chatir.settings import get_settings
+    from retriever_service.models.loader import load_model
+    from training.answer_model import AnswerRecipe, fit_answer_model
+
+    settings = get_settings()
+    target = out or SHIPPED.get(bank)
+    if target is None:
+        raise ChatIRError(f"no answer model ships for the bank {bank!r}: give --out")
+    torch.set_num_threads(threads)
+    retrieval_model = load_model(model or settings.model, settings=settings)
+    answer_model = fit_answer_model(
+        retrieval_model, load_bank(bank), AnswerRecipe(images=images, steps=steps), log=typer.echo
+    )
+    path = answer_model.save(target)
+    typer.echo(f"answer model: {path} ({path.stat().st_size / 1e6:.1f} MB), for {answer_model.model}")
+
+
 @starter_app.command("eval")
 def starter_eval(
     work: Annotated[

@@ -20,6 +20,14 @@ rule serves real photos with the generic bank) a question is held back when
   the circle?" waits until a circle is likely.
 
 Held-back questions are asked only when nothing else is left.
+
+The candidates' prior also reads the answers already given (``answer_weight``, a product of experts as in
+:mod:`agent.rerank`): ``p(c) = softmax(score_c / T_prior + answer_weight * sum_r log P(a_r | c))`` over the
+rounds that answered a bank question with one of its answers. The dialog encoder's top candidates often
+include pictures an earlier answer already rules out (a blue circle after "what colour is the circle? red");
+without this they keep questions open that the dialog has settled ("is there a striped shape? no" followed by
+"how many striped shapes are there?"). Only the questioner's prior changes; the ranking shown is the
+retriever's.
 """
 
 from __future__ import annotations
@@ -79,11 +87,14 @@ class InfoGainQuestioner:
         stop_threshold: float | None = 0.9,
         settled_threshold: float = 0.85,
         absent_threshold: float = 0.05,
+        answer_weight: float = 1.0,
     ) -> None:
         if top_n < 2:
             raise ValueError("top_n must be at least 2 (information gain needs candidates to tell apart)")
         if prior_temperature <= 0:
             raise ValueError("prior_temperature must be > 0")
+        if answer_weight < 0:
+            raise ValueError("answer_weight must be >= 0")
         self.scorer = scorer
         self.bank = bank or generic_bank()
         self.top_n = top_n
@@ -92,7 +103,10 @@ class InfoGainQuestioner:
         self.stop_threshold = stop_threshold
         self.settled_threshold = settled_threshold
         self.absent_threshold = absent_threshold
+        self.answer_weight = answer_weight
         self._keys = [question_key(q.question) for q in self.bank]
+        self._row_of = {key: row for row, key in enumerate(self._keys)}
+        self._answer_column = [{question_key(a): j for j, a in enumerate(q.answers)} for q in self.bank]
         self._absence = np.array(
             [is_absence_answer(a) for q in self.bank for a in q.answers], dtype=np.float64
         )
@@ -114,9 +128,48 @@ class InfoGainQuestioner:
         if callable(sync):
             sync()
 
-    def prior(self, candidates: Sequence[Hit]) -> np.ndarray:
-        scores = np.asarray([hit.score for hit in candidates], dtype=np.float64)
-        return softmax(scores / self.prior_temperature)
+    def prior(self, candidates: Sequence[Hit], evidence: np.ndarray | None = None) -> np.ndarray:
+        """``softmax(score / T_prior + answer_weight * evidence)``; ``evidence`` from :meth:`answer_evidence`."""
+        logits = np.asarray([hit.score for hit in candidates], dtype=np.float64) / self.prior_temperature
+        if evidence is not None and self.answer_weight > 0:
+            logits = logits + self.answer_weight * evidence
+        return softmax(logits)
+
+    def answered(self, dialog: Dialog) -> list[tuple[int, int]]:
+        """(bank row, answer index) of every round that answered a bank question with one of its answers
+        ("I don't know" and answers in other words say nothing here)."""
+        found = []
+        for round_ in dialog.rounds:
+            row = self._row_of.get(question_key(round_.question)) if round_.question else None
+            if row is not None:
+                column = self._answer_column[row].get(question_key(round_.answer))
+                if column is not None:
+                    found.append((row, column))
+        return found
+
+    def answer_evidence(
+        self,
+        dialog: Dialog,
+        pool: Sequence[Hit],
+        likelihood: np.ndarray | None = None,
+        starts: np.ndarray | None = None,
+    ) -> np.ndarray | None:
+        """``sum_r log P(a_r | c)`` per candidate over the answered bank rounds (None when there are none).
+        ``likelihood``/``starts``: the whole bank's matrix when already computed this turn."""
+        answered = self.answered(dialog) if self.answer_weight > 0 else []
+        if not answered:
+            return None
+        if likelihood is not None and starts is not None:
+            columns = np.array([starts[row] + j for row, j in answered], dtype=np.int64)
+            chosen = likelihood[:, columns]
+        else:
+            questions = [self.bank.questions[row] for row, _ in answered]
+            matrices = self.scorer.answer_likelihoods(dialog, questions, pool)
+            chosen = np.stack(
+                [np.asarray(m, np.float64)[:, j] for m, (_, j) in zip(matrices, answered, strict=True)],
+                axis=1,
+            )
+        return np.log(np.maximum(chosen, 1e-12)).sum(axis=1)
 
     def rank_questions(
         self, dialog: Dialog, candidates: Sequence[Hit], asked: Sequence[str]
@@ -128,16 +181,17 @@ class InfoGainQuestioner:
         available = [self.bank.questions[i] for i in open_rows]
         if len(pool) < 2 or not available:
             return [(q, 0.0) for q in available]
-        prior = self.prior(pool)
         matrix_of = getattr(self.scorer, "likelihood_matrix", None)
         if callable(matrix_of):  # vectorised: the whole bank at once (its text matrix is cached)
             likelihood, starts = matrix_of(dialog, self.bank.questions, pool)
             likelihood = np.asarray(likelihood, np.float64)
+            prior = self.prior(pool, self.answer_evidence(dialog, pool, likelihood, starts))
             gains = mutual_information_segments(prior, likelihood, starts)[open_rows]
             marginal = prior @ likelihood
             top_answer = np.maximum.reduceat(marginal, starts)[open_rows]
             absent = np.add.reduceat(marginal * self._absence, starts)[open_rows]
         else:
+            prior = self.prior(pool, self.answer_evidence(dialog, pool))
             likelihoods = [
                 np.asarray(lk, np.float64) for lk in self.scorer.answer_likelihoods(dialog, available, pool)
             ]
@@ -168,11 +222,17 @@ class InfoGainQuestioner:
         pool = list(candidates[: self.top_n])
         if len(pool) < 2:
             return [], []
-        prior = self.prior(pool)
         likelihoods = [
             np.asarray(lk, np.float64)
             for lk in self.scorer.answer_likelihoods(dialog, self.bank.questions, pool)
         ]
+        evidence = None
+        answered = self.answered(dialog) if self.answer_weight > 0 else []
+        if answered:
+            evidence = np.log(
+                np.maximum(np.stack([likelihoods[row][:, j] for row, j in answered], axis=1), 1e-12)
+            ).sum(axis=1)
+        prior = self.prior(pool, evidence)
         settled, absent = [], []
         for question, likelihood in zip(self.bank.questions, likelihoods, strict=True):
             marginal = prior @ likelihood

@@ -6,6 +6,10 @@ The text of an answer is either the round alone (``"question answer"``, cached, 
 extended by that round (``mode="dialog"``: what the dialog encoder was trained on; one encoding per answer
 per turn).
 
+With an :class:`~agent.questioners.answer_model.AnswerModel` for the bank (a learned read-out of the answers
+from image embeddings), the questions it covers are scored ``softmax_a(image . w_a + b_a)`` instead, once the
+encoder is confirmed to run the model it was fitted for.
+
 Candidate image embeddings come with the hits (``SearchRequest.with_vectors``) or from a
 :class:`VectorLookup` (the in-memory searcher of the evaluation harness and benchmarks).
 """
@@ -15,11 +19,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 from cachetools import LRUCache
 
+from agent.questioners.answer_model import PROBE_TEXT, AnswerModel
 from agent.questioners.bank import BankQuestion
 from chatir.dialog import Dialog, Round
 from chatir.errors import ChatIRError
@@ -68,6 +73,7 @@ class ModelCandidateScorer:
         temperature: float = 0.2,
         cache_size: int = 20_000,
         request_vectors: bool | None = None,
+        answer_model: AnswerModel | None = None,
     ) -> None:
         if temperature <= 0:
             raise ValueError("temperature must be > 0")
@@ -80,9 +86,11 @@ class ModelCandidateScorer:
         self._cache: LRUCache[str, np.ndarray] = LRUCache(maxsize=cache_size)
         self._cache_size = cache_size
         self._blocks: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}
-        self._matrix: tuple[tuple, np.ndarray] | None = None
+        self._matrix: tuple[tuple, Any] | None = None
         self._lock = threading.Lock()
         self._model_id: str | None = None
+        self.answer_model = answer_model
+        self._answer_model_ok: bool | None = None  # checked against the encoder on first use
 
     def sync_model(self) -> None:
         """Ask the encoder which model it runs now (``current_model()``, when it can tell: the service's
@@ -106,6 +114,34 @@ class ModelCandidateScorer:
             self._blocks.clear()
             self._matrix = None
             self._model_id = model
+            self._answer_model_ok = None
+
+    def active_answer_model(self) -> AnswerModel | None:
+        """The answer model when the encoder runs the model it was fitted for (checked once per model)."""
+        if self.answer_model is None:
+            return None
+        if self._answer_model_ok is None:
+            probe = np.asarray(self.encoder.encode_texts([PROBE_TEXT]), dtype=np.float32)[0]
+            ok = probe.shape == (self.answer_model.dim,) and self.answer_model.fits(probe)
+            if not ok:
+                logger.warning(
+                    "the answer model fitted for %s does not match the encoder's model: answers are read "
+                    "through the text side",
+                    self.answer_model.model,
+                )
+            self._answer_model_ok = ok
+        return self.answer_model if self._answer_model_ok else None
+
+    def answer_logits(self, images: np.ndarray, question: BankQuestion, answers: Sequence[str]) -> np.ndarray:
+        """``(len(images), len(answers))`` logits of ``P(answer | image)`` (softmax over the row): the answer
+        model's when it covers ``question`` with exactly ``answers``, else ``cos(image, text("q a")) / T``."""
+        answer_model = self.active_answer_model()
+        if answer_model is not None and list(answers) == list(question.answers):
+            block = answer_model.block(question)
+            if block is not None:
+                return images @ block[0].T + block[1]
+        texts = [Round(question=question.question, answer=a).text() for a in answers]
+        return (images @ self.encode(texts).T) / self.temperature
 
     # --- embeddings ----------------------------------------------------------------------------------
     def candidate_vectors(self, candidates: Sequence[Hit]) -> np.ndarray:
@@ -160,6 +196,9 @@ class ModelCandidateScorer:
         """Embed the round texts of ``questions`` ahead of time (no-op in dialog mode), with progress."""
         if self.mode != "round":
             return
+        answer_model = self.active_answer_model()
+        if answer_model is not None and all(answer_model.covers(q) for q in questions):
+            return  # nothing to embed: the answer model reads them
         from tqdm.auto import tqdm
 
         texts = [text for q in questions for text in self.answer_texts(Dialog(caption="-"), q)]
@@ -177,8 +216,8 @@ class ModelCandidateScorer:
         lengths = np.array([len(q.answers) for q in questions], dtype=np.int64)
         starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
         images = self.candidate_vectors(candidates)
-        similarities = images @ self._text_matrix(dialog, questions).T  # (n_candidates, n_texts)
-        return segment_softmax(similarities / self.temperature, starts, lengths), starts
+        weights, bias = self._logit_matrix(dialog, questions)
+        return segment_softmax(images @ weights.T + bias, starts, lengths), starts
 
     def answer_likelihoods(
         self, dialog: Dialog, questions: Sequence[BankQuestion], candidates: Sequence[Hit]
@@ -187,6 +226,35 @@ class ModelCandidateScorer:
             return [np.zeros((len(candidates), len(q.answers)), dtype=np.float32) for q in questions]
         matrix, starts = self.likelihood_matrix(dialog, questions, candidates)
         return [matrix[:, start : start + len(q.answers)] for q, start in zip(questions, starts, strict=True)]
+
+    def _logit_matrix(
+        self, dialog: Dialog, questions: Sequence[BankQuestion]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(weights, biases) whose product with an image embedding gives every answer's logit: the answer
+        model's rows for the questions it covers, the answer texts' embeddings / T for the others."""
+        answer_model = self.active_answer_model()
+        blocks = [answer_model.block(q) for q in questions] if answer_model is not None else []
+        if blocks and all(b is not None for b in blocks):
+            key = ("answer-model", tuple((q.question, tuple(q.answers)) for q in questions))
+            with self._lock:
+                if self._matrix is not None and self._matrix[0] == key:
+                    return self._matrix[1]
+            matrix = (np.concatenate([b[0] for b in blocks]), np.concatenate([b[1] for b in blocks]))  # type: ignore[index]
+            with self._lock:
+                self._matrix = (key, matrix)
+            return matrix
+        texts = self._text_matrix(dialog, questions) / self.temperature
+        bias = np.zeros(len(texts), np.float32)
+        if not blocks:
+            return texts, bias
+        start = 0
+        texts = texts.copy()
+        for question, block in zip(questions, blocks, strict=True):
+            end = start + len(question.answers)
+            if block is not None:
+                texts[start:end], bias[start:end] = block
+            start = end
+        return texts, bias
 
     def _text_matrix(self, dialog: Dialog, questions: Sequence[BankQuestion]) -> np.ndarray:
         if self.mode != "round":
