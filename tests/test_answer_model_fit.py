@@ -89,7 +89,18 @@ def test_chatir_starter_answers_fits_a_model_through_the_loader(tiny_clip_dir, t
     monkeypatch.setenv("CHATIR_HOME", str(tmp_path / "home"))
     get_settings.cache_clear()
     out = tmp_path / "answers.npz"
-    args = ["starter", "answers", "--model", str(tiny_clip_dir), "--images", "40", "--steps", "3", "--threads", "1"]
+    args = [
+        "starter",
+        "answers",
+        "--model",
+        str(tiny_clip_dir),
+        "--images",
+        "40",
+        "--steps",
+        "3",
+        "--threads",
+        "1",
+    ]
     result = CliRunner().invoke(app, [*args, "--out", str(out)])
     assert result.exit_code == 0, result.output
     answers = AnswerModel.load(out)
