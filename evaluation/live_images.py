@@ -17,7 +17,7 @@ from evaluation.answerers import build_answerer
 from evaluation.data import ImageCorpus, load_chatir_dialogs
 from evaluation.embeddings import corpus_embeddings
 from evaluation.results import SystemResult
-from evaluation.world_mode import eval_reranker, run_live_system, system_slug
+from evaluation.world_mode import answers_read_by, eval_reranker, run_live_system, system_slug
 
 DEFAULT_BANK = "generic"
 """Real images get the everyday-photo questions (the world's bank asks about coloured shapes)."""
@@ -75,5 +75,7 @@ def run_live_images(options, *, settings: Settings, model, cache_root: Path | No
         "n_dialogs": len(dialogs),
         "answerer": answerer_name,
         "bank": bank,
+        "rerank": f"answers re-read over the top {settings.rerank_pool}" if reranker is not None else "off",
+        "answers": answers_read_by(settings, model, lookup, bank),
     }
     return results, ranks, meta

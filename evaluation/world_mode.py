@@ -146,6 +146,14 @@ def run_live_system(
             "rounds": options.rounds,
             "ties": options.ties,
             "questioner": kind,
+            "questioning": [
+                settings.info_gain_top_n,
+                settings.info_gain_absent_threshold,
+                settings.info_gain_settled_threshold,
+                settings.info_gain_answer_weight,
+            ],
+            "answer_model": answers_read_by(settings, model, lookup, bank),
+            "rerank": [settings.rerank_pool, settings.rerank_weight, settings.info_gain_temperature],
             **resume_fields,
         },
         sort_keys=True,
@@ -191,7 +199,7 @@ def run_world(options, *, settings: Settings, model, cache_root: Path | None):
     lookup = InMemorySearcher.from_ids(model, corpus_vectors, list(corpus.paths))  # image vectors by id
     answerer = WorldOracleAnswerer()
     reranker = eval_reranker(settings, model, lookup, options.bank)
-    answers_read_by = _answers_read_by(settings, model, lookup, options.bank)
+    answers = answers_read_by(settings, model, lookup, options.bank)
     symbolic = _symbolic_retriever(corpus, progress=options.progress)
     sections: list[str] = []
     results: list[SystemResult] = []
@@ -213,14 +221,6 @@ def run_world(options, *, settings: Settings, model, cache_root: Path | None):
                 "dim": model.dim,
                 "world": str(corpus.root),
                 "bank": options.bank,
-                "rerank": [settings.rerank_pool, settings.rerank_weight, settings.info_gain_temperature],
-                "questioning": [
-                    settings.info_gain_top_n,
-                    settings.info_gain_absent_threshold,
-                    settings.info_gain_settled_threshold,
-                    settings.info_gain_answer_weight,
-                ],
-                "answer_model": answers_read_by,
                 "dialogs": source,
             },
         )
@@ -242,13 +242,13 @@ def run_world(options, *, settings: Settings, model, cache_root: Path | None):
             if reranker is not None
             else "off"
         ),
-        "answers": answers_read_by,
+        "answers": answers,
         "sections": sections,
     }
     return results, ranks, meta
 
 
-def _answers_read_by(settings: Settings, model, lookup, bank: str) -> str:
+def answers_read_by(settings: Settings, model, lookup, bank: str) -> str:
     """How the questioner and the re-ranker read answers from pictures in this run (recorded in the report)."""
     from agent.factory import build_scorer
     from agent.questioners import load_bank
