@@ -9,6 +9,12 @@ process -- and runs the same conversations through both engines, alternating, so
 alike. Reported: the question bank's warm-up (embedding every answer once), and per-turn wall-clock p50/p95 and
 mean. Turns re-use the cached answer embeddings, so their difference is the per-conversation model check and
 noise. Compare runs side by side, never as a timed test.
+
+    python benchmarks/turn_latency.py --home /tmp/turn-bench --compare readers
+
+compares instead how answers are read (all through the service): the text side with the re-ranker off (the
+default until 2026-12-01), the world bank's answer model with the re-ranker off, and the answer model with the
+re-ranker over 1,000 candidates (the default since): a re-ranked turn fetches the pool with its image vectors.
 """
 
 from __future__ import annotations
@@ -64,6 +70,12 @@ def main() -> None:
     parser.add_argument("--gallery", type=int, default=2000)
     parser.add_argument("--conversations", type=int, default=20)
     parser.add_argument("--answers", type=int, default=3)
+    parser.add_argument(
+        "--compare",
+        choices=("encoders", "readers"),
+        default="encoders",
+        help="encoders: service vs in-process text embeddings; readers: text side vs answer model vs re-ranker",
+    )
     args = parser.parse_args()
 
     settings = demo_settings(get_settings().model_copy(update={"home": args.home}))
@@ -72,19 +84,34 @@ def main() -> None:
         settings, gallery_size=args.gallery, service_port=0, warm_up=False, progress=False
     ) as stack:
         local = stack.local
-        encoders = {
-            "service (HTTP /v1/encode/texts)": ServiceTextEncoder(
-                RetrieverClient.from_settings(local.settings)
-            ),
-            "in-process model (before)": local.service.model,
-        }
+        service_encoder = ServiceTextEncoder(RetrieverClient.from_settings(local.settings))
+        if args.compare == "encoders":
+            setups = {
+                "service (HTTP /v1/encode/texts)": (service_encoder, local.settings),
+                "in-process model (before)": (local.service.model, local.settings),
+            }
+        else:
+            setups = {
+                "text side, re-ranker off (before)": (
+                    service_encoder,
+                    local.settings.model_copy(update={"answer_model": "none", "rerank_pool": 0}),
+                ),
+                "answer model, re-ranker off": (
+                    service_encoder,
+                    local.settings.model_copy(update={"answer_model": "auto", "rerank_pool": 0}),
+                ),
+                "answer model, re-ranker 1000 (default)": (
+                    service_encoder,
+                    local.settings.model_copy(update={"answer_model": "auto", "rerank_pool": 1000}),
+                ),
+            }
         engines, warm_up = {}, {}
-        for name, encoder in encoders.items():
-            questioner = build_questioner(local.settings, "info_gain", text_encoder=encoder, bank=bank)
+        for name, (encoder, settings_) in setups.items():
+            questioner = build_questioner(settings_, "info_gain", text_encoder=encoder, bank=bank)
             started = time.perf_counter()
             questioner.warm_up()
             warm_up[name] = time.perf_counter() - started
-            engines[name] = build_engine(local.settings, questioner=questioner)
+            engines[name] = build_engine(settings_, questioner=questioner)
         turns: dict[str, list[float]] = {name: [] for name in engines}
         for i in range(args.conversations):
             order = list(engines) if i % 2 == 0 else list(reversed(engines))
@@ -94,7 +121,8 @@ def main() -> None:
                 )
 
     print(f"\n{args.gallery} images, {args.conversations} conversations x (1 + {args.answers}) turns\n")
-    print("| answers embedded by | bank warm-up s | turns | p50 ms | p95 ms | mean ms |")
+    label = "answers embedded by" if args.compare == "encoders" else "answers read by"
+    print(f"| {label} | bank warm-up s | turns | p50 ms | p95 ms | mean ms |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, times in turns.items():
         ms = sorted(t * 1000 for t in times)
