@@ -226,13 +226,7 @@ class InfoGainQuestioner:
             np.asarray(lk, np.float64)
             for lk in self.scorer.answer_likelihoods(dialog, self.bank.questions, pool)
         ]
-        evidence = None
-        answered = self.answered(dialog) if self.answer_weight > 0 else []
-        if answered:
-            evidence = np.log(
-                np.maximum(np.stack([likelihoods[row][:, j] for row, j in answered], axis=1), 1e-12)
-            ).sum(axis=1)
-        prior = self.prior(pool, evidence)
+        prior = self.prior(pool, self.answer_evidence(dialog, pool))
         settled, absent = [], []
         for question, likelihood in zip(self.bank.questions, likelihoods, strict=True):
             marginal = prior @ likelihood
