@@ -28,7 +28,6 @@ import asyncio
 import logging
 import threading
 import zlib
-from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -40,6 +39,7 @@ from agent.rerank import AnswerReranker
 from agent.search import Searcher, as_scope
 from agent.state import MAX_ARCHIVED, RECOVERED_NOTE, ConversationState, StateStore, Status
 from agent.state_backends import open_state_store
+from agent.vectors import without_vectors
 from chatir.dialog import MAX_TEXT_CHARS, Dialog, Round, is_blank
 from chatir.errors import ChatIRError
 from chatir.schemas import Hit, SearchFilter
@@ -88,10 +88,6 @@ class TurnResult(BaseModel):
         0, description="Index in ``hits`` of the first match new in this turn (a 'more' page)."
     )
     scope: SearchScope = Field(..., description="The conversation's scope (set at start, read-only).")
-
-
-def _strip_vectors(hits: Sequence[Hit]) -> list[Hit]:
-    return [hit.model_copy(update={"vector": None}) if hit.vector is not None else hit for hit in hits]
 
 
 def clean_text(text: str, *, what: str = "message") -> str:
@@ -339,7 +335,7 @@ class ConversationEngine:
             raise InvalidMessageError(f"that's the first {MAX_SHOWN} matches; tell me more to narrow them")
         wanted = min(MAX_SHOWN, len(state.shown) + count)
         known = {h.id for h in state.shown}
-        extra = [h for h in _strip_vectors(self._ranked(state, wanted)) if h.id not in known]
+        extra = [h for h in without_vectors(self._ranked(state, wanted)) if h.id not in known]
         extra = extra[: wanted - len(state.shown)]
         if not extra:
             raise InvalidMessageError("there are no more matches in the images you can see")
@@ -410,7 +406,7 @@ class ConversationEngine:
         top_k = self.settings.top_k
         needed = max(top_k, getattr(self.questioner, "candidates_needed", 0))
         candidates = self._ranked(state, needed)
-        state.shown = _strip_vectors(candidates[:top_k])
+        state.shown = without_vectors(candidates[:top_k])
         seen = {h.id: h for h in state.seen}
         seen.update((h.id, h) for h in state.shown)
         state.seen = list(seen.values())[-MAX_SEEN:]

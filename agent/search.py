@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
+from agent.vectors import pack
 from chatir.dialog import Dialog
-from chatir.schemas import PUBLIC, Hit, SearchFilter, SearchRequest
+from chatir.schemas import PUBLIC, Hit, SearchFilter, SearchRequest, VectorEncoding
 from chatir.scope import SearchScope
 
 if TYPE_CHECKING:
@@ -57,8 +58,10 @@ class Searcher(Protocol):
 class ServiceSearcher:
     """Searches through the retriever service (raises ``ServiceUnavailableError`` when it is down)."""
 
-    def __init__(self, client: RetrieverClient) -> None:
+    def __init__(self, client: RetrieverClient, *, vector_encoding: VectorEncoding = "base64") -> None:
         self.client = client
+        self.vector_encoding: VectorEncoding = vector_encoding
+        """How hits' image embeddings travel (``base64``: exact float32 bytes; ``floats``: JSON lists)."""
 
     def search(
         self,
@@ -77,6 +80,7 @@ class ServiceSearcher:
             filter=scope.to_filter(),
             exclude_ids=list(scope.exclude_ids),
             with_vectors=with_vectors,
+            vector_encoding=self.vector_encoding,
         )
         return self.client.search(request).hits
 
@@ -156,7 +160,7 @@ class InMemorySearcher:
             self.items[i].model_copy(
                 update={
                     "score": float(scores[i]),
-                    "vector": self.matrix[i].tolist() if with_vectors else None,
+                    "vector_base64": pack(self.matrix[i]) if with_vectors else None,
                 }
             )
             for i in top
@@ -167,8 +171,10 @@ class ServiceTextEncoder:
     """The retriever service's text side over HTTP (``POST /v1/encode/texts``): the questioners embed answers
     with the very model that embedded the images, so the agent needs no model (and no torch) of its own."""
 
-    def __init__(self, client: RetrieverClient) -> None:
+    def __init__(self, client: RetrieverClient, *, vector_encoding: VectorEncoding = "base64") -> None:
         self.client = client
+        self.vector_encoding: VectorEncoding = vector_encoding
+        """How hits' image embeddings travel (``base64``: exact float32 bytes; ``floats``: JSON lists)."""
         self.model_id: str | None = None
         """The service's model at the last encoding."""
 

@@ -14,7 +14,8 @@ noise. Compare runs side by side, never as a timed test.
 
 compares instead how answers are read (all through the service): the text side with the re-ranker off (the
 default until 2026-12-01), the world bank's answer model with the re-ranker off, and the answer model with the
-re-ranker over 1,000 candidates (the default since): a re-ranked turn fetches the pool with its image vectors.
+re-ranker over 1,000 candidates (the default since): a re-ranked turn fetches the pool with its image vectors,
+as JSON lists of floats (before 2026-12-02) or as base64 float32 bytes (``vector_encoding``, the default since).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import argparse
 import statistics
 import sys
 import time
+import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,7 +33,8 @@ if str(REPO) not in sys.path:
 
 from agent.factory import build_engine, build_questioner
 from agent.questioners import load_bank
-from agent.search import ServiceTextEncoder
+from agent.search import ServiceSearcher, ServiceTextEncoder
+from chatir.schemas import VectorEncoding
 from chatir.settings import get_settings
 from frontends.demo import demo_settings, demo_stack
 from tools.client import RetrieverClient
@@ -90,6 +93,7 @@ def main() -> None:
                 "service (HTTP /v1/encode/texts)": (service_encoder, local.settings),
                 "in-process model (before)": (local.service.model, local.settings),
             }
+            encodings = {name: "base64" for name in setups}
         else:
             setups = {
                 "text side, re-ranker off (before)": (
@@ -100,24 +104,34 @@ def main() -> None:
                     service_encoder,
                     local.settings.model_copy(update={"answer_model": "auto", "rerank_pool": 0}),
                 ),
-                "answer model, re-ranker 1000 (default)": (
+                "answer model, re-ranker 1000, vectors as JSON lists (before)": (
+                    service_encoder,
+                    local.settings.model_copy(update={"answer_model": "auto", "rerank_pool": 1000}),
+                ),
+                "answer model, re-ranker 1000, vectors as base64 (default)": (
                     service_encoder,
                     local.settings.model_copy(update={"answer_model": "auto", "rerank_pool": 1000}),
                 ),
             }
+            encodings: dict[str, VectorEncoding] = {name: "base64" for name in setups}
+            encodings["answer model, re-ranker 1000, vectors as JSON lists (before)"] = "floats"
         engines, warm_up = {}, {}
         for name, (encoder, settings_) in setups.items():
             questioner = build_questioner(settings_, "info_gain", text_encoder=encoder, bank=bank)
             started = time.perf_counter()
             questioner.warm_up()
             warm_up[name] = time.perf_counter() - started
-            engines[name] = build_engine(settings_, questioner=questioner)
+            searcher = ServiceSearcher(
+                RetrieverClient.from_settings(settings_), vector_encoding=encodings[name]
+            )
+            engines[name] = build_engine(settings_, searcher=searcher, questioner=questioner)
         turns: dict[str, list[float]] = {name: [] for name in engines}
+        run = uuid.uuid4().hex[:8]  # fresh conversations: the state store in --home outlives a run
         for i in range(args.conversations):
             order = list(engines) if i % 2 == 0 else list(reversed(engines))
             for name in order:
                 turns[name] += _conversation(
-                    engines[name], f"{i}-{name}", CAPTIONS[i % len(CAPTIONS)], args.answers
+                    engines[name], f"{run}-{i}-{name}", CAPTIONS[i % len(CAPTIONS)], args.answers
                 )
 
     print(f"\n{args.gallery} images, {args.conversations} conversations x (1 + {args.answers}) turns\n")

@@ -13,6 +13,7 @@ registry of indexing jobs (:mod:`retriever_service.jobs`), the image files and t
 
 from __future__ import annotations
 
+import base64
 import logging
 import mimetypes
 import re
@@ -51,6 +52,8 @@ from retriever_service.errors import (
 from retriever_service.jobs import JobRegistry, job_fields
 
 if TYPE_CHECKING:  # heavy imports stay out of module import time
+    import numpy as np
+
     from retriever_service.index import ImageIndex, ImageRecord, IndexReport
     from retriever_service.models import RetrievalModel
     from retriever_service.models.captioner import Captioner
@@ -200,20 +203,26 @@ class RetrieverService:
 
         model, index, batcher = self.model, self.index, self._batcher  # one set, even if a reindex switches
         _, vector = encode_one(batcher, model, request.dialog)
-        results = self._store_call(
-            index.search,
-            vector,
-            k=request.k,
-            filter=request.filter,
-            exclude_ids=list(request.exclude_ids),
-        )
+        query = {"k": request.k, "filter": request.filter, "exclude_ids": list(request.exclude_ids)}
+        vectors: dict[str, np.ndarray] = {}
+        if request.with_vectors and hasattr(self._raw_index, "search_with_vectors"):  # one query brings both
+            results, matrix = self._store_call(index.search_with_vectors, vector, **query)
+            vectors = {record.id: row for (record, _), row in zip(results, matrix, strict=True)}
+        else:
+            results = self._store_call(index.search, vector, **query)
         if self.caption_search:
             results = self._with_caption_matches(index, request, vector, results)
         hits = [self._hit(record, score, request.filter) for record, score in results]
         if request.with_vectors and hits:
-            vectors = self._store_call(self._vectors, [hit.id for hit in hits])
+            if missing := [hit.id for hit in hits if hit.id not in vectors]:  # e.g. found by caption only
+                vectors.update(self._store_call(self._vectors, missing))
             for hit in hits:
-                hit.vector = vectors.get(hit.id)
+                if (image_vector := vectors.get(hit.id)) is None:
+                    continue
+                if request.vector_encoding == "base64":  # exact float32 bytes: no float per value to build
+                    hit.vector_base64 = base64.b64encode(image_vector.astype("<f4").tobytes()).decode("ascii")
+                else:
+                    hit.vector = image_vector.tolist()
         took_ms = (time.perf_counter() - started) * 1000.0
         return SearchResponse(hits=hits, model=str(model.model_id), took_ms=round(took_ms, 3))
 
@@ -258,20 +267,23 @@ class RetrieverService:
 
         return encode_one(self._batcher, self.model, dialog)
 
-    def _vectors(self, ids: list[str]) -> dict[str, list[float]]:
-        """Stored image embeddings by id (for ``with_vectors``)."""
+    def _vectors(self, ids: list[str]) -> dict[str, np.ndarray]:
+        """Stored image embeddings (float32) by id (for ``with_vectors``)."""
+        import numpy as np
+
         from retriever_service.index import point_id
 
         getter = getattr(self._raw_index, "get_vectors", None)
         if callable(getter):  # preferred, when the index offers it
             with self._index_lock:
-                return {i: [float(x) for x in v] for i, v in zip(ids, getter(ids), strict=True)}
+                matrix = np.asarray(getter(ids), dtype=np.float32)
+            return dict(zip(ids, matrix, strict=True))
         index = self._raw_index
         with self._index_lock:
             points = index.client.retrieve(
                 index.collection, ids=[point_id(i) for i in ids], with_payload=["id"], with_vectors=True
             )
-        return {p.payload["id"]: [float(x) for x in p.vector] for p in points if p.payload}
+        return {p.payload["id"]: np.asarray(p.vector, dtype=np.float32) for p in points if p.payload}
 
     @staticmethod
     def _hit(record: ImageRecord, score: float, scope: SearchFilter | None = None) -> Hit:

@@ -366,7 +366,8 @@ def test_information_gain_over_the_service(settings, model):
     first = engine.handle("c", f"a {TARGET.colour} shape", TEAM)
     assert first.question == "What shape is it?"  # the information-gain choice among red shapes
     assert all(r.with_vectors and r.filter.allowed == TEAM.allowed for r in requests)
-    assert all(h.vector is None for h in first.hits)  # vectors never reach front-ends or the state
+    assert all(r.vector_encoding == "base64" for r in requests)  # exact bytes, not a JSON float per value
+    assert first.hits and all(h.vector is None and h.vector_base64 is None for h in first.hits)  # never shown
     embedded = len(texts)
     assert embedded > 0 and len(set(texts)) == embedded  # each answer text embedded once
     second = engine.handle("c", toy_oracle(TARGET, first.question))

@@ -21,6 +21,7 @@ from agent.questioners import (
     mutual_information,
 )
 from agent.questioners.info_gain import entropy
+from agent.vectors import has_vector
 from chatir.dialog import Dialog, Round
 from chatir.errors import ChatIRError
 from tests.test_agent_support import GALLERY, TOY_BANK, KeywordModel, rank_of, toy_oracle, toy_searcher
@@ -82,7 +83,7 @@ def test_scorer_takes_vectors_from_hits_or_refuses_without_them(toy):
     model, searcher = toy
     dialog = Dialog(caption="blue star")
     with_vectors = searcher.search(dialog, k=3, scope=SearchScope(), with_vectors=True)
-    assert all(h.vector is not None for h in with_vectors)
+    assert with_vectors and all(has_vector(h) for h in with_vectors)
     from_hits = ModelCandidateScorer(model).answer_likelihoods(dialog, TOY_BANK.questions[:2], with_vectors)
     from_lookup = ModelCandidateScorer(model, searcher).answer_likelihoods(
         dialog, TOY_BANK.questions[:2], with_vectors

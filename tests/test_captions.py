@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from agent.questioners.prompts import render_candidates
+from agent.vectors import unpack
 from chatir.schemas import PUBLIC, IndexRequest
 from chatir.settings import Settings
 
@@ -132,6 +133,20 @@ def test_captions_are_searchable_as_text_within_the_callers_scope(tmp_path, tiny
         found = next(h for h in top if h["id"] == last["id"])
         assert found["score"] == pytest.approx(last["score"], abs=1e-5)
         assert found["caption"] == "a red bicycle near a wall"
+        # the caption-only hit gets its stored embedding too (looked up: the vector query did not bring it)
+        packed = client.post(
+            "/v1/search",
+            json={
+                "dialog": asked,
+                "k": 3,
+                "filter": scope,
+                "with_vectors": True,
+                "vector_encoding": "base64",
+            },
+        ).json()["hits"]
+        assert [h["id"] for h in packed] == [h["id"] for h in top]
+        stored = service.index.get_vectors([h["id"] for h in packed])
+        np.testing.assert_array_equal([unpack(h["vector_base64"]) for h in packed], stored)
 
         denied = {
             "caption": "a picture",

@@ -362,6 +362,20 @@ def test_get_vectors(index, ladder):
         index.get_vectors([_id(0), _id(77)])
 
 
+def test_search_with_vectors_is_search_plus_each_hits_stored_embedding(index, ladder):
+    """One query brings the hits and their embeddings (the re-ranker's pool), in scope and order."""
+    scope = {"filter": SearchFilter(allowed=[PUBLIC]), "exclude_ids": [_id(0)]}
+    plain = index.search(_unit(1.0), k=3, **scope)
+    hits, vectors = index.search_with_vectors(_unit(1.0), k=3, **scope)
+    assert _ids(hits) == _ids(plain) == [_id(2), _id(4), _id(6)]
+    assert [score for _, score in hits] == pytest.approx([score for _, score in plain], abs=1e-6)
+    assert vectors.shape == (3, DIM) and vectors.dtype == np.float32
+    np.testing.assert_allclose(vectors, index.get_vectors(_ids(hits)), atol=1e-6)
+    np.testing.assert_allclose(vectors[0], _unit(1.0, 0.3), atol=1e-5)
+    nothing, none = index.search_with_vectors(_unit(1.0), k=3, filter=SearchFilter(allowed=[]))
+    assert nothing == [] and none.shape == (0, DIM)
+
+
 def test_copies_keep_their_own_scope_and_forgetting_one_narrows_the_image(index, ladder):
     index.add_location(
         _id(4), "/chan-b/copy.jpg", mtime=1.0, allowed=["CB"], tags=["b"], source="slack:CB", text="b's"

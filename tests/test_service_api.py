@@ -157,6 +157,23 @@ def test_search_with_vectors_returns_the_stored_image_embeddings(indexed):
         np.testing.assert_allclose(hit["vector"], direct, atol=1e-4)
 
 
+def test_search_vectors_as_base64_are_the_same_floats_exactly(indexed):
+    """vector_encoding="base64" (what the agent asks for) carries each embedding as little-endian float32 bytes:
+    bit for bit the list form's values; the list stays empty. An unknown encoding is a 422."""
+    from agent.vectors import unpack
+
+    client = indexed["client"]
+    request = {"dialog": {"caption": CAPTION}, "k": 3, "with_vectors": True}
+    floats = client.post("/v1/search", json=request).json()["hits"]
+    packed = client.post("/v1/search", json={**request, "vector_encoding": "base64"}).json()["hits"]
+    assert [h["id"] for h in packed] == [h["id"] for h in floats] and len(packed) == 3
+    for as_list, as_bytes in zip(floats, packed, strict=True):
+        assert as_bytes["vector"] is None and as_list["vector_base64"] is None
+        np.testing.assert_array_equal(unpack(as_bytes["vector_base64"]), np.float32(as_list["vector"]))
+    bad = client.post("/v1/search", json={**request, "vector_encoding": "float16"})
+    assert bad.status_code == 422 and "vector_encoding" in bad.text
+
+
 def test_encode_matches_the_model(indexed):
     dialog = Dialog(caption=CAPTION, rounds=[{"question": "what color?", "answer": "red"}])
     body = indexed["client"].post("/v1/encode", json={"dialog": dialog.model_dump()}).json()

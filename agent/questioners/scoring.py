@@ -26,6 +26,7 @@ from cachetools import LRUCache
 
 from agent.questioners.answer_model import PROBE_TEXT, AnswerModel
 from agent.questioners.bank import BankQuestion
+from agent.vectors import hit_matrix
 from chatir.dialog import Dialog, Round
 from chatir.errors import ChatIRError
 from chatir.schemas import Hit
@@ -145,11 +146,10 @@ class ModelCandidateScorer:
 
     # --- embeddings ----------------------------------------------------------------------------------
     def candidate_vectors(self, candidates: Sequence[Hit]) -> np.ndarray:
-        if candidates and all(hit.vector is not None for hit in candidates):
-            matrix = np.asarray([hit.vector for hit in candidates], dtype=np.float32)
-        elif self.lookup is not None:
+        matrix = hit_matrix(candidates)
+        if matrix is None and self.lookup is not None:
             matrix = np.asarray(self.lookup.vectors([hit.id for hit in candidates]), dtype=np.float32)
-        else:
+        elif matrix is None:
             raise ChatIRError(
                 "the information-gain questioner needs the candidates' image embeddings: search with "
                 "with_vectors=True (the retriever service returns them) or give the scorer a vector lookup"

@@ -627,7 +627,9 @@ def _payload_selector(with_payload: Any) -> Any:
 def _vector(vector: Any) -> Any:
     if isinstance(vector, dict):
         vector = vector.get("")
-    return [float(x) for x in vector] if vector is not None else None
+    if vector is None or isinstance(vector, list):  # the engine's lists are already Python floats: no copy
+        return vector
+    return [float(x) for x in vector]
 
 
 def _record(record: Any, with_vectors: bool) -> Any:

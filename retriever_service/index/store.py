@@ -398,6 +398,26 @@ class ImageIndex:
         """Top-``k`` images by cosine to ``vector`` within ``filter``, never returning ``exclude_ids``."""
         return self.search_batch(np.asarray(vector, dtype=np.float32)[None, :], k, filter, exclude_ids)[0]
 
+    def search_with_vectors(
+        self,
+        vector: np.ndarray | Sequence[float],
+        k: int = 10,
+        filter: SearchFilter | None = None,
+        exclude_ids: Sequence[str] = (),
+    ) -> tuple[list[tuple[ImageRecord, float]], np.ndarray]:
+        """:meth:`search` and the hits' stored embeddings, ``(len(hits), dim)`` in the same order, from the same
+        query (no second lookup: a re-ranker's pool is 1,000 hits)."""
+        query = self._check_vectors(np.asarray(vector, dtype=np.float32)[None, :])
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        scope = Scope.build(filter, exclude_ids)
+        if scope.empty:
+            return [], np.zeros((0, self.dim), dtype=np.float32)
+        points = self._query_points(query, k, scope, with_vectors=True)[0]
+        results = [(ImageRecord.from_payload(p.payload), float(p.score)) for p in points]
+        vectors = [p.vector.get("") if isinstance(p.vector, dict) else p.vector for p in points]
+        return results, np.asarray(vectors, dtype=np.float32).reshape(len(points), self.dim)
+
     def search_batch(
         self,
         vectors: np.ndarray,
@@ -412,7 +432,10 @@ class ImageIndex:
         scope = Scope.build(filter, exclude_ids)
         if scope.empty or len(vectors) == 0:
             return [[] for _ in range(len(vectors))]
-        return self._query_points(vectors, k, scope)
+        return [
+            [(ImageRecord.from_payload(p.payload), float(p.score)) for p in points]
+            for points in self._query_points(vectors, k, scope)
+        ]
 
     def caption_matches(
         self,
@@ -448,9 +471,10 @@ class ImageIndex:
         return found
 
     def _query_points(
-        self, vectors: np.ndarray, k: int, scope: Scope
-    ) -> list[list[tuple[ImageRecord, float]]]:
-        """Search with ``query_points`` (the same call on a server and on the embedded store)."""
+        self, vectors: np.ndarray, k: int, scope: Scope, *, with_vectors: bool = False
+    ) -> list[list[Any]]:
+        """Search with ``query_points`` (the same call on a server and on the embedded store): each query's
+        scored points that carry a payload, best first."""
         from qdrant_client import models
 
         query_filter = scope.to_client_filter()
@@ -462,18 +486,22 @@ class ImageIndex:
                     query_filter=query_filter,
                     limit=k,
                     with_payload=True,
+                    with_vectors=with_vectors,
                 )
             ]
         else:
             requests = [
-                models.QueryRequest(query=vector.tolist(), filter=query_filter, limit=k, with_payload=True)
+                models.QueryRequest(
+                    query=vector.tolist(),
+                    filter=query_filter,
+                    limit=k,
+                    with_payload=True,
+                    with_vector=with_vectors,
+                )
                 for vector in vectors
             ]
             responses = self.client.query_batch_points(self.collection, requests=requests)
-        return [
-            [(ImageRecord.from_payload(p.payload), float(p.score)) for p in response.points if p.payload]
-            for response in responses
-        ]
+        return [[p for p in response.points if p.payload] for response in responses]
 
     def iter_records(self) -> Iterator[ImageRecord]:
         """Every indexed record (paged scroll)."""
