@@ -437,8 +437,8 @@ class ConversationEngine:
         """The best ``k`` images for the conversation's dialog in its scope (re-ranked by the answers when a
         re-ranker is set; with vectors when the questioner needs them)."""
         assert state.dialog is not None
-        # re-read the answers over a larger pool; until a round can be re-read there is nothing to re-read
-        if self.reranker is not None and self.reranker.answered_rounds(state.dialog):
+        # re-read the answers (and what the description implies) over a larger pool, when there is any
+        if self.reranker is not None and self.reranker.evidence(state.dialog):
             candidates = self.searcher.search(
                 state.dialog, k=max(k, self.reranker.pool), scope=self._search_scope(state), with_vectors=True
             )

@@ -11,6 +11,7 @@ from agent.questioners.answer_model import load_answer_model
 from agent.questioners.bank import QuestionBank, load_bank
 from agent.questioners.base import Questioner
 from agent.questioners.baselines import NoQuestioner, RandomQuestioner
+from agent.questioners.caption_reader import load_caption_reader
 from agent.questioners.info_gain import InfoGainQuestioner
 from agent.questioners.scoring import ModelCandidateScorer, TextEncoder, VectorLookup
 from agent.rerank import AnswerReranker
@@ -80,12 +81,14 @@ def build_scorer(
     settings: Settings, text_encoder: TextEncoder, lookup: VectorLookup | None, bank: QuestionBank
 ) -> ModelCandidateScorer:
     """How the questioner and the re-ranker read answers from pictures: the bank's answer model
-    (``CHATIR_ANSWER_MODEL``) where it applies, the text side at ``CHATIR_INFO_GAIN_TEMPERATURE`` elsewhere."""
+    (``CHATIR_ANSWER_MODEL``) where it applies, the text side at ``CHATIR_INFO_GAIN_TEMPERATURE`` elsewhere;
+    and what a description implies (``CHATIR_CAPTION_READER``)."""
     return ModelCandidateScorer(
         text_encoder,
         lookup,
         temperature=settings.info_gain_temperature,
         answer_model=load_answer_model(settings.answer_model, bank.name),
+        caption_reader=load_caption_reader(settings.caption_reader, bank.name),
     )
 
 

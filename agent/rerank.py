@@ -8,7 +8,10 @@ which is exactly how the information-gain questioner predicts answers. The candi
 
     score(image) = cos(image, dialog) / T_dialog + weight * sum over answered rounds of log P(a_r | image)
 
-(a product of experts: the dialog encoder and one expert per answer). Only the top ``pool`` images by the
+(a product of experts: the dialog encoder and one expert per answer). Answers the first description already
+implies (the scorer's caption reader, :mod:`agent.questioners.caption_reader`) are read the same way, as if the
+person had given them, for questions no round answered: that is how the description's facts reach the re-read,
+from the first turn on. Only the top ``pool`` images by the
 dialog encoder are re-ranked (their embeddings come with the hits), so it works on any index. "I don't know"
 and rounds without a known question add nothing; an answer in the user's own words is scored among the
 question's answers plus itself. No world-specific parsing: the same code serves real photos with the generic
@@ -90,11 +93,23 @@ class AnswerReranker:
             rounds.append((question, listed.get(question_key(answer), answer)))  # "Yes." is the listed "yes"
         return rounds
 
+    def evidence(self, dialog: Dialog) -> list[tuple[BankQuestion, str]]:
+        """What the re-read reads: the answered rounds, and the answers the description already implies (the
+        scorer's caption reader) for questions no round answered -- the person's own answer comes first."""
+        rounds = self.answered_rounds(dialog)
+        answered = {question_key(question.question) for question, _ in rounds}
+        implied = self.scorer.caption_facts(dialog, list(self._questions.values()))
+        return rounds + [
+            (question, answer)
+            for question, answer, _ in implied
+            if question_key(question.question) not in answered
+        ]
+
     def scores(self, dialog: Dialog, image_vectors: np.ndarray, dialog_scores: np.ndarray) -> np.ndarray:
         """Combined scores (in units of the dialog temperature) of candidates with these embeddings."""
         combined = np.asarray(dialog_scores, np.float64) / self.dialog_temperature
         vectors = np.asarray(image_vectors, np.float32)
-        for question, answer in self.answered_rounds(dialog):
+        for question, answer in self.evidence(dialog):
             answers = list(question.answers)
             if answer not in answers:
                 answers.append(answer)  # the user's own words, scored among the listed answers
@@ -105,7 +120,7 @@ class AnswerReranker:
     def rerank(self, dialog: Dialog, hits: Sequence[Hit]) -> list[Hit]:
         """``hits`` (with vectors, best first by the dialog encoder) in the combined order."""
         hits = list(hits)
-        if len(hits) < 2 or not self.answered_rounds(dialog):
+        if len(hits) < 2 or not self.evidence(dialog):
             return hits
         vectors = self.scorer.candidate_vectors(hits)
         combined = self.scores(dialog, vectors, np.array([h.score for h in hits]))

@@ -216,6 +216,14 @@ class Settings(BaseSettings):
         "else the text side), 'none' (always the text side) or the path of an answer-model .npz "
         "(`chatir starter answers`).",
     )
+    caption_reader: str = Field(
+        "auto",
+        validation_alias=_env("CHATIR_CAPTION_READER"),
+        description="Which answers the first description already implies, so that the re-ranker reads them from "
+        "the pictures and the LLM-free questioner does not ask them: 'auto' (the reader shipped for the bank, "
+        "if any; used with the bank's answer model), 'none', or the path of a caption-reader .npz "
+        "(`chatir starter caption-reader`).",
+    )
     rerank_pool: int = Field(
         1000,
         ge=0,

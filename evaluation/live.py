@@ -338,7 +338,7 @@ def _ranks_now(
     corpus = np.asarray(corpus_vectors, np.float32)
     pool = min(reranker.pool, len(corpus))
     for row, dialog in enumerate(dialogs):
-        if ranks[row] > pool or not reranker.answered_rounds(dialog):
+        if ranks[row] > pool or not reranker.evidence(dialog):
             continue
         scores = corpus @ np.asarray(queries[row], np.float32)
         top = np.argpartition(-scores, pool - 1)[:pool]

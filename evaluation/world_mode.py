@@ -253,10 +253,14 @@ def answers_read_by(settings: Settings, model, lookup, bank: str) -> str:
     from agent.factory import build_scorer
     from agent.questioners import load_bank
 
-    answer_model = build_scorer(settings, model, lookup, load_bank(bank)).active_answer_model()
+    scorer = build_scorer(settings, model, lookup, load_bank(bank))
+    answer_model = scorer.active_answer_model()
     if answer_model is None:
         return "text side"
-    return f"answer model {answer_model.fingerprint} (fitted for {answer_model.model})"
+    read = f"answer model {answer_model.fingerprint} (fitted for {answer_model.model})"
+    if scorer.caption_reader is not None:
+        read += f", caption reader {scorer.caption_reader.fingerprint}"
+    return read
 
 
 def _symbolic_retriever(corpus: ImageCorpus, *, progress: bool):

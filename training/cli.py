@@ -254,6 +254,50 @@ def starter_answers(
     typer.echo(f"answer model: {path} ({path.stat().st_size / 1e6:.1f} MB), for {answer_model.model}")
 
 
+@starter_app.command("caption-reader")
+def starter_caption_reader(
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Where the reader goes (default: the one shipped for --bank, in the package)."),
+    ] = None,
+    bank: Annotated[
+        str, typer.Option(help="Question bank whose answers are read ('world' or a JSON file).")
+    ] = "world",
+    descriptions: Annotated[
+        int, typer.Option(min=10, help="Training-world descriptions to fit on.")
+    ] = 20_000,
+    reference: Annotated[
+        int, typer.Option(min=10, help="Training-world scenes that decide what a description implies.")
+    ] = 20_000,
+    min_fit: Annotated[
+        int, typer.Option(min=1, help="Reference scenes a description must fit to be labelled.")
+    ] = 20,
+    steps: Annotated[int, typer.Option(min=1, help="Optimiser steps (minibatches of 256).")] = 3000,
+    threads: Annotated[int, typer.Option(min=1, help="torch CPU threads.")] = 2,
+) -> None:
+    """Fit the bank's caption reader (which answers a description already implies) on training-world text."""
+    import torch
+
+    from agent.questioners import load_bank
+    from agent.questioners.caption_reader import SHIPPED
+    from training.caption_reader import CaptionReaderRecipe, fit_caption_reader
+
+    target = out or SHIPPED.get(bank)
+    if target is None:
+        raise ChatIRError(f"no caption reader ships for the bank {bank!r}: give --out")
+    torch.set_num_threads(threads)
+    recipe = CaptionReaderRecipe(
+        descriptions=descriptions,
+        reference=reference,
+        min_fit=min_fit,
+        steps=steps,
+        held_out=min(1500, descriptions // 10),
+    )
+    reader = fit_caption_reader(load_bank(bank), recipe, log=typer.echo)
+    path = reader.save(target)
+    typer.echo(f"caption reader: {path} ({path.stat().st_size / 1e6:.1f} MB)")
+
+
 @starter_app.command("eval")
 def starter_eval(
     work: Annotated[

@@ -18,7 +18,6 @@ side as before.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +26,7 @@ import numpy as np
 
 from agent.questioners.bank import BankQuestion
 from agent.questioners.base import question_key
+from agent.questioners.npz_files import read_npz, write_npz
 from chatir.errors import ChatIRError
 
 logger = logging.getLogger(__name__)
@@ -112,45 +112,25 @@ class AnswerModel:
 
     # --- files ------------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        meta = {
-            "format": FORMAT,
-            "model": self.model,
-            "questions": self.questions,
-            "details": self.details,
-        }
+        meta = {"format": FORMAT, "model": self.model, "questions": self.questions, "details": self.details}
         probe = self.text_probe if self.text_probe is not None else np.zeros(0, np.float32)
-        partial = path.with_name(path.name + ".partial")
-        with partial.open("wb") as handle:
-            np.savez_compressed(
-                handle,
-                weights=self.weights.astype(np.float16),
-                bias=self.bias,
-                text_probe=probe,
-                meta=np.array(json.dumps(meta)),
-            )
-        partial.replace(path)
-        return path
+        arrays = {"weights": self.weights.astype(np.float16), "bias": self.bias, "text_probe": probe}
+        return write_npz(path, meta, arrays)
 
     @classmethod
     def load(cls, path: str | Path) -> AnswerModel:
+        meta, data = read_npz(path, FORMAT, AnswerModelError, "answer model")
+        probe = data.get("text_probe")
         try:
-            with np.load(Path(path), allow_pickle=False) as data:
-                meta = json.loads(str(data["meta"]))
-                if meta.get("format") != FORMAT:
-                    raise AnswerModelError(f"{path}: not a {FORMAT} file (format {meta.get('format')!r})")
-                probe = data["text_probe"] if "text_probe" in data.files else None
-                probe = probe if probe is not None and probe.size else None
-                return cls(
-                    [(q, answers) for q, answers in meta["questions"]],
-                    data["weights"].astype(np.float32),
-                    data["bias"],
-                    model=str(meta["model"]),
-                    text_probe=probe,
-                    details=meta.get("details") or {},
-                )
-        except (OSError, ValueError, KeyError) as error:
+            return cls(
+                [(q, answers) for q, answers in meta["questions"]],
+                data["weights"].astype(np.float32),
+                data["bias"],
+                model=str(meta["model"]),
+                text_probe=probe if probe is not None and probe.size else None,
+                details=meta.get("details") or {},
+            )
+        except (KeyError, TypeError, ValueError) as error:
             raise AnswerModelError(f"cannot read the answer model {path}: {error}") from error
 
 

@@ -17,7 +17,10 @@ rule serves real photos with the generic bank) a question is held back when
   "on a pink grid": every candidate has a pink background);
 - it asks about an object the candidates probably lack: its "absence" answers ("there is no circle",
   "no animal") have ``P >= absent_threshold`` together. "Is there a circle?" stays askable; "what colour is
-  the circle?" waits until a circle is likely.
+  the circle?" waits until a circle is likely;
+- the description already says it: the scorer's caption reader (:mod:`agent.questioners.caption_reader`)
+  predicts the answer the first description implies with ``P >= 0.9`` ("what colour is the background?" after
+  "two figures against a rose background"). The same facts go to the LLM questioner's prompt as settled.
 
 Held-back questions are asked only when nothing else is left.
 
@@ -171,6 +174,11 @@ class InfoGainQuestioner:
             )
         return np.log(np.maximum(chosen, 1e-12)).sum(axis=1)
 
+    def described(self, dialog: Dialog) -> list[tuple[BankQuestion, str, float]]:
+        """``(question, answer, P)`` the description already implies (the scorer's caption reader, if any)."""
+        facts = getattr(self.scorer, "caption_facts", None)
+        return facts(dialog, self.bank.questions) if callable(facts) else []
+
     def rank_questions(
         self, dialog: Dialog, candidates: Sequence[Hit], asked: Sequence[str]
     ) -> list[tuple[BankQuestion, float]]:
@@ -206,6 +214,8 @@ class InfoGainQuestioner:
             )
         gains = np.maximum(gains, 0.0)  # rounding can dip a hair below zero
         held_back = (top_answer >= self.settled_threshold) | (absent >= self.absent_threshold)
+        said = {question_key(q.question) for q, _, _ in self.described(dialog)}
+        held_back |= np.array([question_key(q.question) in said for q in available], dtype=bool)
         order = sorted(
             range(len(available)), key=lambda i: (bool(held_back[i]), -gains[i], i)
         )  # ties: bank order
@@ -227,8 +237,11 @@ class InfoGainQuestioner:
             for lk in self.scorer.answer_likelihoods(dialog, self.bank.questions, pool)
         ]
         prior = self.prior(pool, self.answer_evidence(dialog, pool))
-        settled, absent = [], []
+        said = {question_key(q.question): (q.question, a, p) for q, a, p in self.described(dialog)}
+        settled, absent = list(said.values()), []
         for question, likelihood in zip(self.bank.questions, likelihoods, strict=True):
+            if question_key(question.question) in said:
+                continue
             marginal = prior @ likelihood
             best = int(np.argmax(marginal))
             answer = question.answers[best]

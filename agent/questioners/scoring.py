@@ -26,6 +26,7 @@ from cachetools import LRUCache
 
 from agent.questioners.answer_model import PROBE_TEXT, AnswerModel
 from agent.questioners.bank import BankQuestion
+from agent.questioners.caption_reader import CaptionReader, QuestionId, implied_among
 from agent.vectors import hit_matrix
 from chatir.dialog import Dialog, Round
 from chatir.errors import ChatIRError
@@ -75,6 +76,7 @@ class ModelCandidateScorer:
         cache_size: int = 20_000,
         request_vectors: bool | None = None,
         answer_model: AnswerModel | None = None,
+        caption_reader: CaptionReader | None = None,
     ) -> None:
         if temperature <= 0:
             raise ValueError("temperature must be > 0")
@@ -92,6 +94,8 @@ class ModelCandidateScorer:
         self._model_id: str | None = None
         self.answer_model = answer_model
         self._answer_model_ok: bool | None = None  # checked against the encoder on first use
+        self.caption_reader = caption_reader
+        self._readings: LRUCache[str, dict[QuestionId, tuple[str, float]]] = LRUCache(maxsize=1024)
 
     def sync_model(self) -> None:
         """Ask the encoder which model it runs now (``current_model()``, when it can tell: the service's
@@ -132,6 +136,22 @@ class ModelCandidateScorer:
                 )
             self._answer_model_ok = ok
         return self.answer_model if self._answer_model_ok else None
+
+    def caption_facts(
+        self, dialog: Dialog, questions: Sequence[BankQuestion]
+    ) -> list[tuple[BankQuestion, str, float]]:
+        """``(question, answer, P)`` that the dialog's description already implies, by the caption reader
+        (:mod:`agent.questioners.caption_reader`); none without a reader, or while answers are read through the
+        text side (an implied answer is only worth reading from pictures with the answer model)."""
+        if self.caption_reader is None or not dialog.caption.strip() or self.active_answer_model() is None:
+            return []
+        with self._lock:
+            readings = self._readings.get(dialog.caption)
+        if readings is None:
+            readings = self.caption_reader.readings(dialog.caption)
+            with self._lock:
+                self._readings[dialog.caption] = readings
+        return implied_among(readings, questions)
 
     def answer_logits(self, images: np.ndarray, question: BankQuestion, answers: Sequence[str]) -> np.ndarray:
         """``(len(images), len(answers))`` logits of ``P(answer | image)`` (softmax over the row): the answer
