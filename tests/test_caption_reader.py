@@ -27,19 +27,21 @@ from tools.scope import SearchScope
 
 BUCKETS = 1 << 12
 COLOUR = TOY_BANK.questions[0]  # "What colour is the shape?"
+SHARP = TOY_BANK.questions[4]  # "Is the picture sharp?"
 
 
 def emerald_reader() -> CaptionReader:
-    """Reads one word the toy model's text side does not know: "emerald" implies a green shape. Anything else
-    leaves every question open."""
+    """Reads one word the toy model's text side does not know: "emerald" implies a green shape (and, to show
+    what is done with a negative answer, a picture that is not sharp). Anything else leaves every question
+    open."""
     questions = [(q.question, q.answers) for q in TOY_BANK]
     total = sum(len(answers) + 1 for _, answers in questions)
     weights, bias = np.zeros((total, 1), np.float32), np.zeros(total, np.float32)
     start = 0
     for question, answers in questions:
         bias[start + len(answers)] = 3.0  # "open" wins by default
-        if question == COLOUR.question:
-            weights[start + list(answers).index("green"), 0] = 60.0
+        if question in (COLOUR.question, SHARP.question):
+            weights[start + list(answers).index("green" if question == COLOUR.question else "no"), 0] = 60.0
         start += len(answers) + 1
     return CaptionReader(
         questions,
@@ -76,7 +78,8 @@ def test_features_are_words_pairs_and_skip_pairs_hashed_stably():
 
 def test_a_reader_file_round_trips_and_bad_files_fail_clearly(tmp_path):
     reader = emerald_reader()
-    assert reader.implied("a emerald star", TOY_BANK.questions)[0][:2] == (COLOUR, "green")
+    said = [(q, a) for q, a, _ in reader.implied("a emerald star", TOY_BANK.questions)]
+    assert sorted(said, key=str) == sorted([(COLOUR, "green"), (SHARP, "no")], key=str)
     assert reader.implied("a crimson star", TOY_BANK.questions) == []  # an unseen word is no evidence
     assert reader.implied("   ", TOY_BANK.questions) == []
     loaded = CaptionReader.load(reader.save(tmp_path / "reader.npz"))
@@ -100,7 +103,9 @@ def test_a_reader_file_round_trips_and_bad_files_fail_clearly(tmp_path):
         )
 
 
-def test_the_reranker_reads_what_the_description_implies_from_the_first_turn():
+def test_the_reranker_reads_what_the_description_implies_from_the_first_turn(monkeypatch):
+    import agent.rerank
+
     model = RoundBlindModel()
     searcher = toy_searcher(model)
     dialog = Dialog(caption="a emerald star")  # the text side reads "star" only
@@ -108,9 +113,19 @@ def test_the_reranker_reads_what_the_description_implies_from_the_first_turn():
     assert {h.id.split("-")[1] for h in hits[:4]} != {"green"}  # the encoder alone cannot tell the colour
 
     reranker = AnswerReranker(_scorer(model, searcher), TOY_BANK, pool=len(GALLERY))
-    assert reranker.evidence(dialog) == [(COLOUR, "green")]
+    assert reranker.evidence(dialog) == [(COLOUR, "green")]  # the implied "not sharp" is not re-read
+    # a third of the encoder's best candidates are green: below the default support, the words alone are not
+    # trusted against the text tower; where enough of them are, the green stars come first
+    assert [h.id for h in reranker.rerank(dialog, hits)] == [h.id for h in hits]
+    monkeypatch.setattr(agent.rerank, "IMPLIED_MIN_SUPPORT", 0.3)
     top = reranker.rerank(dialog, hits)[:4]
     assert all(h.id.split("-")[1:3] == ["green", "star"] for h in top)
+    # and a wrong implied answer costs a bounded amount: at most log(1 / IMPLIED_FLOOR) per image
+    scores = reranker.scores(
+        dialog, reranker.scorer.candidate_vectors(hits), np.array([h.score for h in hits])
+    )
+    plain = np.array([h.score for h in hits]) / reranker.dialog_temperature
+    assert (plain - scores).max() <= np.log(1 / agent.rerank.IMPLIED_FLOOR) + 1e-9
     # the person's own answer to that question wins over what the description seemed to say
     answered = dialog.model_copy(update={"rounds": [Round(question=COLOUR.question, answer="blue")]})
     assert reranker.evidence(answered) == [(COLOUR, "blue")]
