@@ -108,10 +108,14 @@ class AnswerReranker:
             rounds.append((question, listed.get(question_key(answer), answer)))  # "Yes." is the listed "yes"
         return rounds
 
-    def implied(self, dialog: Dialog) -> list[tuple[BankQuestion, str]]:
+    def implied(
+        self, dialog: Dialog, rounds: list[tuple[BankQuestion, str]] | None = None
+    ) -> list[tuple[BankQuestion, str]]:
         """The answers the description implies (the scorer's caption reader) for questions no round answered
-        (the person's own answer comes first), negative ones left out (see ``_says_absent``)."""
-        answered = {question_key(question.question) for question, _ in self.answered_rounds(dialog)}
+        (the person's own answer comes first), negative ones left out (see ``_says_absent``). ``rounds``: the
+        dialog's :meth:`answered_rounds`, when already read."""
+        rounds = self.answered_rounds(dialog) if rounds is None else rounds
+        answered = {question_key(question.question) for question, _ in rounds}
         return [
             (question, answer)
             for question, answer, _ in self.scorer.caption_facts(dialog, list(self._questions.values()))
@@ -120,20 +124,22 @@ class AnswerReranker:
 
     def evidence(self, dialog: Dialog) -> list[tuple[BankQuestion, str]]:
         """What the re-read reads: the answered rounds, then the answers the description implies."""
-        return self.answered_rounds(dialog) + self.implied(dialog)
+        rounds = self.answered_rounds(dialog)
+        return rounds + self.implied(dialog, rounds)
 
     def scores(self, dialog: Dialog, image_vectors: np.ndarray, dialog_scores: np.ndarray) -> np.ndarray:
         """Combined scores (in units of the dialog temperature) of candidates with these embeddings."""
         dialog_scores = np.asarray(dialog_scores, np.float64)
         combined = dialog_scores / self.dialog_temperature
         vectors = np.asarray(image_vectors, np.float32)
-        for question, answer in self.answered_rounds(dialog):
+        rounds = self.answered_rounds(dialog)
+        for question, answer in rounds:
             answers = list(question.answers)
             if answer not in answers:
                 answers.append(answer)  # the user's own words, scored among the listed answers
             logits = self.scorer.answer_logits(vectors, question, answers).astype(np.float64)
             combined += self.weight * _log_softmax(logits)[:, answers.index(answer)]
-        implied = self.implied(dialog)
+        implied = self.implied(dialog, rounds)
         if implied:
             # an implied answer is a guess from words alone, so it must be plausible among the dialog encoder's
             # own best candidates, and a wrong one costs a bounded amount

@@ -55,9 +55,10 @@ def oracle_labels(scenes: Sequence[Scene], bank: QuestionBank) -> np.ndarray:
     return labels
 
 
-def _padded_columns(bank: QuestionBank) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each question's answer columns padded to the longest answer list, and the padding mask."""
-    lengths = [len(q.answers) for q in bank]
+def padded_columns(bank: QuestionBank, *, extra: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each question's output columns (its answers, then ``extra`` more) padded to the longest, and the padding
+    mask; a question's columns follow the previous question's."""
+    lengths = [len(q.answers) + extra for q in bank]
     width, start = max(lengths), 0
     columns = torch.zeros((len(bank), width), dtype=torch.long)
     padding = torch.ones((len(bank), width), dtype=torch.bool)
@@ -96,7 +97,7 @@ def fit_answer_model(
     order = torch.randperm(len(scenes), generator=generator)
     n_held = round(recipe.held_out * len(scenes))
     held, train = order[:n_held], order[n_held:]
-    columns, padding = _padded_columns(bank)
+    columns, padding = padded_columns(bank)
     total = int(sum(len(q.answers) for q in bank))
     weights = torch.zeros((total, images.shape[1]), requires_grad=True)
     bias = torch.zeros(total, requires_grad=True)

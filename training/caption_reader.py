@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agent.questioners.bank import QuestionBank
 from agent.questioners.caption_reader import IMPLIED_THRESHOLD, CaptionReader, grams
-from training.answer_model import oracle_labels
+from training.answer_model import oracle_labels, padded_columns
 from world.dialogs import split_seed
 from world.language import caption_for
 from world.paraphrase import free_description, reword
@@ -109,17 +109,11 @@ def fit_caption_reader(
         raise ValueError("too few labelled descriptions: raise descriptions or lower min_fit")
     features = [grams(text, recipe.buckets) or [0] for text in texts]
 
-    width = int(sizes.max()) + 1
-    columns = torch.zeros((len(bank), width), dtype=torch.long)
-    padding = torch.ones((len(bank), width), dtype=torch.bool)
-    start = 0
-    for row, size in enumerate(sizes.tolist()):
-        columns[row, : size + 1] = torch.arange(start, start + size + 1)
-        padding[row, : size + 1] = False
-        start += size + 1
+    columns, padding = padded_columns(bank, extra=1)  # each question's answers, then "open"
+    total = int(sizes.sum()) + len(bank)
     embedding = torch.nn.EmbeddingBag(recipe.buckets, recipe.dim, mode="mean", sparse=True)
     hidden = torch.nn.Linear(recipe.dim, recipe.dim)
-    output = torch.nn.Linear(recipe.dim, start)
+    output = torch.nn.Linear(recipe.dim, total)
     dense = torch.optim.Adam([*hidden.parameters(), *output.parameters()], lr=recipe.lr)
     sparse = torch.optim.SparseAdam(list(embedding.parameters()), lr=recipe.lr)
     targets = torch.from_numpy(labels)
