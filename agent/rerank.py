@@ -8,7 +8,7 @@ which is exactly how the information-gain questioner predicts answers. The candi
 
     score(image) = cos(image, dialog) / T_dialog + weight * sum over answered rounds of log P(a_r | image)
 
-(a product of experts: the dialog encoder and one expert per answer). Positive answers the first description
+(a product of experts: the dialog encoder and one expert per answer). The answers the first description
 already implies (the scorer's caption reader, :mod:`agent.questioners.caption_reader`) are read too, for questions
 no round answered, with guards (``IMPLIED_*`` below): that is how the description's facts reach the re-read, from
 the first turn on. Only the top ``pool`` images by the dialog encoder are re-ranked (their embeddings come with the
@@ -39,16 +39,6 @@ IMPLIED_MIN_SUPPORT = 0.5
 candidates has it (the mean of ``P(answer | image)``): the words and the text tower must not flatly disagree."""
 IMPLIED_FLOOR = 0.1
 """An implied answer scores ``log(floor + (1 - floor) P(answer | image))``: a wrong one costs at most log 10."""
-
-
-def _says_absent(answer: str) -> bool:
-    """A negative answer ("no", "none", "there is no circle"). The re-read skips implied ones: they come from
-    what a description leaves out (a description of two things implies ~60 of them), and in people's own words
-    they are the readings that go wrong. On the 44 own-words descriptions, reading them cost Hits@10 from the
-    description alone 77.3 % -> 31.8 % (at full weight) or 72.7 % (at a quarter); on the tuning world they add
-    9.3 / 4.0 points at round 1 / 2 (quarter weight)."""
-    text = answer.strip().lower()
-    return text in ("no", "none", "zero") or text.startswith(("there is no ", "no "))
 
 
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -112,14 +102,14 @@ class AnswerReranker:
         self, dialog: Dialog, rounds: list[tuple[BankQuestion, str]] | None = None
     ) -> list[tuple[BankQuestion, str]]:
         """The answers the description implies (the scorer's caption reader) for questions no round answered
-        (the person's own answer comes first), negative ones left out (see ``_says_absent``). ``rounds``: the
-        dialog's :meth:`answered_rounds`, when already read."""
+        (the person's own answer comes first). ``rounds``: the dialog's :meth:`answered_rounds`, when already
+        read."""
         rounds = self.answered_rounds(dialog) if rounds is None else rounds
         answered = {question_key(question.question) for question, _ in rounds}
         return [
             (question, answer)
             for question, answer, _ in self.scorer.caption_facts(dialog, list(self._questions.values()))
-            if question_key(question.question) not in answered and not _says_absent(answer)
+            if question_key(question.question) not in answered
         ]
 
     def evidence(self, dialog: Dialog) -> list[tuple[BankQuestion, str]]:

@@ -265,14 +265,18 @@ def starter_caption_reader(
     ] = "world",
     descriptions: Annotated[
         int, typer.Option(min=10, help="Training-world descriptions to fit on.")
-    ] = 20_000,
+    ] = 40_000,
     reference: Annotated[
         int, typer.Option(min=10, help="Training-world scenes that decide what a description implies.")
     ] = 20_000,
     min_fit: Annotated[
         int, typer.Option(min=1, help="Reference scenes a description must fit to be labelled.")
     ] = 20,
-    steps: Annotated[int, typer.Option(min=1, help="Optimiser steps (minibatches of 256).")] = 3000,
+    chance: Annotated[
+        float,
+        typer.Option(min=1e-9, max=1.0, help="Agreements likelier than this by chance are not 'implied'."),
+    ] = 0.01,
+    steps: Annotated[int, typer.Option(min=1, help="Optimiser steps (minibatches of 256).")] = 2000,
     threads: Annotated[int, typer.Option(min=1, help="torch CPU threads.")] = 2,
 ) -> None:
     """Fit the bank's caption reader (which answers a description already implies) on training-world text."""
@@ -290,6 +294,7 @@ def starter_caption_reader(
         descriptions=descriptions,
         reference=reference,
         min_fit=min_fit,
+        chance=chance,
         steps=steps,
         held_out=min(1500, descriptions // 10),
     )
