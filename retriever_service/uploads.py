@@ -57,13 +57,14 @@ def save_upload(
     target_dir = folder / digest.hexdigest()[:32]
     target = target_dir / safe_filename(filename)
     for attempt in range(3):
-        target_dir.mkdir(exist_ok=True)
         try:
+            target_dir.mkdir(exist_ok=True)
             os.replace(tmp.name, target)
             break
-        except FileNotFoundError:
+        except (FileNotFoundError, FileExistsError):
             # an indexing job discarding a rejected upload of the same bytes removed the (then empty) folder
-            # between mkdir and replace: make it again
+            # under us: between mkdir and replace (FileNotFoundError), or inside mkdir, after it found the
+            # folder there and before it checked that it is one (FileExistsError): make it again
             if attempt == 2 or not Path(tmp.name).exists():
                 raise
     return target, size

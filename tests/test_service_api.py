@@ -696,3 +696,23 @@ def test_an_upload_survives_its_folder_being_cleaned_up_under_it(tmp_path, monke
     monkeypatch.setattr(uploads.os, "replace", racing_replace)
     path, size = uploads.save_upload(settings, "same.png", io.BytesIO(b""))
     assert len(calls) == 2 and size == 0 and path.is_file()
+
+
+def test_an_upload_survives_its_folder_vanishing_inside_mkdir(tmp_path, monkeypatch):
+    """The same race one step earlier: `mkdir(exist_ok=True)` finds the content folder there, the cleanup
+    removes it, and mkdir's own check then raises FileExistsError. The upload retries instead of failing (the
+    service fuzz test found this as a 500)."""
+    from retriever_service import uploads
+
+    settings = Settings(home=tmp_path / "home")
+    real_mkdir, raced = os.mkdir, []
+
+    def racing_mkdir(path, mode=0o777):
+        if Path(path).parent.name == "uploads" and not raced:
+            raced.append(path)
+            raise FileExistsError(17, "File exists", str(path))  # it was there; it is gone by the check
+        return real_mkdir(path, mode)
+
+    monkeypatch.setattr(os, "mkdir", racing_mkdir)
+    path, size = uploads.save_upload(settings, "same.png", io.BytesIO(b"bytes"))
+    assert len(raced) == 1 and size == 5 and path.read_bytes() == b"bytes"
