@@ -36,10 +36,10 @@ from agent.intents import classify
 from agent.outcomes import OutcomeLog
 from agent.questioners.base import Questioner, ScopeAware, is_repeat
 from agent.rerank import AnswerReranker
-from agent.search import Searcher, as_scope
+from agent.search import PoolSearcher, Searcher, as_scope
 from agent.state import MAX_ARCHIVED, RECOVERED_NOTE, ConversationState, StateStore, Status
 from agent.state_backends import open_state_store
-from agent.vectors import without_vectors
+from agent.vectors import pack, without_vectors
 from chatir.dialog import MAX_TEXT_CHARS, Dialog, Round, is_blank
 from chatir.errors import ChatIRError
 from chatir.schemas import Hit, SearchFilter
@@ -439,12 +439,38 @@ class ConversationEngine:
         assert state.dialog is not None
         # re-read the answers (and what the description implies) over a larger pool, when there is any
         if self.reranker is not None and self.reranker.evidence(state.dialog):
-            candidates = self.searcher.search(
-                state.dialog, k=max(k, self.reranker.pool), scope=self._search_scope(state), with_vectors=True
-            )
+            pool_k, scope = max(k, self.reranker.pool), self._search_scope(state)
+            if isinstance(
+                self.searcher, PoolSearcher
+            ):  # ids, scores and vectors; full hits for the kept only
+                return self._reranked_pool(self.searcher, self.reranker, state.dialog, k, pool_k, scope)
+            candidates = self.searcher.search(state.dialog, k=pool_k, scope=scope, with_vectors=True)
             return self.reranker.rerank(state.dialog, candidates)[:k]
         vectors = bool(getattr(self.questioner, "needs_vectors", False))
         return self.searcher.search(state.dialog, k=k, scope=self._search_scope(state), with_vectors=vectors)
+
+    @staticmethod
+    def _reranked_pool(
+        searcher: PoolSearcher,
+        reranker: AnswerReranker,
+        dialog: Dialog,
+        k: int,
+        pool_k: int,
+        scope: SearchScope,
+    ) -> list[Hit]:
+        """The re-ranked top ``k`` of a ``pool_k`` pool: the same hits, scores and vectors as re-ranking full hits,
+        but only the ``k`` kept are built and sent (an image deleted between the two calls is left out)."""
+        pool = searcher.pool(dialog, k=pool_k, scope=scope)
+        order, shown = reranker.ranking(dialog, pool.vectors, pool.scores)
+        kept = order[:k]
+        found = {hit.id: hit for hit in searcher.lookup([pool.ids[i] for i in kept], scope=scope)}
+        return [
+            found[pool.ids[i]].model_copy(
+                update={"score": float(shown[i]), "vector_base64": pack(pool.vectors[i]), "vector": None}
+            )
+            for i in kept
+            if pool.ids[i] in found
+        ]
 
     def _next_question(self, state: ConversationState, candidates: list[Hit]) -> str | None:
         assert state.dialog is not None

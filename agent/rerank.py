@@ -141,14 +141,24 @@ class AnswerReranker:
                     combined += self.weight * np.log(IMPLIED_FLOOR + (1 - IMPLIED_FLOOR) * p)
         return combined
 
+    def ranking(
+        self, dialog: Dialog, image_vectors: np.ndarray, dialog_scores: np.ndarray
+    ) -> tuple[list[int], np.ndarray]:
+        """A pool's order under the combined score (ties: pool order) and the score each candidate shows
+        (``combined * dialog_temperature``); the pool as it is without evidence or with fewer than 2."""
+        dialog_scores = np.asarray(dialog_scores, np.float64)
+        if len(dialog_scores) < 2 or not self.evidence(dialog):
+            return list(range(len(dialog_scores))), dialog_scores
+        combined = self.scores(dialog, image_vectors, dialog_scores)
+        order = sorted(range(len(combined)), key=lambda i: (-combined[i], i))
+        return order, combined * self.dialog_temperature
+
     def rerank(self, dialog: Dialog, hits: Sequence[Hit]) -> list[Hit]:
         """``hits`` (with vectors, best first by the dialog encoder) in the combined order."""
         hits = list(hits)
         if len(hits) < 2 or not self.evidence(dialog):
             return hits
-        vectors = self.scorer.candidate_vectors(hits)
-        combined = self.scores(dialog, vectors, np.array([h.score for h in hits]))
-        order = sorted(range(len(hits)), key=lambda i: (-combined[i], i))
-        return [
-            hits[i].model_copy(update={"score": float(combined[i] * self.dialog_temperature)}) for i in order
-        ]
+        order, shown = self.ranking(
+            dialog, self.scorer.candidate_vectors(hits), np.array([h.score for h in hits])
+        )
+        return [hits[i].model_copy(update={"score": float(shown[i])}) for i in order]

@@ -14,13 +14,23 @@ comes from the conversation's stored state, never from user text.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
-from agent.vectors import pack
+from agent.vectors import pack, unpack_matrix
 from chatir.dialog import Dialog
-from chatir.schemas import PUBLIC, Hit, SearchFilter, SearchRequest, VectorEncoding
+from chatir.schemas import (
+    MAX_LOOKUP_IDS,
+    PUBLIC,
+    Hit,
+    LookupRequest,
+    PoolRequest,
+    SearchFilter,
+    SearchRequest,
+    VectorEncoding,
+)
 from chatir.scope import SearchScope
 
 if TYPE_CHECKING:
@@ -55,6 +65,29 @@ class Searcher(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Pool:
+    """A search's top-k as ids, the dialog's cosine to each and their embeddings (row i is ``ids[i]``), best
+    first: what the answer re-ranker reads, without a full hit per candidate."""
+
+    ids: list[str]
+    scores: np.ndarray
+    vectors: np.ndarray
+
+
+@runtime_checkable
+class PoolSearcher(Searcher, Protocol):
+    """A searcher that can also hand over a bare pool, and full hits for the few ids a re-ranker keeps."""
+
+    def pool(self, dialog: Dialog, *, k: int, scope: SearchScope) -> Pool:
+        """:meth:`Searcher.search`'s top ``k`` as a :class:`Pool`."""
+        ...
+
+    def lookup(self, ids: Sequence[str], *, scope: SearchScope) -> list[Hit]:
+        """Hits (score 0, no vector) for the ids ``scope`` admits, in that order; others are left out."""
+        ...
+
+
 class ServiceSearcher:
     """Searches through the retriever service (raises ``ServiceUnavailableError`` when it is down)."""
 
@@ -83,6 +116,31 @@ class ServiceSearcher:
             vector_encoding=self.vector_encoding,
         )
         return self.client.search(request).hits
+
+    def pool(self, dialog: Dialog, *, k: int, scope: SearchScope) -> Pool:
+        scope = as_scope(scope)
+        if scope.is_empty:
+            return Pool([], np.zeros(0), np.zeros((0, 0), np.float32))
+        request = PoolRequest(
+            dialog=dialog, k=min(k, MAX_K), filter=scope.to_filter(), exclude_ids=list(scope.exclude_ids)
+        )
+        response = self.client.search_pool(request)
+        vectors = unpack_matrix(response.vectors_base64, len(response.ids), response.dim)
+        return Pool(list(response.ids), np.asarray(response.scores, np.float64), vectors)
+
+    def lookup(self, ids: Sequence[str], *, scope: SearchScope) -> list[Hit]:
+        scope = as_scope(scope)
+        if scope.is_empty:
+            return []
+        hits: list[Hit] = []
+        for start in range(0, len(ids), MAX_LOOKUP_IDS):
+            request = LookupRequest(
+                ids=list(ids[start : start + MAX_LOOKUP_IDS]),
+                filter=scope.to_filter(),
+                exclude_ids=list(scope.exclude_ids),
+            )
+            hits.extend(self.client.lookup(request).hits)
+        return hits
 
 
 class DialogEncoder(Protocol):
@@ -136,8 +194,32 @@ class InMemorySearcher:
         scope: SearchScope,
         with_vectors: bool = False,
     ) -> list[Hit]:
-        scope = as_scope(scope)
-        scores = self.scores(dialog).astype(np.float64)
+        top, scores = self._top(dialog, k, as_scope(scope))
+        return [
+            self.items[i].model_copy(
+                update={
+                    "score": float(scores[i]),
+                    "vector_base64": pack(self.matrix[i]) if with_vectors else None,
+                }
+            )
+            for i in top
+        ]
+
+    def pool(self, dialog: Dialog, *, k: int, scope: SearchScope) -> Pool:
+        top, scores = self._top(dialog, k, as_scope(scope))
+        return Pool([self.items[i].id for i in top], scores[top], self.matrix[top])
+
+    def lookup(self, ids: Sequence[str], *, scope: SearchScope) -> list[Hit]:
+        admitted = self._admitted(as_scope(scope))
+        rows = [self.row[i] for i in dict.fromkeys(ids) if i in self.row]
+        return [
+            self.items[row].model_copy(update={"score": 0.0, "vector_base64": None})
+            for row in rows
+            if admitted[row]
+        ]
+
+    def _admitted(self, scope: SearchScope) -> np.ndarray:
+        """Which corpus rows ``scope`` admits."""
         mask = np.ones(len(self.items), dtype=bool)
         for image_id in scope.exclude_ids:
             if (row := self.row.get(image_id)) is not None:
@@ -150,21 +232,17 @@ class InMemorySearcher:
                 ),
                 bool,
             )
-        candidates = np.flatnonzero(mask)
+        return mask
+
+    def _top(self, dialog: Dialog, k: int, scope: SearchScope) -> tuple[np.ndarray, np.ndarray]:
+        """The best ``k`` rows ``scope`` admits, best first (ties by corpus order), and every row's score."""
+        scores = self.scores(dialog).astype(np.float64)
+        candidates = np.flatnonzero(self._admitted(scope))
         if len(candidates) == 0 or k <= 0:
-            return []
+            return np.zeros(0, dtype=np.int64), scores
         k = min(k, len(candidates))
         top = candidates[np.argpartition(-scores[candidates], k - 1)[:k]]
-        top = top[np.lexsort((top, -scores[top]))]  # best first, ties by corpus order
-        return [
-            self.items[i].model_copy(
-                update={
-                    "score": float(scores[i]),
-                    "vector_base64": pack(self.matrix[i]) if with_vectors else None,
-                }
-            )
-            for i in top
-        ]
+        return top[np.lexsort((top, -scores[top]))], scores
 
 
 class ServiceTextEncoder:

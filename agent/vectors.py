@@ -36,6 +36,19 @@ def unpack(text: str) -> np.ndarray:
     return np.frombuffer(raw, dtype=_DTYPE).astype(np.float32)
 
 
+def unpack_matrix(text: str, rows: int, dim: int) -> np.ndarray:
+    """The ``(rows, dim)`` float32 matrix of a ``PoolResponse.vectors_base64`` (a clear error for anything else)."""
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise ChatIRError(f"a pool's vectors_base64 is not base64: {error}") from None
+    if len(raw) != rows * dim * _DTYPE.itemsize:
+        raise ChatIRError(
+            f"a pool's vectors_base64 holds {len(raw)} bytes, not {rows} x {dim} float32 values"
+        )
+    return np.frombuffer(raw, dtype=_DTYPE).astype(np.float32).reshape(rows, dim)
+
+
 def has_vector(hit: Hit) -> bool:
     return hit.vector_base64 is not None or hit.vector is not None
 

@@ -14,8 +14,10 @@ noise. Compare runs side by side, never as a timed test.
 
 compares instead how answers are read (all through the service): the text side with the re-ranker off (the
 default until 2026-12-01), the world bank's answer model with the re-ranker off, and the answer model with the
-re-ranker over 1,000 candidates (the default since): a re-ranked turn fetches the pool with its image vectors,
-as JSON lists of floats (before 2026-12-02) or as base64 float32 bytes (``vector_encoding``, the default since).
+re-ranker over 1,000 candidates (the default since). A re-ranked turn fetched the pool as 1,000 full hits with
+their image vectors, as JSON lists of floats (before 2026-12-02) or as base64 float32 bytes; since session 14
+it fetches a bare pool (ids, scores, one matrix: ``POST /v1/search/pool``) and full hits only for the candidates
+it keeps (``POST /v1/images/lookup``).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ if str(REPO) not in sys.path:
 
 from agent.factory import build_engine, build_questioner
 from agent.questioners import load_bank
-from agent.search import ServiceSearcher, ServiceTextEncoder
+from agent.search import Searcher, ServiceSearcher, ServiceTextEncoder
 from chatir.schemas import VectorEncoding
 from chatir.settings import get_settings
 from frontends.demo import demo_settings, demo_stack
@@ -46,6 +48,21 @@ CAPTIONS = (
     "a striped purple heart",
     "a dark picture with a frame",
 )
+
+
+FULL_LISTS = "answer model, re-ranker 1000, full hits, vectors as JSON lists (before 2026-12-02)"
+FULL_BASE64 = "answer model, re-ranker 1000, full hits, vectors as base64 (before)"
+
+
+class FullHitsSearcher:
+    """A service searcher offering only ``search``: the engine re-ranks 1,000 full hits (the path before the
+    pool call)."""
+
+    def __init__(self, inner: ServiceSearcher) -> None:
+        self.inner = inner
+
+    def search(self, dialog, *, k, scope, with_vectors=False):
+        return self.inner.search(dialog, k=k, scope=scope, with_vectors=with_vectors)
 
 
 def _conversation(engine, cid: str, caption: str, answers: int) -> list[float]:
@@ -104,26 +121,32 @@ def main() -> None:
                     service_encoder,
                     local.settings.model_copy(update={"answer_model": "auto", "rerank_pool": 0}),
                 ),
-                "answer model, re-ranker 1000, vectors as JSON lists (before)": (
+                FULL_LISTS: (
                     service_encoder,
                     local.settings.model_copy(update={"answer_model": "auto", "rerank_pool": 1000}),
                 ),
-                "answer model, re-ranker 1000, vectors as base64 (default)": (
+                FULL_BASE64: (
+                    service_encoder,
+                    local.settings.model_copy(update={"answer_model": "auto", "rerank_pool": 1000}),
+                ),
+                "answer model, re-ranker 1000, bare pool + lookup of the kept (default)": (
                     service_encoder,
                     local.settings.model_copy(update={"answer_model": "auto", "rerank_pool": 1000}),
                 ),
             }
             encodings: dict[str, VectorEncoding] = {name: "base64" for name in setups}
-            encodings["answer model, re-ranker 1000, vectors as JSON lists (before)"] = "floats"
+            encodings[FULL_LISTS] = "floats"
         engines, warm_up = {}, {}
         for name, (encoder, settings_) in setups.items():
             questioner = build_questioner(settings_, "info_gain", text_encoder=encoder, bank=bank)
             started = time.perf_counter()
             questioner.warm_up()
             warm_up[name] = time.perf_counter() - started
-            searcher = ServiceSearcher(
+            searcher: Searcher = ServiceSearcher(
                 RetrieverClient.from_settings(settings_), vector_encoding=encodings[name]
             )
+            if name in (FULL_LISTS, FULL_BASE64):
+                searcher = FullHitsSearcher(searcher)
             engines[name] = build_engine(settings_, searcher=searcher, questioner=questioner)
         turns: dict[str, list[float]] = {name: [] for name in engines}
         run = uuid.uuid4().hex[:8]  # fresh conversations: the state store in --home outlives a run

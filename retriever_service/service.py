@@ -33,10 +33,15 @@ from chatir.schemas import (
     Hit,
     IndexJob,
     IndexRequest,
+    LookupRequest,
+    LookupResponse,
+    PoolRequest,
+    PoolResponse,
     SearchFilter,
     SearchRequest,
     SearchResponse,
 )
+from chatir.scope import SearchScope
 from chatir.settings import Settings
 from retriever_service import files, uploads
 from retriever_service.decode import DecodeError
@@ -203,28 +208,77 @@ class RetrieverService:
 
         model, index, batcher = self.model, self.index, self._batcher  # one set, even if a reindex switches
         _, vector = encode_one(batcher, model, request.dialog)
-        query = {"k": request.k, "filter": request.filter, "exclude_ids": list(request.exclude_ids)}
+        results, vectors = self._ranked(index, request, vector, with_vectors=request.with_vectors)
+        hits = [self._hit(record, score, request.filter) for record, score in results]
+        for hit in hits if request.with_vectors else ():
+            if (image_vector := vectors.get(hit.id)) is None:
+                continue
+            if request.vector_encoding == "base64":  # exact float32 bytes: no float per value to build
+                hit.vector_base64 = base64.b64encode(image_vector.astype("<f4").tobytes()).decode("ascii")
+            else:
+                hit.vector = image_vector.tolist()
+        took_ms = (time.perf_counter() - started) * 1000.0
+        return SearchResponse(hits=hits, model=str(model.model_id), took_ms=round(took_ms, 3))
+
+    def search_pool(self, request: PoolRequest) -> PoolResponse:
+        """The top-k as ids, scores and one embedding matrix: :meth:`search`'s order, without building hits."""
+        import numpy as np
+
+        started = time.perf_counter()
+        from retriever_service.models.batching import encode_one
+
+        model, index, batcher = self.model, self.index, self._batcher
+        _, vector = encode_one(batcher, model, request.dialog)
+        if not self.caption_search and hasattr(self._raw_index, "pool"):  # ids and vectors only: no records
+            ids, scores, matrix = self._store_call(index.pool, vector, **_query(request))
+        else:  # fused with caption matches, or an index without the call: the search's own results
+            results, vectors = self._ranked(index, request, vector, with_vectors=True)
+            ids = [record.id for record, _ in results]
+            scores = np.asarray([score for _, score in results], dtype=np.float32)
+            matrix = np.stack([vectors[i] for i in ids]) if ids else np.zeros((0, model.dim), np.float32)
+        took_ms = (time.perf_counter() - started) * 1000.0
+        return PoolResponse(
+            ids=ids,
+            scores=[float(x) for x in scores],
+            dim=int(matrix.shape[1]) if len(ids) else int(model.dim),
+            vectors_base64=base64.b64encode(np.ascontiguousarray(matrix, dtype="<f4").tobytes()).decode(
+                "ascii"
+            ),
+            model=str(model.model_id),
+            took_ms=round(took_ms, 3),
+        )
+
+    def lookup(self, request: LookupRequest) -> LookupResponse:
+        """Full hits (score 0) for the ids the request's scope admits, in the order asked; any other id is
+        left out, like an unknown one."""
+        scope = SearchScope.from_filter(request.filter, request.exclude_ids)
+        records = self._store_call(self.index.get_many, list(request.ids)) if not scope.is_empty else []
+        hits = [
+            self._hit(record, 0.0, request.filter)
+            for record in records
+            if scope.admits(
+                allowed=record.allowed, source=record.source, tags=record.tags, image_id=record.id
+            )
+        ]
+        return LookupResponse(hits=hits, model=self.model_id)
+
+    def _ranked(
+        self, index: Any, request: SearchRequest | PoolRequest, vector: Any, *, with_vectors: bool
+    ) -> tuple[list[tuple[ImageRecord, float]], dict[str, np.ndarray]]:
+        """The search's (record, score) results, best first, and (``with_vectors``) their embeddings by id."""
+        query = _query(request)
         vectors: dict[str, np.ndarray] = {}
-        if request.with_vectors and hasattr(self._raw_index, "search_with_vectors"):  # one query brings both
+        if with_vectors and hasattr(self._raw_index, "search_with_vectors"):  # one query brings both
             results, matrix = self._store_call(index.search_with_vectors, vector, **query)
             vectors = {record.id: row for (record, _), row in zip(results, matrix, strict=True)}
         else:
             results = self._store_call(index.search, vector, **query)
         if self.caption_search:
             results = self._with_caption_matches(index, request, vector, results)
-        hits = [self._hit(record, score, request.filter) for record, score in results]
-        if request.with_vectors and hits:
-            if missing := [hit.id for hit in hits if hit.id not in vectors]:  # e.g. found by caption only
-                vectors.update(self._store_call(self._vectors, missing))
-            for hit in hits:
-                if (image_vector := vectors.get(hit.id)) is None:
-                    continue
-                if request.vector_encoding == "base64":  # exact float32 bytes: no float per value to build
-                    hit.vector_base64 = base64.b64encode(image_vector.astype("<f4").tobytes()).decode("ascii")
-                else:
-                    hit.vector = image_vector.tolist()
-        took_ms = (time.perf_counter() - started) * 1000.0
-        return SearchResponse(hits=hits, model=str(model.model_id), took_ms=round(took_ms, 3))
+        missing = [record.id for record, _ in results if record.id not in vectors]  # e.g. found by caption
+        if with_vectors and missing:
+            vectors.update(self._store_call(self._vectors, missing))
+        return results, vectors
 
     @property
     def caption_search(self) -> bool:
@@ -234,7 +288,11 @@ class RetrieverService:
         return self.settings.captioner is not None
 
     def _with_caption_matches(
-        self, index: Any, request: SearchRequest, vector: Any, dense: list[tuple[ImageRecord, float]]
+        self,
+        index: Any,
+        request: SearchRequest | PoolRequest,
+        vector: Any,
+        dense: list[tuple[ImageRecord, float]],
     ) -> list[tuple[ImageRecord, float]]:
         """``dense`` fused with the images whose captions hold the dialog's words (caption_search.py);
         every result keeps its cosine to the dialog."""
@@ -538,6 +596,11 @@ class RetrieverService:
 
 
 # --- module helpers --------------------------------------------------------------------------------
+def _query(request: SearchRequest | PoolRequest) -> dict[str, Any]:
+    """The index query's arguments of a search or pool request."""
+    return {"k": request.k, "filter": request.filter, "exclude_ids": list(request.exclude_ids)}
+
+
 def _apply_text_fastpath(model: Any, settings: Settings) -> None:
     """The faithful fast CPU text encoder (``CHATIR_TEXT_FASTPATH``, :mod:`retriever_service.models.fastpath`)."""
     from retriever_service.models.fastpath import apply_text_fastpath

@@ -14,7 +14,7 @@ from agent import (
 from agent.questioners import InfoGainQuestioner, ModelCandidateScorer, generic_bank, is_repeat
 from chatir.dialog import MAX_TEXT_CHARS, Dialog
 from chatir.errors import ServiceUnavailableError
-from chatir.schemas import PUBLIC
+from chatir.schemas import PUBLIC, SearchRequest
 from chatir.settings import Settings
 from tests.test_agent_support import (
     GALLERY,
@@ -365,13 +365,19 @@ def test_information_gain_over_the_service(settings, model):
 
     first = engine.handle("c", f"a {TARGET.colour} shape", TEAM)
     assert first.question == "What shape is it?"  # the information-gain choice among red shapes
-    assert all(r.with_vectors and r.filter.allowed == TEAM.allowed for r in requests)
-    assert all(r.vector_encoding == "base64" for r in requests)  # exact bytes, not a JSON float per value
+    assert all(r.filter.allowed == TEAM.allowed for r in requests)  # search, pool and lookup: the scope
+    searches = [r for r in requests if isinstance(r, SearchRequest)]
+    assert all(r.with_vectors and r.vector_encoding == "base64" for r in searches)  # exact bytes
     assert first.hits and all(h.vector is None and h.vector_base64 is None for h in first.hits)  # never shown
     embedded = len(texts)
     assert embedded > 0 and len(set(texts)) == embedded  # each answer text embedded once
     second = engine.handle("c", toy_oracle(TARGET, first.question))
     assert second.question in ("What colour is the background?", "How many shapes are there?")
+    # an answer is re-read over a pool of ids and vectors; full hits come only for what is kept
+    assert [type(r).__name__ for r in requests[-2:]] == ["PoolRequest", "LookupRequest"]
+    looked_up = requests[-1].ids
+    assert len(looked_up) <= max(settings.top_k, questioner.candidates_needed) < requests[-2].k
+    assert second.hits and {h.id for h in second.hits} <= set(looked_up)
     engine.handle("d", f"a {TARGET.colour} shape", TEAM)
     assert len(texts) == embedded  # same model: the cached embeddings serve the next conversation
 

@@ -62,3 +62,35 @@ def test_the_product_engine_re_ranks_with_the_info_gain_questioners_scorer(tmp_p
     assert on is not None and (on.pool, on.weight, on.scorer) == (50, 0.5, questioner.scorer)
     assert build_reranker(Settings(home=tmp_path, rerank_pool=0), questioner) is None
     assert build_reranker(Settings(home=tmp_path), RandomQuestioner(seed=1)) is None
+
+
+def test_a_bare_pool_re_ranks_exactly_as_full_hits():
+    """The engine's pool path (ids, scores, one matrix; full hits looked up for the kept only) shows the same
+    hits with the same scores and vectors as re-ranking a full hit per candidate, in any scope."""
+    from agent.engine import ConversationEngine
+    from tests.test_agent_support import RecordingSearcher
+
+    model = KeywordModel()
+    groups = [["public"] if i % 3 else ["C-other"] for i in range(len(GALLERY))]
+    searcher = toy_searcher(model, allowed=groups)
+    recording = RecordingSearcher(searcher)  # search only: no pool, no lookup
+    reranker = AnswerReranker(ModelCandidateScorer(model, searcher, temperature=0.05), TOY_BANK, pool=12)
+    target = GALLERY[4]
+    rounds = [
+        Round(question=q.question, answer=toy_oracle(target, q.question)) for q in TOY_BANK.questions[:3]
+    ]
+    dialog = Dialog(caption="a shape", rounds=rounds)
+    scopes = [SearchScope(allowed=["public"]), SearchScope(allowed=["public"], exclude_ids=[GALLERY[1].id])]
+    for scope in [*scopes, SearchScope.unrestricted()]:
+        full = reranker.rerank(dialog, recording.search(dialog, k=12, scope=scope, with_vectors=True))[:5]
+        bare = ConversationEngine._reranked_pool(searcher, reranker, dialog, 5, 12, scope)
+        assert [(h.id, h.score, h.vector_base64) for h in bare] == [
+            (h.id, h.score, h.vector_base64) for h in full
+        ]
+        assert [h.id for h in bare] != [
+            h.id for h in searcher.search(dialog, k=5, scope=scope)
+        ]  # it re-ranked
+        assert all(
+            scope.admits(allowed=groups[searcher.row[h.id]], source=h.source, tags=h.tags, image_id=h.id)
+            for h in bare
+        )

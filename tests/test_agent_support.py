@@ -156,17 +156,30 @@ def toy_thumbnail(image: ToyImage) -> bytes:
 def toy_service_transport(
     searcher: InMemorySearcher, requests: list, *, texts: list | None = None, model: dict | None = None
 ):
-    """``httpx.MockTransport`` playing the retriever service's search, text-encoding and readiness endpoints
-    over the toy gallery (the routes and bodies of ``chatir.schemas``).
+    """``httpx.MockTransport`` playing the retriever service's search (plain, pool and lookup), text-encoding
+    and readiness endpoints over the toy gallery (the routes and bodies of ``chatir.schemas``).
 
-    It applies the request's filter and exclude_ids like the real service, appends every ``SearchRequest``
-    it receives to ``requests`` (and every text it embeds to ``texts``), and sends image embeddings when asked
-    (``with_vectors``). ``model["id"]`` is the model it reports (change it to play a restart with another one).
+    It applies the request's filter and exclude_ids like the real service, appends every search, pool and
+    lookup request it receives to ``requests`` (and every text it embeds to ``texts``), and sends image
+    embeddings when asked (``with_vectors``). ``model["id"]`` is the model it reports (change it to play a
+    restart with another one).
     """
+    import base64
+
     import httpx
     import numpy as np
+    from pydantic import BaseModel
 
-    from chatir.schemas import EncodeTextsRequest, EncodeTextsResponse, SearchRequest, SearchResponse
+    from chatir.schemas import (
+        EncodeTextsRequest,
+        EncodeTextsResponse,
+        LookupRequest,
+        LookupResponse,
+        PoolRequest,
+        PoolResponse,
+        SearchRequest,
+        SearchResponse,
+    )
     from tools.scope import SearchScope
 
     model = model if model is not None else {"id": searcher.model.model_id}
@@ -183,19 +196,38 @@ def toy_service_transport(
             vectors = np.asarray(searcher.model.encode_texts(body.texts), dtype=np.float32)
             reply = EncodeTextsResponse(vectors=vectors.tolist(), model=model["id"])
             return httpx.Response(200, json=reply.model_dump(mode="json"))
-        if request.url.path != "/v1/search":
+        kinds = {
+            "/v1/search": SearchRequest,
+            "/v1/search/pool": PoolRequest,
+            "/v1/images/lookup": LookupRequest,
+        }
+        if request.url.path not in kinds:
             return httpx.Response(404, json={"error": "not found"})
-        search = SearchRequest.model_validate_json(request.content)
-        requests.append(search)
-        flt = search.filter
+        body = kinds[request.url.path].model_validate_json(request.content)
+        requests.append(body)
+        flt = body.filter
         scope = SearchScope(
             allowed=flt.allowed if flt else None,
             sources=flt.sources if flt else None,
             tags=flt.tags if flt else None,
-            exclude_ids=search.exclude_ids,
+            exclude_ids=body.exclude_ids,
         )
-        hits = searcher.search(search.dialog, k=search.k, scope=scope, with_vectors=search.with_vectors)
-        body = SearchResponse(hits=hits, model=model["id"], took_ms=1.0)
-        return httpx.Response(200, json=body.model_dump(mode="json"))
+        reply: BaseModel
+        if isinstance(body, LookupRequest):
+            reply = LookupResponse(hits=searcher.lookup(body.ids, scope=scope), model=model["id"])
+        elif isinstance(body, PoolRequest):
+            pool = searcher.pool(body.dialog, k=body.k, scope=scope)
+            reply = PoolResponse(
+                ids=pool.ids,
+                scores=[float(x) for x in pool.scores],
+                dim=int(searcher.matrix.shape[1]),
+                vectors_base64=base64.b64encode(pool.vectors.astype("<f4").tobytes()).decode("ascii"),
+                model=model["id"],
+                took_ms=1.0,
+            )
+        else:
+            hits = searcher.search(body.dialog, k=body.k, scope=scope, with_vectors=body.with_vectors)
+            reply = SearchResponse(hits=hits, model=model["id"], took_ms=1.0)
+        return httpx.Response(200, json=reply.model_dump(mode="json"))
 
     return httpx.MockTransport(handle)

@@ -174,6 +174,64 @@ def test_search_vectors_as_base64_are_the_same_floats_exactly(indexed):
     assert bad.status_code == 422 and "vector_encoding" in bad.text
 
 
+def test_a_pool_is_the_search_as_ids_scores_and_one_matrix(indexed):
+    """POST /v1/search/pool ranks exactly as /v1/search (same ids, scores and stored embeddings, bit for bit),
+    in the caller's scope, without building a hit per image."""
+    from agent.vectors import unpack, unpack_matrix
+
+    client = indexed["client"]
+    for scope in ({}, {"filter": {"allowed": [GROUP_A]}}, {"filter": {"allowed": [GROUP_B]}, "k": 2}):
+        request = {"dialog": {"caption": CAPTION}, "k": 4, **scope}
+        hits = client.post("/v1/search", json={**request, "with_vectors": True, "vector_encoding": "base64"})
+        pool = client.post("/v1/search/pool", json=request)
+        assert pool.status_code == 200, pool.text
+        hits, body = hits.json()["hits"], pool.json()
+        assert hits and body["ids"] == [h["id"] for h in hits]
+        assert body["scores"] == [h["score"] for h in hits]
+        matrix = unpack_matrix(body["vectors_base64"], len(body["ids"]), body["dim"])
+        np.testing.assert_array_equal(matrix, np.stack([unpack(h["vector_base64"]) for h in hits]))
+    allowed_a = client.post(
+        "/v1/search/pool", json={"dialog": {"caption": CAPTION}, "filter": {"allowed": [GROUP_A]}}
+    )
+    visible_a = {r.id for r in indexed["service"].index.iter_records() if GROUP_A in r.allowed}
+    assert set(allowed_a.json()["ids"]) == visible_a  # k defaults to 1,000: everything in scope, nothing else
+    nothing = client.post("/v1/search/pool", json={"dialog": {"caption": CAPTION}, "filter": {"allowed": []}})
+    assert nothing.json()["ids"] == [] and nothing.json()["vectors_base64"] == ""
+    assert client.post("/v1/search/pool", json={"dialog": {"caption": CAPTION}, "k": 1001}).status_code == 422
+
+
+def test_a_lookup_shows_only_what_the_scope_admits(indexed):
+    """POST /v1/images/lookup returns the hits of known ids in the order asked; an id outside the filter, an
+    excluded one, an unknown or malformed one is left out alike (never a wider view than a search)."""
+    client, service = indexed["client"], indexed["service"]
+    records = list(service.index.iter_records())
+    in_a = [r.id for r in records if GROUP_A in r.allowed and GROUP_B not in r.allowed]
+    in_b = [r.id for r in records if GROUP_B in r.allowed and GROUP_A not in r.allowed]
+    assert len(in_a) >= 2 and in_b
+    asked = [in_a[1], in_b[0], "0" * 32, "not-an-id", in_a[0]]
+    scoped = {"allowed": [GROUP_A]}
+    body = client.post("/v1/images/lookup", json={"ids": asked, "filter": scoped}).json()
+    assert [h["id"] for h in body["hits"]] == [in_a[1], in_a[0]]
+    assert all(h["score"] == 0.0 and h["vector"] is None for h in body["hits"])
+    search = client.post(
+        "/v1/search", json={"dialog": {"caption": CAPTION}, "k": 50, "filter": scoped}
+    ).json()
+    by_id = {h["id"]: h for h in search["hits"]}
+    for hit in body["hits"]:  # the same hit a search in that scope shows, but for the score
+        assert hit == {**by_id[hit["id"]], "score": 0.0}
+    excluded = client.post(
+        "/v1/images/lookup", json={"ids": asked, "filter": scoped, "exclude_ids": [in_a[0]]}
+    )
+    assert [h["id"] for h in excluded.json()["hits"]] == [in_a[1]]
+    assert (
+        client.post("/v1/images/lookup", json={"ids": asked, "filter": {"allowed": []}}).json()["hits"] == []
+    )
+    unscoped = client.post("/v1/images/lookup", json={"ids": asked}).json()["hits"]
+    assert [h["id"] for h in unscoped] == [in_a[1], in_b[0], in_a[0]]  # trusted callers (no filter) see all
+    too_many = client.post("/v1/images/lookup", json={"ids": ["0" * 32] * 1001})
+    assert too_many.status_code == 422
+
+
 def test_encode_matches_the_model(indexed):
     dialog = Dialog(caption=CAPTION, rounds=[{"question": "what color?", "answer": "red"}])
     body = indexed["client"].post("/v1/encode", json={"dialog": dialog.model_dump()}).json()

@@ -27,6 +27,10 @@ from chatir.schemas import (
     Hit,
     IndexJob,
     IndexRequest,
+    LookupRequest,
+    LookupResponse,
+    PoolRequest,
+    PoolResponse,
     SearchRequest,
     SearchResponse,
 )
@@ -260,6 +264,18 @@ class RetrieverClient(_ClientBase):
         response = self._request("POST", "/v1/search", json=_json(request))
         return SearchResponse.model_validate(response.json())
 
+    def search_pool(self, request: PoolRequest) -> PoolResponse:
+        """Top-k ids, scores and embeddings for a dialog (``POST /v1/search/pool``)."""
+        return PoolResponse.model_validate(
+            self._request("POST", "/v1/search/pool", json=_json(request)).json()
+        )
+
+    def lookup(self, request: LookupRequest) -> LookupResponse:
+        """Full hits for ids within a scope (``POST /v1/images/lookup``)."""
+        return LookupResponse.model_validate(
+            self._request("POST", "/v1/images/lookup", json=_json(request)).json()
+        )
+
     def encode(self, dialog: Dialog | EncodeRequest) -> EncodeResponse:
         """The dialog's embedding (``POST /v1/encode``)."""
         request = dialog if isinstance(dialog, EncodeRequest) else EncodeRequest(dialog=dialog)
@@ -395,6 +411,14 @@ class AsyncRetrieverClient(_ClientBase):
     async def search(self, request: SearchRequest) -> SearchResponse:
         response = await self._request("POST", "/v1/search", json=_json(request))
         return SearchResponse.model_validate(response.json())
+
+    async def search_pool(self, request: PoolRequest) -> PoolResponse:
+        response = await self._request("POST", "/v1/search/pool", json=_json(request))
+        return PoolResponse.model_validate(response.json())
+
+    async def lookup(self, request: LookupRequest) -> LookupResponse:
+        response = await self._request("POST", "/v1/images/lookup", json=_json(request))
+        return LookupResponse.model_validate(response.json())
 
     async def encode(self, dialog: Dialog | EncodeRequest) -> EncodeResponse:
         request = dialog if isinstance(dialog, EncodeRequest) else EncodeRequest(dialog=dialog)

@@ -24,6 +24,10 @@ from chatir.schemas import (
     HealthResponse,
     IndexJob,
     IndexRequest,
+    LookupRequest,
+    LookupResponse,
+    PoolRequest,
+    PoolResponse,
     ReadyResponse,
     ReindexRequest,
     SearchRequest,
@@ -88,6 +92,25 @@ async def search(body: SearchRequest, service: Service) -> SearchResponse:
     """Encodes the dialog and returns the best images, best first. `filter` and `exclude_ids` are applied
     inside the vector query. `thumbnail_url` of each hit is relative to the service's base URL."""
     return await run_in_threadpool(service.search, body)
+
+
+@v1.post(
+    "/search/pool",
+    response_model=PoolResponse,
+    summary="Top-k ids, scores and embeddings (a re-ranker's pool)",
+)
+async def search_pool(body: PoolRequest, service: Service) -> PoolResponse:
+    """The same ranking as `POST /v1/search`, as ids, cosines and one base64 float32 matrix of the images'
+    embeddings: what a client that re-ranks a large pool reads, without building a full hit per image. Fetch
+    the hits it keeps with `POST /v1/images/lookup`."""
+    return await run_in_threadpool(service.search_pool, body)
+
+
+@v1.post("/images/lookup", response_model=LookupResponse, summary="Full hits for known ids, within a scope")
+async def lookup(body: LookupRequest, service: Service) -> LookupResponse:
+    """Each id's hit (score 0), in the order asked. Ids outside `filter` / in `exclude_ids`, and unknown ids,
+    are left out alike: a lookup shows no more than a search with the same scope."""
+    return await run_in_threadpool(service.lookup, body)
 
 
 @v1.post("/encode", response_model=EncodeResponse, summary="Embed a dialog")

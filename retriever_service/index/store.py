@@ -418,6 +418,29 @@ class ImageIndex:
         vectors = [p.vector.get("") if isinstance(p.vector, dict) else p.vector for p in points]
         return results, np.asarray(vectors, dtype=np.float32).reshape(len(points), self.dim)
 
+    def pool(
+        self,
+        vector: np.ndarray | Sequence[float],
+        k: int = 10,
+        filter: SearchFilter | None = None,
+        exclude_ids: Sequence[str] = (),
+    ) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """The top-``k`` as (ids, scores, stored embeddings ``(len(ids), dim)``), best first, from one query that
+        reads no payload but the id: a re-ranker's pool without 1,000 records to build."""
+        query = self._check_vectors(np.asarray(vector, dtype=np.float32)[None, :])
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        scope = Scope.build(filter, exclude_ids)
+        if scope.empty:
+            return [], np.zeros(0, dtype=np.float32), np.zeros((0, self.dim), dtype=np.float32)
+        points = self._query_points(query, k, scope, with_vectors=True, payload=["id"])[0]
+        vectors = [p.vector.get("") if isinstance(p.vector, dict) else p.vector for p in points]
+        return (
+            [str(p.payload["id"]) for p in points],
+            np.asarray([p.score for p in points], dtype=np.float32),
+            np.asarray(vectors, dtype=np.float32).reshape(len(points), self.dim),
+        )
+
     def search_batch(
         self,
         vectors: np.ndarray,
@@ -471,10 +494,16 @@ class ImageIndex:
         return found
 
     def _query_points(
-        self, vectors: np.ndarray, k: int, scope: Scope, *, with_vectors: bool = False
+        self,
+        vectors: np.ndarray,
+        k: int,
+        scope: Scope,
+        *,
+        with_vectors: bool = False,
+        payload: bool | list[str] = True,
     ) -> list[list[Any]]:
         """Search with ``query_points`` (the same call on a server and on the embedded store): each query's
-        scored points that carry a payload, best first."""
+        scored points that carry a payload (all of it, or the ``payload`` fields), best first."""
         from qdrant_client import models
 
         query_filter = scope.to_client_filter()
@@ -485,7 +514,7 @@ class ImageIndex:
                     query=vectors[0].tolist(),
                     query_filter=query_filter,
                     limit=k,
-                    with_payload=True,
+                    with_payload=payload,
                     with_vectors=with_vectors,
                 )
             ]
@@ -495,7 +524,7 @@ class ImageIndex:
                     query=vector.tolist(),
                     filter=query_filter,
                     limit=k,
-                    with_payload=True,
+                    with_payload=payload,
                     with_vector=with_vectors,
                 )
                 for vector in vectors
