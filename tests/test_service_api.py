@@ -232,6 +232,41 @@ def test_a_lookup_shows_only_what_the_scope_admits(indexed):
     assert too_many.status_code == 422
 
 
+async def test_the_clients_and_the_agents_searcher_read_a_pool_and_look_up_through_the_service(indexed):
+    """tools.client (async and blocking) and agent.ServiceSearcher against the real app: the pool and the
+    lookup round-trip, scoped, and the searcher's pool is the search's own ranking."""
+    import httpx
+
+    from agent.search import ServiceSearcher
+    from chatir.schemas import LookupRequest, PoolRequest, SearchFilter
+    from tools.client import AsyncRetrieverClient, RetrieverClient
+    from tools.scope import SearchScope
+
+    app, scoped = indexed["client"].app, SearchFilter(allowed=[GROUP_A])
+    request = PoolRequest(dialog=Dialog(caption=CAPTION), k=3, filter=scoped)
+    async with AsyncRetrieverClient("http://service", transport=httpx.ASGITransport(app=app), retries=0) as c:
+        pool = await c.search_pool(request)
+        looked_up = await c.lookup(LookupRequest(ids=list(reversed(pool.ids)), filter=scoped))
+    assert len(pool.ids) == 3 and [h.id for h in looked_up.hits] == list(reversed(pool.ids))
+
+    class ThroughTestClient(httpx.BaseTransport):  # the blocking client, over the app's TestClient
+        def handle_request(self, sent: httpx.Request) -> httpx.Response:
+            answer = indexed["client"].request(
+                sent.method, sent.url.raw_path.decode(), content=sent.read(), headers=sent.headers
+            )
+            return httpx.Response(answer.status_code, headers=answer.headers, content=answer.content)
+
+    blocking = RetrieverClient("http://service", transport=ThroughTestClient(), retries=0)
+    searcher, scope = ServiceSearcher(blocking), SearchScope(allowed=[GROUP_A])
+    bare = searcher.pool(Dialog(caption=CAPTION), k=3, scope=scope)
+    full = searcher.search(Dialog(caption=CAPTION), k=3, scope=scope, with_vectors=True)
+    assert bare.ids == pool.ids == [h.id for h in full] and bare.vectors.shape == (
+        3,
+        indexed["service"].model.dim,
+    )
+    assert [h.id for h in searcher.lookup(bare.ids, scope=SearchScope(allowed=[GROUP_B]))] == []
+
+
 def test_encode_matches_the_model(indexed):
     dialog = Dialog(caption=CAPTION, rounds=[{"question": "what color?", "answer": "red"}])
     body = indexed["client"].post("/v1/encode", json={"dialog": dialog.model_dump()}).json()
