@@ -54,7 +54,7 @@ class AnswerReranker:
         scorer: ModelCandidateScorer,
         bank: QuestionBank,
         *,
-        pool: int = 1000,
+        pool: int = 3000,
         weight: float = 1.0,
         dialog_temperature: float = 0.05,
     ) -> None:

@@ -23,6 +23,7 @@ from agent.vectors import pack, unpack_matrix
 from chatir.dialog import Dialog
 from chatir.schemas import (
     MAX_LOOKUP_IDS,
+    MAX_POOL_K,
     PUBLIC,
     Hit,
     LookupRequest,
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from tools.client import RetrieverClient
 
 MAX_K = 1000
-"""The service's largest ``k`` (the answer re-ranker reads a pool of this size at most)."""
+"""The service's largest ``k`` for full hits (a re-ranker without the pool call reads this many at most)."""
 
 
 def as_scope(scope: SearchScope | SearchFilter | None) -> SearchScope:
@@ -122,7 +123,7 @@ class ServiceSearcher:
         if scope.is_empty:
             return Pool([], np.zeros(0), np.zeros((0, 0), np.float32))
         request = PoolRequest(
-            dialog=dialog, k=min(k, MAX_K), filter=scope.to_filter(), exclude_ids=list(scope.exclude_ids)
+            dialog=dialog, k=min(k, MAX_POOL_K), filter=scope.to_filter(), exclude_ids=list(scope.exclude_ids)
         )
         response = self.client.search_pool(request)
         vectors = unpack_matrix(response.vectors_base64, len(response.ids), response.dim)

@@ -17,7 +17,8 @@ default until 2026-12-01), the world bank's answer model with the re-ranker off,
 re-ranker over 1,000 candidates (the default since). A re-ranked turn fetched the pool as 1,000 full hits with
 their image vectors, as JSON lists of floats (before 2026-12-02) or as base64 float32 bytes; since session 14
 it fetches a bare pool (ids, scores, one matrix: ``POST /v1/search/pool``) and full hits only for the candidates
-it keeps (``POST /v1/images/lookup``).
+it keeps (``POST /v1/images/lookup``), and the pool is 3,000 by default. Use ``--gallery 5000`` or more to see
+the larger pool's cost (a pool never holds more than the gallery).
 """
 
 from __future__ import annotations
@@ -129,9 +130,13 @@ def main() -> None:
                     service_encoder,
                     local.settings.model_copy(update={"answer_model": "auto", "rerank_pool": 1000}),
                 ),
-                "answer model, re-ranker 1000, bare pool + lookup of the kept (default)": (
+                "answer model, re-ranker 1000, bare pool + lookup of the kept": (
                     service_encoder,
                     local.settings.model_copy(update={"answer_model": "auto", "rerank_pool": 1000}),
+                ),
+                "answer model, re-ranker 3000, bare pool + lookup of the kept (default)": (
+                    service_encoder,
+                    local.settings.model_copy(update={"answer_model": "auto", "rerank_pool": 3000}),
                 ),
             }
             encodings: dict[str, VectorEncoding] = {name: "base64" for name in setups}

@@ -83,13 +83,17 @@ class SearchResponse(BaseModel):
     took_ms: float
 
 
+MAX_POOL_K = 5000
+"""The largest pool one ``POST /v1/search/pool`` returns (a full search stops at 1,000 hits)."""
+
+
 class PoolRequest(BaseModel):
     """``POST /v1/search/pool``: the top-k of a dialog as ids, scores and one matrix of image embeddings, and
-    nothing else. What a re-ranker reads (1,000 candidates), at a fraction of the cost of 1,000 full hits; the
-    few it keeps are fetched with ``POST /v1/images/lookup``."""
+    nothing else. What a re-ranker reads (thousands of candidates), at a fraction of the cost of as many full
+    hits; the few it keeps are fetched with ``POST /v1/images/lookup``."""
 
     dialog: Dialog
-    k: StrictInt = Field(1000, ge=1, le=1000)
+    k: StrictInt = Field(1000, ge=1, le=MAX_POOL_K)
     filter: SearchFilter | None = None
     exclude_ids: list[str] = Field(default_factory=list, max_length=10_000)
 

@@ -225,9 +225,9 @@ class Settings(BaseSettings):
         "(`chatir starter caption-reader`).",
     )
     rerank_pool: int = Field(
-        1000,
+        3000,
         ge=0,
-        le=10_000,
+        le=5000,  # chatir.schemas.MAX_POOL_K: the service's largest pool
         validation_alias=_env("CHATIR_RERANK_POOL"),
         description="Re-rank this many top candidates by every answer read against its question's other answers "
         "(agent/rerank.py; needs the LLM-free questioner's bank; with the bank's answer model the answers are "

@@ -194,10 +194,12 @@ def test_a_pool_is_the_search_as_ids_scores_and_one_matrix(indexed):
         "/v1/search/pool", json={"dialog": {"caption": CAPTION}, "filter": {"allowed": [GROUP_A]}}
     )
     visible_a = {r.id for r in indexed["service"].index.iter_records() if GROUP_A in r.allowed}
-    assert set(allowed_a.json()["ids"]) == visible_a  # k defaults to 1,000: everything in scope, nothing else
+    assert (
+        set(allowed_a.json()["ids"]) == visible_a
+    )  # k defaults to 1,000 (at most 5,000): everything in scope, nothing else
     nothing = client.post("/v1/search/pool", json={"dialog": {"caption": CAPTION}, "filter": {"allowed": []}})
     assert nothing.json()["ids"] == [] and nothing.json()["vectors_base64"] == ""
-    assert client.post("/v1/search/pool", json={"dialog": {"caption": CAPTION}, "k": 1001}).status_code == 422
+    assert client.post("/v1/search/pool", json={"dialog": {"caption": CAPTION}, "k": 5001}).status_code == 422
 
 
 def test_a_lookup_shows_only_what_the_scope_admits(indexed):
