@@ -440,9 +440,8 @@ class ConversationEngine:
         # re-read the answers (and what the description implies) over a larger pool, when there is any
         if self.reranker is not None and self.reranker.evidence(state.dialog):
             pool_k, scope = max(k, self.reranker.pool), self._search_scope(state)
-            if isinstance(
-                self.searcher, PoolSearcher
-            ):  # ids, scores and vectors; full hits for the kept only
+            # a bare pool (ids, scores, vectors) and full hits for the kept only, when the searcher offers it
+            if isinstance(self.searcher, PoolSearcher):
                 return self._reranked_pool(self.searcher, self.reranker, state.dialog, k, pool_k, scope)
             candidates = self.searcher.search(state.dialog, k=pool_k, scope=scope, with_vectors=True)
             return self.reranker.rerank(state.dialog, candidates)[:k]
