@@ -113,31 +113,20 @@ def main() -> None:
             }
             encodings = {name: "base64" for name in setups}
         else:
+            readers = {  # set-up: (answer model, re-ranker pool)
+                "text side, re-ranker off (before)": ("none", 0),
+                "answer model, re-ranker off": ("auto", 0),
+                FULL_LISTS: ("auto", 1000),
+                FULL_BASE64: ("auto", 1000),
+                "answer model, re-ranker 1000, bare pool + lookup of the kept": ("auto", 1000),
+                "answer model, re-ranker 3000, bare pool + lookup of the kept (default)": ("auto", 3000),
+            }
             setups = {
-                "text side, re-ranker off (before)": (
+                name: (
                     service_encoder,
-                    local.settings.model_copy(update={"answer_model": "none", "rerank_pool": 0}),
-                ),
-                "answer model, re-ranker off": (
-                    service_encoder,
-                    local.settings.model_copy(update={"answer_model": "auto", "rerank_pool": 0}),
-                ),
-                FULL_LISTS: (
-                    service_encoder,
-                    local.settings.model_copy(update={"answer_model": "auto", "rerank_pool": 1000}),
-                ),
-                FULL_BASE64: (
-                    service_encoder,
-                    local.settings.model_copy(update={"answer_model": "auto", "rerank_pool": 1000}),
-                ),
-                "answer model, re-ranker 1000, bare pool + lookup of the kept": (
-                    service_encoder,
-                    local.settings.model_copy(update={"answer_model": "auto", "rerank_pool": 1000}),
-                ),
-                "answer model, re-ranker 3000, bare pool + lookup of the kept (default)": (
-                    service_encoder,
-                    local.settings.model_copy(update={"answer_model": "auto", "rerank_pool": 3000}),
-                ),
+                    local.settings.model_copy(update={"answer_model": answers, "rerank_pool": pool}),
+                )
+                for name, (answers, pool) in readers.items()
             }
             encodings: dict[str, VectorEncoding] = {name: "base64" for name in setups}
             encodings[FULL_LISTS] = "floats"

@@ -406,17 +406,9 @@ class ImageIndex:
         exclude_ids: Sequence[str] = (),
     ) -> tuple[list[tuple[ImageRecord, float]], np.ndarray]:
         """:meth:`search` and the hits' stored embeddings, ``(len(hits), dim)`` in the same order, from the same
-        query (no second lookup: a re-ranker's pool is 1,000 hits)."""
-        query = self._check_vectors(np.asarray(vector, dtype=np.float32)[None, :])
-        if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
-        scope = Scope.build(filter, exclude_ids)
-        if scope.empty:
-            return [], np.zeros((0, self.dim), dtype=np.float32)
-        points = self._query_points(query, k, scope, with_vectors=True)[0]
-        results = [(ImageRecord.from_payload(p.payload), float(p.score)) for p in points]
-        vectors = [p.vector.get("") if isinstance(p.vector, dict) else p.vector for p in points]
-        return results, np.asarray(vectors, dtype=np.float32).reshape(len(points), self.dim)
+        query (no second lookup)."""
+        points, vectors = self._points_with_vectors(vector, k, Scope.build(filter, exclude_ids), payload=True)
+        return [(ImageRecord.from_payload(p.payload), float(p.score)) for p in points], vectors
 
     def pool(
         self,
@@ -426,20 +418,25 @@ class ImageIndex:
         exclude_ids: Sequence[str] = (),
     ) -> tuple[list[str], np.ndarray, np.ndarray]:
         """The top-``k`` as (ids, scores, stored embeddings ``(len(ids), dim)``), best first, from one query that
-        reads no payload but the id: a re-ranker's pool without 1,000 records to build."""
+        reads no payload but the id: a re-ranker's pool without a record to build per candidate."""
+        points, vectors = self._points_with_vectors(
+            vector, k, Scope.build(filter, exclude_ids), payload=["id"]
+        )
+        scores = np.asarray([p.score for p in points], dtype=np.float32)
+        return [str(p.payload["id"]) for p in points], scores, vectors
+
+    def _points_with_vectors(
+        self, vector: np.ndarray | Sequence[float], k: int, scope: Scope, *, payload: bool | list[str]
+    ) -> tuple[list[Any], np.ndarray]:
+        """One query's scored points (with ``payload``) and their stored embeddings ``(len(points), dim)``."""
         query = self._check_vectors(np.asarray(vector, dtype=np.float32)[None, :])
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
-        scope = Scope.build(filter, exclude_ids)
         if scope.empty:
-            return [], np.zeros(0, dtype=np.float32), np.zeros((0, self.dim), dtype=np.float32)
-        points = self._query_points(query, k, scope, with_vectors=True, payload=["id"])[0]
+            return [], np.zeros((0, self.dim), dtype=np.float32)
+        points = self._query_points(query, k, scope, with_vectors=True, payload=payload)[0]
         vectors = [p.vector.get("") if isinstance(p.vector, dict) else p.vector for p in points]
-        return (
-            [str(p.payload["id"]) for p in points],
-            np.asarray([p.score for p in points], dtype=np.float32),
-            np.asarray(vectors, dtype=np.float32).reshape(len(points), self.dim),
-        )
+        return points, np.asarray(vectors, dtype=np.float32).reshape(len(points), self.dim)
 
     def search_batch(
         self,
