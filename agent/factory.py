@@ -18,6 +18,7 @@ from agent.rerank import AnswerReranker
 from agent.search import Searcher, ServiceSearcher, ServiceTextEncoder
 from agent.state import StateStore
 from agent.state_backends import open_outcome_database, open_state_store
+from agent.vector_cache import VectorCache
 from chatir.settings import Settings
 
 if TYPE_CHECKING:
@@ -104,7 +105,9 @@ def build_engine(
     if searcher is None:
         from tools.client import RetrieverClient
 
-        searcher = ServiceSearcher(RetrieverClient.from_settings(settings))
+        searcher = ServiceSearcher(
+            RetrieverClient.from_settings(settings), vector_cache=build_vector_cache(settings)
+        )
     questioner = questioner or build_questioner(settings)
     return ConversationEngine(
         searcher,
@@ -114,6 +117,13 @@ def build_engine(
         reranker=build_reranker(settings, questioner),
         outcomes=build_outcome_log(settings),
     )
+
+
+def build_vector_cache(settings: Settings) -> VectorCache | None:
+    """The re-ranker's cache of image embeddings (``CHATIR_RERANK_VECTOR_CACHE``; None when 0 or not re-ranking)."""
+    if settings.rerank_vector_cache <= 0 or settings.rerank_pool <= 0:
+        return None
+    return VectorCache(settings.rerank_vector_cache)
 
 
 def build_outcome_log(settings: Settings) -> OutcomeLog | None:

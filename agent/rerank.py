@@ -150,7 +150,7 @@ class AnswerReranker:
         if len(dialog_scores) < 2 or not self.evidence(dialog):
             return list(range(len(dialog_scores))), dialog_scores
         combined = self.scores(dialog, image_vectors, dialog_scores)
-        order = sorted(range(len(combined)), key=lambda i: (-combined[i], i))
+        order = np.argsort(-combined, kind="stable").tolist()  # best first, ties in pool order
         return order, combined * self.dialog_temperature
 
     def rerank(self, dialog: Dialog, hits: Sequence[Hit]) -> list[Hit]:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
+from agent.vector_cache import VectorCache
 from agent.vectors import pack, unpack_matrix
 from chatir.dialog import Dialog
 from chatir.schemas import (
@@ -28,9 +29,11 @@ from chatir.schemas import (
     Hit,
     LookupRequest,
     PoolRequest,
+    PoolResponse,
     SearchFilter,
     SearchRequest,
     VectorEncoding,
+    VectorsRequest,
 )
 from chatir.scope import SearchScope
 
@@ -90,12 +93,22 @@ class PoolSearcher(Searcher, Protocol):
 
 
 class ServiceSearcher:
-    """Searches through the retriever service (raises ``ServiceUnavailableError`` when it is down)."""
+    """Searches through the retriever service (raises ``ServiceUnavailableError`` when it is down).
 
-    def __init__(self, client: RetrieverClient, *, vector_encoding: VectorEncoding = "base64") -> None:
+    With a :class:`~agent.vector_cache.VectorCache`, a pool asks the service for ids and scores only and fetches
+    just the embeddings the cache lacks (``POST /v1/images/vectors``)."""
+
+    def __init__(
+        self,
+        client: RetrieverClient,
+        *,
+        vector_encoding: VectorEncoding = "base64",
+        vector_cache: VectorCache | None = None,
+    ) -> None:
         self.client = client
         self.vector_encoding: VectorEncoding = vector_encoding
         """How hits' image embeddings travel (``base64``: exact float32 bytes; ``floats``: JSON lists)."""
+        self.vector_cache = vector_cache
 
     def search(
         self,
@@ -122,12 +135,68 @@ class ServiceSearcher:
         scope = as_scope(scope)
         if scope.is_empty:
             return Pool([], np.zeros(0), np.zeros((0, 0), np.float32))
-        request = PoolRequest(
-            dialog=dialog, k=min(k, MAX_POOL_K), filter=scope.to_filter(), exclude_ids=list(scope.exclude_ids)
+        cache = self.vector_cache
+        response = self._pool_response(dialog, k, scope, with_vectors=cache is None)
+        if cache is None or response.vectors_base64 or not response.ids or not response.space:
+            return self._whole_pool(response)
+        ids, scores = list(response.ids), np.asarray(response.scores, np.float64)
+        rows = cache.get_many(response.space, ids)
+        missing = [image_id for image_id, row in zip(ids, rows, strict=True) if row is None]
+        if missing:
+            fetched = self._vectors(missing, scope, response.space)
+            if fetched is None:  # the service switched models between the two calls: ask again, whole
+                return self._whole_pool(self._pool_response(dialog, k, scope, with_vectors=True))
+            rows = [
+                fetched.get(image_id) if row is None else row for image_id, row in zip(ids, rows, strict=True)
+            ]
+        # An image deleted (or moved out of scope) between the two calls is left out.
+        kept = [(i, row) for i, row in enumerate(rows) if row is not None]
+        if not kept:
+            return Pool([], np.zeros(0), np.zeros((0, response.dim), np.float32))
+        return Pool(
+            [ids[i] for i, _ in kept], scores[[i for i, _ in kept]], np.stack([row for _, row in kept])
         )
-        response = self.client.search_pool(request)
-        vectors = unpack_matrix(response.vectors_base64, len(response.ids), response.dim)
-        return Pool(list(response.ids), np.asarray(response.scores, np.float64), vectors)
+
+    def _pool_response(
+        self, dialog: Dialog, k: int, scope: SearchScope, *, with_vectors: bool
+    ) -> PoolResponse:
+        return self.client.search_pool(
+            PoolRequest(
+                dialog=dialog,
+                k=min(k, MAX_POOL_K),
+                filter=scope.to_filter(),
+                exclude_ids=list(scope.exclude_ids),
+                with_vectors=with_vectors,
+            )
+        )
+
+    def _whole_pool(self, response: PoolResponse) -> Pool:
+        """The pool a response carries with its vectors (kept in the cache, if any)."""
+        ids = list(response.ids)
+        vectors = unpack_matrix(response.vectors_base64, len(ids), response.dim)
+        if self.vector_cache is not None and response.space:
+            self.vector_cache.put_many(response.space, ids, vectors)
+        return Pool(ids, np.asarray(response.scores, np.float64), vectors)
+
+    def _vectors(self, ids: Sequence[str], scope: SearchScope, space: str) -> dict[str, np.ndarray] | None:
+        """The stored embeddings of ``ids`` that ``scope`` admits, now kept in the cache; None when the service
+        answers from another embedding space than ``space``."""
+        assert self.vector_cache is not None
+        found: dict[str, np.ndarray] = {}
+        for start in range(0, len(ids), MAX_POOL_K):
+            response = self.client.vectors(
+                VectorsRequest(
+                    ids=list(ids[start : start + MAX_POOL_K]),
+                    filter=scope.to_filter(),
+                    exclude_ids=list(scope.exclude_ids),
+                )
+            )
+            if response.space != space:
+                return None
+            matrix = unpack_matrix(response.vectors_base64, len(response.ids), response.dim)
+            self.vector_cache.put_many(space, response.ids, matrix)
+            found.update(zip(response.ids, matrix, strict=True))
+        return found
 
     def lookup(self, ids: Sequence[str], *, scope: SearchScope) -> list[Hit]:
         scope = as_scope(scope)

@@ -17,8 +17,11 @@ default until 2026-12-01), the world bank's answer model with the re-ranker off,
 re-ranker over 1,000 candidates (the default since). A re-ranked turn fetched the pool as 1,000 full hits with
 their image vectors, as JSON lists of floats (before 2026-12-02) or as base64 float32 bytes; since session 14
 it fetches a bare pool (ids, scores, one matrix: ``POST /v1/search/pool``) and full hits only for the candidates
-it keeps (``POST /v1/images/lookup``), and the pool is 3,000 by default. Use ``--gallery 5000`` or more to see
-the larger pool's cost (a pool never holds more than the gallery).
+it keeps (``POST /v1/images/lookup``), and the pool is 3,000 by default. Since session 15 the agent keeps the
+embeddings it has been sent (``CHATIR_RERANK_VECTOR_CACHE``): a pool brings ids and scores, and only the
+vectors the agent lacks come with ``POST /v1/images/vectors``; measured with the cache emptied at each
+conversation (its first turn fetches everything) and shared by all (the default). Use ``--gallery 5000`` or
+more to see the larger pool's cost (a pool never holds more than the gallery).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from agent.factory import build_engine, build_questioner
+from agent.factory import build_engine, build_questioner, build_vector_cache
 from agent.questioners import load_bank
 from agent.search import Searcher, ServiceSearcher, ServiceTextEncoder
 from chatir.schemas import VectorEncoding
@@ -53,6 +56,7 @@ CAPTIONS = (
 
 FULL_LISTS = "answer model, re-ranker 1000, full hits, vectors as JSON lists (before 2026-12-02)"
 FULL_BASE64 = "answer model, re-ranker 1000, full hits, vectors as base64 (before)"
+CACHED = "answer model, re-ranker 3000, ids and scores + only the vectors the agent lacks"
 
 
 class FullHitsSearcher:
@@ -106,6 +110,7 @@ def main() -> None:
     ) as stack:
         local = stack.local
         service_encoder = ServiceTextEncoder(RetrieverClient.from_settings(local.settings))
+        caches: dict[str, str] = {}  # set-up: the agent's vector cache ("off", "per-conversation", "shared")
         if args.compare == "encoders":
             setups = {
                 "service (HTTP /v1/encode/texts)": (service_encoder, local.settings),
@@ -113,21 +118,28 @@ def main() -> None:
             }
             encodings = {name: "base64" for name in setups}
         else:
-            readers = {  # set-up: (answer model, re-ranker pool)
-                "text side, re-ranker off (before)": ("none", 0),
-                "answer model, re-ranker off": ("auto", 0),
-                FULL_LISTS: ("auto", 1000),
-                FULL_BASE64: ("auto", 1000),
-                "answer model, re-ranker 1000, bare pool + lookup of the kept": ("auto", 1000),
-                "answer model, re-ranker 3000, bare pool + lookup of the kept (default)": ("auto", 3000),
+            readers = {  # set-up: (answer model, re-ranker pool, the agent's vector cache)
+                "text side, re-ranker off (before)": ("none", 0, "off"),
+                "answer model, re-ranker off": ("auto", 0, "off"),
+                FULL_LISTS: ("auto", 1000, "off"),
+                FULL_BASE64: ("auto", 1000, "off"),
+                "answer model, re-ranker 1000, bare pool + lookup of the kept": ("auto", 1000, "off"),
+                "answer model, re-ranker 3000, bare pool + lookup of the kept (before)": (
+                    "auto",
+                    3000,
+                    "off",
+                ),
+                f"{CACHED}, emptied at each conversation": ("auto", 3000, "per-conversation"),
+                f"{CACHED}, shared by the conversations (default)": ("auto", 3000, "shared"),
             }
             setups = {
                 name: (
                     service_encoder,
                     local.settings.model_copy(update={"answer_model": answers, "rerank_pool": pool}),
                 )
-                for name, (answers, pool) in readers.items()
+                for name, (answers, pool, _) in readers.items()
             }
+            caches = {name: cache for name, (_, _, cache) in readers.items()}
             encodings: dict[str, VectorEncoding] = {name: "base64" for name in setups}
             encodings[FULL_LISTS] = "floats"
         engines, warm_up = {}, {}
@@ -137,7 +149,9 @@ def main() -> None:
             questioner.warm_up()
             warm_up[name] = time.perf_counter() - started
             searcher: Searcher = ServiceSearcher(
-                RetrieverClient.from_settings(settings_), vector_encoding=encodings[name]
+                RetrieverClient.from_settings(settings_),
+                vector_encoding=encodings[name],
+                vector_cache=None if caches.get(name, "off") == "off" else build_vector_cache(settings_),
             )
             if name in (FULL_LISTS, FULL_BASE64):
                 searcher = FullHitsSearcher(searcher)
@@ -147,6 +161,8 @@ def main() -> None:
         for i in range(args.conversations):
             order = list(engines) if i % 2 == 0 else list(reversed(engines))
             for name in order:
+                if caches.get(name) == "per-conversation":
+                    engines[name].searcher.vector_cache = build_vector_cache(engines[name].settings)
                 turns[name] += _conversation(
                     engines[name], f"{run}-{i}-{name}", CAPTIONS[i % len(CAPTIONS)], args.answers
                 )

@@ -90,12 +90,14 @@ MAX_POOL_K = 5000
 class PoolRequest(BaseModel):
     """``POST /v1/search/pool``: the top-k of a dialog as ids, scores and one matrix of image embeddings, and
     nothing else. What a re-ranker reads (thousands of candidates), at a fraction of the cost of as many full
-    hits; the few it keeps are fetched with ``POST /v1/images/lookup``."""
+    hits; the few it keeps are fetched with ``POST /v1/images/lookup``. A client that keeps the embeddings it
+    has seen asks ``with_vectors=false`` and fetches only the ones it lacks with ``POST /v1/images/vectors``."""
 
     dialog: Dialog
     k: StrictInt = Field(1000, ge=1, le=MAX_POOL_K)
     filter: SearchFilter | None = None
     exclude_ids: list[str] = Field(default_factory=list, max_length=10_000)
+    with_vectors: bool = Field(True, description="False: ids and scores only (vectors_base64 is empty).")
 
 
 class PoolResponse(BaseModel):
@@ -105,10 +107,36 @@ class PoolResponse(BaseModel):
     vectors_base64: str = Field(
         ...,
         description="The images' embeddings, one row per id in order, as the base64 of a little-endian "
-        "float32 (len(ids), dim) matrix.",
+        "float32 (len(ids), dim) matrix; empty when with_vectors was false.",
+    )
+    space: str = Field(
+        "",
+        description="An opaque name of the embedding space the vectors live in (the serving collection and "
+        "model). An image's embedding never changes within one space, so a client may keep it under "
+        "(space, id); a reindex to another model gives another space.",
     )
     model: str
     took_ms: float
+
+
+class VectorsRequest(BaseModel):
+    """``POST /v1/images/vectors``: the stored embeddings of known ids, within a scope. An id the scope does
+    not admit is left out exactly like an unknown one (as in ``POST /v1/images/lookup``)."""
+
+    ids: list[str] = Field(..., max_length=MAX_POOL_K)
+    filter: SearchFilter | None = None
+    exclude_ids: list[str] = Field(default_factory=list, max_length=10_000)
+
+
+class VectorsResponse(BaseModel):
+    ids: list[str] = Field(..., description="The found ids the scope admits, in the order asked.")
+    dim: int = Field(..., description="The embeddings' dimension.")
+    vectors_base64: str = Field(
+        ...,
+        description="One row per returned id, as the base64 of a little-endian float32 (len(ids), dim) matrix.",
+    )
+    space: str = Field(..., description="The embedding space, as in PoolResponse.space.")
+    model: str
 
 
 MAX_LOOKUP_IDS = 1000

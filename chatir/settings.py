@@ -233,6 +233,13 @@ class Settings(BaseSettings):
         "(agent/rerank.py; needs the LLM-free questioner's bank; with the bank's answer model the answers are "
         "read from the pictures themselves); 0 turns it off.",
     )
+    rerank_vector_cache: int = Field(
+        20_000,
+        ge=0,
+        validation_alias=_env("CHATIR_RERANK_VECTOR_CACHE"),
+        description="Image embeddings the agent keeps for the re-ranker (agent/vector_cache.py; about 2 KB each "
+        "at 500 dimensions), so a pool fetches only those it has not seen; 0: every pool brings all of them.",
+    )
     rerank_weight: float = Field(
         1.0,
         ge=0,

@@ -14,6 +14,7 @@ registry of indexing jobs (:mod:`retriever_service.jobs`), the image files and t
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import mimetypes
 import re
@@ -40,6 +41,8 @@ from chatir.schemas import (
     SearchFilter,
     SearchRequest,
     SearchResponse,
+    VectorsRequest,
+    VectorsResponse,
 )
 from chatir.scope import SearchScope
 from chatir.settings import Settings
@@ -221,7 +224,8 @@ class RetrieverService:
         return SearchResponse(hits=hits, model=str(model.model_id), took_ms=round(took_ms, 3))
 
     def search_pool(self, request: PoolRequest) -> PoolResponse:
-        """The top-k as ids, scores and one embedding matrix: :meth:`search`'s order, without building hits."""
+        """The top-k as ids, scores and (``with_vectors``) one embedding matrix: :meth:`search`'s order, without
+        building hits."""
         import numpy as np
 
         started = time.perf_counter()
@@ -229,23 +233,40 @@ class RetrieverService:
 
         model, index, batcher = self.model, self.index, self._batcher
         _, vector = encode_one(batcher, model, request.dialog)
-        if not self.caption_search and hasattr(self._raw_index, "pool"):  # ids and vectors only: no records
-            ids, scores, matrix = self._store_call(index.pool, vector, **_query(request))
+        matrix: np.ndarray | None
+        if not self.caption_search and hasattr(self._raw_index, "pool"):  # ids (and vectors) only: no records
+            ids, scores, matrix = self._store_call(
+                index.pool, vector, **_query(request), with_vectors=request.with_vectors
+            )
         else:  # fused with caption matches, or an index without the call: the search's own results
-            results, vectors = self._ranked(index, request, vector, with_vectors=True)
+            results, vectors = self._ranked(index, request, vector, with_vectors=request.with_vectors)
             ids = [record.id for record, _ in results]
             scores = np.asarray([score for _, score in results], dtype=np.float32)
-            matrix = np.stack([vectors[i] for i in ids]) if ids else np.zeros((0, model.dim), np.float32)
+            matrix = np.stack([vectors[i] for i in ids]) if ids and request.with_vectors else None
         took_ms = (time.perf_counter() - started) * 1000.0
         return PoolResponse(
             ids=ids,
             scores=[float(x) for x in scores],
-            dim=int(matrix.shape[1]) if len(ids) else int(model.dim),
-            vectors_base64=base64.b64encode(np.ascontiguousarray(matrix, dtype="<f4").tobytes()).decode(
-                "ascii"
-            ),
+            dim=int(model.dim),
+            vectors_base64=_matrix_base64(matrix) if request.with_vectors else "",
+            space=_space(self.settings, index, model),
             model=str(model.model_id),
             took_ms=round(took_ms, 3),
+        )
+
+    def vectors(self, request: VectorsRequest) -> VectorsResponse:
+        """Stored embeddings of the ids the request's scope admits, in the order asked; any other id is left out,
+        like an unknown one."""
+        model, index = self.model, self.index
+        ids, matrix = self._store_call(
+            index.vectors_in_scope, list(request.ids), request.filter, list(request.exclude_ids)
+        )
+        return VectorsResponse(
+            ids=ids,
+            dim=int(model.dim),
+            vectors_base64=_matrix_base64(matrix),
+            space=_space(self.settings, index, model),
+            model=str(model.model_id),
         )
 
     def lookup(self, request: LookupRequest) -> LookupResponse:
@@ -599,6 +620,24 @@ class RetrieverService:
 def _query(request: SearchRequest | PoolRequest) -> dict[str, Any]:
     """The index query's arguments of a search or pool request."""
     return {"k": request.k, "filter": request.filter, "exclude_ids": list(request.exclude_ids)}
+
+
+def _matrix_base64(matrix: np.ndarray | None) -> str:
+    """A (n, dim) matrix as the base64 of its little-endian float32 bytes (empty for None)."""
+    import numpy as np
+
+    if matrix is None:
+        return ""
+    return base64.b64encode(np.ascontiguousarray(matrix, dtype="<f4").tobytes()).decode("ascii")
+
+
+def _space(settings: Settings, index: Any, model: Any) -> str:
+    """The embedding space a pool's vectors live in: the store, the collection that serves and its model. An
+    image id is a hash of the image's bytes, so within one space its stored embedding never changes."""
+    from chatir.runfile import store_location
+
+    key = f"{store_location(settings)}|{index.collection}|{model.model_id}|{model.dim}"
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def _apply_text_fastpath(model: Any, settings: Settings) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from agent import (
@@ -385,6 +386,72 @@ def test_information_gain_over_the_service(settings, model):
     engine.handle("e", f"a {TARGET.colour} shape", TEAM)
     assert len(texts) > embedded  # the answers were embedded again, by the new model
     assert questioner.scorer.encoder.model_id == "another-model"
+
+
+def test_a_vector_cache_changes_no_turn_and_fetches_each_vector_once(settings, model):
+    """With the agent's vector cache a re-ranked turn asks for ids and scores, and only for the vectors it has
+    not been sent: the same questions and hits (ids and scores) as without it; a conversation over the same
+    pool fetches no vector again; a service that switches models between the pool and the vectors call is
+    asked again for the whole pool."""
+    import httpx
+
+    from agent import ServiceSearcher, build_engine, build_questioner
+    from agent.vector_cache import VectorCache
+    from chatir.schemas import PoolRequest, VectorsRequest
+    from tests.test_agent_support import toy_service_transport
+    from tools.client import RetrieverClient
+
+    def engine_over(transport: httpx.BaseTransport, cache: VectorCache | None):
+        client = RetrieverClient("http://retriever.test", transport=transport, retries=0)
+        questioner = build_questioner(settings.model_copy(update={"questioner": "auto"}), bank=TOY_BANK)
+        questioner.scorer.encoder.client = client
+        return build_engine(
+            settings, searcher=ServiceSearcher(client, vector_cache=cache), questioner=questioner
+        )
+
+    gallery = toy_searcher(model, allowed=ALLOWED)
+    plain_requests: list = []
+    plain = engine_over(toy_service_transport(gallery, plain_requests), None)
+    requests: list = []
+    cache = VectorCache(10_000)
+    cached = engine_over(toy_service_transport(gallery, requests), cache)
+    for engine, cid in ((plain, "p"), (cached, "c")):
+        first = engine.handle(cid, f"a {TARGET.colour} shape", TEAM)
+        engine.handle(cid, toy_oracle(TARGET, first.question))
+    assert all(r.with_vectors for r in plain_requests if isinstance(r, PoolRequest))
+    pools = [r for r in requests if isinstance(r, PoolRequest)]
+    assert pools and not any(r.with_vectors for r in pools)
+    assert sum(len(r.ids) for r in requests if isinstance(r, VectorsRequest)) == len(cache) > 0
+    assert cached.current("c").dialog == plain.current("p").dialog  # the same dialog, hits and scores
+    assert [(h.id, h.score) for h in cached.current("c").hits] == [
+        (h.id, h.score) for h in plain.current("p").hits
+    ]
+
+    requests.clear()
+    first = cached.handle("c2", f"a {TARGET.colour} shape", TEAM)
+    cached.handle("c2", toy_oracle(TARGET, first.question))
+    assert any(isinstance(r, PoolRequest) for r in requests)
+    assert not any(isinstance(r, VectorsRequest) for r in requests)  # every vector was kept
+
+    served = {"id": model.model_id}
+    inner = toy_service_transport(gallery, requests, model=served)
+
+    class SwitchAfterThePool(httpx.BaseTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            response = inner.handle_request(request)
+            if request.url.path == "/v1/search/pool" and served["id"] == model.model_id:
+                served["id"] = "reindexed"  # a reindex switched the model right after the pool was read
+            return response
+
+    searcher = ServiceSearcher(
+        RetrieverClient("http://retriever.test", transport=SwitchAfterThePool(), retries=0),
+        vector_cache=VectorCache(10_000),
+    )
+    requests.clear()
+    pool = searcher.pool(cached.current("c").dialog, k=6, scope=SearchScope(allowed=TEAM.allowed))
+    assert [type(r).__name__ for r in requests] == ["PoolRequest", "VectorsRequest", "PoolRequest"]
+    assert requests[-1].with_vectors and len(pool.ids) == len(pool.vectors) > 0
+    np.testing.assert_array_equal(pool.vectors, gallery.vectors(pool.ids))
 
 
 def test_a_service_filter_is_accepted_as_the_scope(engine, searcher):

@@ -156,13 +156,13 @@ def toy_thumbnail(image: ToyImage) -> bytes:
 def toy_service_transport(
     searcher: InMemorySearcher, requests: list, *, texts: list | None = None, model: dict | None = None
 ):
-    """``httpx.MockTransport`` playing the retriever service's search (plain, pool and lookup), text-encoding
-    and readiness endpoints over the toy gallery (the routes and bodies of ``chatir.schemas``).
+    """``httpx.MockTransport`` playing the retriever service's search (plain, pool, lookup and vectors),
+    text-encoding and readiness endpoints over the toy gallery (the routes and bodies of ``chatir.schemas``).
 
-    It applies the request's filter and exclude_ids like the real service, appends every search, pool and
-    lookup request it receives to ``requests`` (and every text it embeds to ``texts``), and sends image
-    embeddings when asked (``with_vectors``). ``model["id"]`` is the model it reports (change it to play a
-    restart with another one).
+    It applies the request's filter and exclude_ids like the real service, appends every search, pool, lookup
+    and vectors request it receives to ``requests`` (and every text it embeds to ``texts``), and sends image
+    embeddings when asked (``with_vectors``). ``model["id"]`` is the model it reports, and names its embedding
+    space (change it to play a restart, or a reindex, with another one).
     """
     import base64
 
@@ -179,6 +179,8 @@ def toy_service_transport(
         PoolResponse,
         SearchRequest,
         SearchResponse,
+        VectorsRequest,
+        VectorsResponse,
     )
     from tools.scope import SearchScope
 
@@ -200,6 +202,7 @@ def toy_service_transport(
             "/v1/search": SearchRequest,
             "/v1/search/pool": PoolRequest,
             "/v1/images/lookup": LookupRequest,
+            "/v1/images/vectors": VectorsRequest,
         }
         if request.url.path not in kinds:
             return httpx.Response(404, json={"error": "not found"})
@@ -213,15 +216,28 @@ def toy_service_transport(
             exclude_ids=body.exclude_ids,
         )
         reply: BaseModel
+        space, dim = f"toy-{model['id']}", int(searcher.matrix.shape[1])
         if isinstance(body, LookupRequest):
             reply = LookupResponse(hits=searcher.lookup(body.ids, scope=scope), model=model["id"])
+        elif isinstance(body, VectorsRequest):
+            found = [hit.id for hit in searcher.lookup(body.ids, scope=scope)]
+            matrix = searcher.vectors(found) if found else np.zeros((0, dim), np.float32)
+            reply = VectorsResponse(
+                ids=found,
+                dim=dim,
+                vectors_base64=base64.b64encode(matrix.astype("<f4").tobytes()).decode("ascii"),
+                space=space,
+                model=model["id"],
+            )
         elif isinstance(body, PoolRequest):
             pool = searcher.pool(body.dialog, k=body.k, scope=scope)
+            vectors = pool.vectors if body.with_vectors else pool.vectors[:0]
             reply = PoolResponse(
                 ids=pool.ids,
                 scores=[float(x) for x in pool.scores],
-                dim=int(searcher.matrix.shape[1]),
-                vectors_base64=base64.b64encode(pool.vectors.astype("<f4").tobytes()).decode("ascii"),
+                dim=dim,
+                vectors_base64=base64.b64encode(vectors.astype("<f4").tobytes()).decode("ascii"),
+                space=space,
                 model=model["id"],
                 took_ms=1.0,
             )

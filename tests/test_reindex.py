@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw
 
 from chatir.dialog import Dialog
 from chatir.errors import ChatIRError, IndexMismatchError
-from chatir.schemas import IndexRequest, SearchRequest
+from chatir.schemas import IndexRequest, PoolRequest, SearchRequest
 from chatir.settings import Settings
 from tests.fakes.slack_api import BOT_TOKEN, SlackAPIServer
 
@@ -36,6 +36,11 @@ def _gallery(folder, n: int):
     for i in range(n):
         (folder / f"image_{i:03d}.png").write_bytes(_png(i))
     return folder
+
+
+def _pool_space(service):
+    """The embedding space a re-ranker's pool names (``PoolResponse.space``)."""
+    return service.search_pool(PoolRequest(dialog=Dialog(caption="a picture"), k=3, with_vectors=False)).space
 
 
 def _search(service, text: str = "a red square", k: int = 50):
@@ -81,6 +86,8 @@ def test_reindex_in_the_service_serves_during_and_switches(tmp_path, tiny_clip_d
             (gallery / "image_009.png").unlink()
             before = _search(service)
             assert before.model == str(tiny_clip_dir) and len(before.hits) == 12
+            space_before = _pool_space(service)
+            assert space_before == _pool_space(service)  # one space while the collection serves
 
             started, go = threading.Event(), threading.Event()
             during: list = []
@@ -107,6 +114,7 @@ def test_reindex_in_the_service_serves_during_and_switches(tmp_path, tiny_clip_d
             assert [m.path for m in report.missing] == [str((gallery / "image_009.png").resolve())]
             after = _search(service)
             assert after.model == str(tiny_blip_dir) == service.model_id
+            assert _pool_space(service) != space_before  # an agent's kept embeddings no longer apply
             assert len(after.hits) == 11 and service.count() == 11
             assert upload.read_bytes() == slack_bytes  # fetched again into its place
             moved = service.record(report.relocated[0])

@@ -1,7 +1,8 @@
 """One meaning of a search scope (:meth:`chatir.scope.SearchScope.admits`), checked on random scopes:
 
 - the Qdrant filters the index compiles from a scope return exactly the images it admits, on both search paths
-  (qdrant-client's ``query_points``, the server's path, and the Qdrant Edge mirror);
+  (qdrant-client's ``query_points``, the server's path, and the Qdrant Edge mirror), for a search, a
+  re-ranker's pool and the vectors of known ids;
 - narrowing never widens: what ``a.intersect(b)`` admits, both ``a`` and ``b`` admit.
 
 ``CHATIR_PROPERTY_EXAMPLES`` sets the number of random scopes (default 60 per path).
@@ -85,6 +86,30 @@ def test_the_index_returns_exactly_what_the_scope_admits(index, scope):
     hits = idx.search(np.ones(DIM, np.float32), k=N, filter=scope.to_filter(), exclude_ids=scope.exclude_ids)
     assert {record.id for record, _ in hits} == _admitted(scope, records)
     assert all(record.visible_copy(scope.to_filter()) is not None for record, _ in hits)
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    scope=SCOPES,
+    asked=st.lists(st.sampled_from(IDS) | st.sampled_from(IDS).map(str.upper) | st.just("x"), max_size=12),
+)
+def test_a_pool_and_the_vectors_call_return_exactly_what_the_scope_admits(index, scope, asked):
+    """The re-ranker's calls (a bare pool, with and without vectors; the vectors of known ids) keep to the
+    scope like a search, on both paths; the vectors are the stored ones, in the order asked."""
+    idx, records = index
+    query = {"filter": scope.to_filter(), "exclude_ids": scope.exclude_ids}
+    admitted = _admitted(scope, records)
+    ids, scores, vectors = idx.pool(np.ones(DIM, np.float32), k=N, **query)
+    bare_ids, bare_scores, none = idx.pool(np.ones(DIM, np.float32), k=N, **query, with_vectors=False)
+    assert set(ids) == admitted and bare_ids == ids and none is None
+    np.testing.assert_array_equal(bare_scores, scores)
+    if ids:
+        np.testing.assert_array_equal(vectors, idx.get_vectors(ids))
+    kept, matrix = idx.vectors_in_scope(asked, **query)
+    expected = [i for i in dict.fromkeys(a.lower() for a in asked) if i in admitted]
+    assert kept == expected and matrix.shape == (len(kept), DIM)
+    if kept:
+        np.testing.assert_array_equal(matrix, idx.get_vectors(kept))
 
 
 @settings(max_examples=EXAMPLES, deadline=None)

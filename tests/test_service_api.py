@@ -234,6 +234,45 @@ def test_a_lookup_shows_only_what_the_scope_admits(indexed):
     assert too_many.status_code == 422
 
 
+def test_a_pool_without_vectors_names_its_space_and_the_vectors_call_fills_them_in_scope(indexed):
+    """POST /v1/search/pool with with_vectors=false gives the same ids and scores and no matrix; its space is
+    stable; POST /v1/images/vectors returns, for the ids its scope admits and in the order asked, the very
+    rows the pool would have carried, and leaves out unknown, malformed, excluded and out-of-scope ids alike."""
+    from agent.vectors import unpack_matrix
+
+    client, service = indexed["client"], indexed["service"]
+    request = {"dialog": {"caption": CAPTION}, "k": 6}
+    whole, bare = (
+        client.post("/v1/search/pool", json={**request, "with_vectors": flag}).json()
+        for flag in (True, False)
+    )
+    assert bare["ids"] == whole["ids"] and bare["scores"] == whole["scores"] and len(bare["ids"]) == 6
+    assert bare["vectors_base64"] == "" and whole["vectors_base64"]
+    assert bare["space"] == whole["space"] and len(bare["space"]) == 16
+    rows = dict(zip(whole["ids"], unpack_matrix(whole["vectors_base64"], 6, whole["dim"]), strict=True))
+
+    records = list(service.index.iter_records())
+    in_a = [r.id for r in records if GROUP_A in r.allowed and GROUP_B not in r.allowed]
+    in_b = [r.id for r in records if GROUP_B in r.allowed and GROUP_A not in r.allowed]
+    asked = [in_a[1], in_b[0], "0" * 32, "not-an-id", in_a[0], in_a[1]]
+    scoped = {"allowed": [GROUP_A]}
+    body = client.post("/v1/images/vectors", json={"ids": asked, "filter": scoped}).json()
+    assert body["ids"] == [in_a[1], in_a[0]] and body["space"] == bare["space"]
+    matrix = unpack_matrix(body["vectors_base64"], 2, body["dim"])
+    np.testing.assert_array_equal(matrix, service.index.get_vectors([in_a[1], in_a[0]]))
+    for image_id, row in zip(body["ids"], matrix, strict=True):
+        if image_id in rows:
+            np.testing.assert_array_equal(row, rows[image_id])
+    excluded = client.post(
+        "/v1/images/vectors", json={"ids": asked, "filter": scoped, "exclude_ids": [in_a[0]]}
+    )
+    assert excluded.json()["ids"] == [in_a[1]]
+    nothing = client.post("/v1/images/vectors", json={"ids": asked, "filter": {"allowed": []}}).json()
+    assert nothing["ids"] == [] and nothing["vectors_base64"] == ""
+    assert client.post("/v1/images/vectors", json={"ids": asked}).json()["ids"] == [in_a[1], in_b[0], in_a[0]]
+    assert client.post("/v1/images/vectors", json={"ids": ["0" * 32] * 5001}).status_code == 422
+
+
 async def test_the_clients_and_the_agents_searcher_read_a_pool_and_look_up_through_the_service(indexed):
     """tools.client (async and blocking) and agent.ServiceSearcher against the real app: the pool and the
     lookup round-trip, scoped, and the searcher's pool is the search's own ranking."""
@@ -267,6 +306,56 @@ async def test_the_clients_and_the_agents_searcher_read_a_pool_and_look_up_throu
         indexed["service"].model.dim,
     )
     assert [h.id for h in searcher.lookup(bare.ids, scope=SearchScope(allowed=[GROUP_B]))] == []
+
+
+async def test_a_searcher_with_a_vector_cache_gets_the_same_pool_and_fetches_each_vector_once(indexed):
+    """agent.ServiceSearcher with a VectorCache, against the real app: the same pool (ids, scores, vectors,
+    bit for bit) as without it in every scope; the first pool fetches the vectors it lacks, the next one
+    none; the async client's vectors call agrees."""
+    import httpx
+
+    from agent.search import ServiceSearcher
+    from agent.vector_cache import VectorCache
+    from chatir.schemas import VectorsRequest
+    from tools.client import AsyncRetrieverClient, RetrieverClient
+    from tools.scope import SearchScope
+
+    paths: list[str] = []
+
+    class ThroughTestClient(httpx.BaseTransport):
+        def handle_request(self, sent: httpx.Request) -> httpx.Response:
+            paths.append(sent.url.path)
+            answer = indexed["client"].request(
+                sent.method, sent.url.raw_path.decode(), content=sent.read(), headers=sent.headers
+            )
+            return httpx.Response(answer.status_code, headers=answer.headers, content=answer.content)
+
+    blocking = RetrieverClient("http://service", transport=ThroughTestClient(), retries=0)
+    plain, cached = ServiceSearcher(blocking), ServiceSearcher(blocking, vector_cache=VectorCache(1000))
+    dialog, seen = Dialog(caption=CAPTION), set()
+    for scope in (
+        SearchScope(allowed=[GROUP_A]),
+        SearchScope(allowed=[GROUP_A, GROUP_B]),
+        SearchScope(allowed=[GROUP_B]),
+    ):
+        expected = plain.pool(dialog, k=5, scope=scope)
+        seen.update(expected.ids)
+        paths.clear()
+        first = cached.pool(dialog, k=5, scope=scope)
+        assert paths[0] == "/v1/search/pool" and set(paths[1:]) <= {"/v1/images/vectors"}
+        paths.clear()
+        again = cached.pool(dialog, k=5, scope=scope)
+        assert paths == ["/v1/search/pool"]  # every vector is kept now
+        for pool in (first, again):
+            assert pool.ids == expected.ids and len(pool.ids) > 0
+            np.testing.assert_array_equal(pool.scores, expected.scores)
+            np.testing.assert_array_equal(pool.vectors, expected.vectors)
+    assert cached.vector_cache is not None and len(cached.vector_cache) == len(seen)
+
+    app = indexed["client"].app
+    async with AsyncRetrieverClient("http://service", transport=httpx.ASGITransport(app=app), retries=0) as c:
+        body = await c.vectors(VectorsRequest(ids=expected.ids[:2]))
+    assert body.ids == expected.ids[:2]
 
 
 def test_encode_matches_the_model(indexed):

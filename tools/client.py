@@ -33,6 +33,8 @@ from chatir.schemas import (
     PoolResponse,
     SearchRequest,
     SearchResponse,
+    VectorsRequest,
+    VectorsResponse,
 )
 
 if TYPE_CHECKING:
@@ -276,6 +278,12 @@ class RetrieverClient(_ClientBase):
             self._request("POST", "/v1/images/lookup", json=_json(request)).json()
         )
 
+    def vectors(self, request: VectorsRequest) -> VectorsResponse:
+        """Stored embeddings of ids within a scope (``POST /v1/images/vectors``)."""
+        return VectorsResponse.model_validate(
+            self._request("POST", "/v1/images/vectors", json=_json(request)).json()
+        )
+
     def encode(self, dialog: Dialog | EncodeRequest) -> EncodeResponse:
         """The dialog's embedding (``POST /v1/encode``)."""
         request = dialog if isinstance(dialog, EncodeRequest) else EncodeRequest(dialog=dialog)
@@ -419,6 +427,10 @@ class AsyncRetrieverClient(_ClientBase):
     async def lookup(self, request: LookupRequest) -> LookupResponse:
         response = await self._request("POST", "/v1/images/lookup", json=_json(request))
         return LookupResponse.model_validate(response.json())
+
+    async def vectors(self, request: VectorsRequest) -> VectorsResponse:
+        response = await self._request("POST", "/v1/images/vectors", json=_json(request))
+        return VectorsResponse.model_validate(response.json())
 
     async def encode(self, dialog: Dialog | EncodeRequest) -> EncodeResponse:
         request = dialog if isinstance(dialog, EncodeRequest) else EncodeRequest(dialog=dialog)

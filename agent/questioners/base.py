@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
@@ -37,6 +38,7 @@ class ScopeAware(Protocol):
     def with_scope(self, scope: SearchScope) -> Questioner: ...
 
 
+@functools.lru_cache(maxsize=4096)  # a re-ranked turn asks it for every bank question, several times
 def question_key(question: str) -> str:
     """Normalised form used to detect repeats: lower case, letters and digits only."""
     return " ".join(re.findall(r"[a-z0-9]+", question.lower()))

@@ -32,6 +32,8 @@ from chatir.schemas import (
     ReindexRequest,
     SearchRequest,
     SearchResponse,
+    VectorsRequest,
+    VectorsResponse,
 )
 from retriever_service.api.security import bearer_scheme
 from retriever_service.api.state import get_service
@@ -111,6 +113,18 @@ async def lookup(body: LookupRequest, service: Service) -> LookupResponse:
     """Each id's hit (score 0), in the order asked. Ids outside `filter` / in `exclude_ids`, and unknown ids,
     are left out alike: a lookup shows no more than a search with the same scope."""
     return await run_in_threadpool(service.lookup, body)
+
+
+@v1.post(
+    "/images/vectors",
+    response_model=VectorsResponse,
+    summary="Stored embeddings of known ids, within a scope",
+)
+async def image_vectors(body: VectorsRequest, service: Service) -> VectorsResponse:
+    """The ids' stored embeddings as one base64 float32 matrix, in the order asked, with the embedding `space`
+    (as `POST /v1/search/pool` names it). Ids outside `filter` / in `exclude_ids`, and unknown ids, are left
+    out alike. What a client that keeps the embeddings it has seen asks for the ones a pool brought new."""
+    return await run_in_threadpool(service.vectors, body)
 
 
 @v1.post("/encode", response_model=EncodeResponse, summary="Embed a dialog")

@@ -27,6 +27,9 @@ CAPTION_FIELD = "caption"
 """Payload field of the captioner's sentence (a full-text payload index on the server)."""
 
 
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def point_id(image_id: str) -> str:
     """The Qdrant point id (a UUID string) of an image id."""
     return str(uuid.UUID(hex=image_id))
@@ -34,7 +37,12 @@ def point_id(image_id: str) -> str:
 
 def image_id_of_point(point: str | uuid.UUID) -> str:
     """Inverse of :func:`point_id`."""
-    return (point if isinstance(point, uuid.UUID) else uuid.UUID(str(point))).hex
+    if isinstance(point, uuid.UUID):
+        return point.hex
+    text = str(point)
+    if _CANONICAL_UUID.fullmatch(text):  # what Qdrant returns: the hex digits are the id (no parse needed)
+        return text.replace("-", "")
+    return uuid.UUID(text).hex
 
 
 def text_from_filename(path: str | os.PathLike[str]) -> str:

@@ -33,6 +33,7 @@ from retriever_service.index.records import (
     FILTER_FIELDS,
     Copy,
     ImageRecord,
+    image_id_of_point,
     is_image_id,
     point_id,
 )
@@ -416,26 +417,67 @@ class ImageIndex:
         k: int = 10,
         filter: SearchFilter | None = None,
         exclude_ids: Sequence[str] = (),
-    ) -> tuple[list[str], np.ndarray, np.ndarray]:
-        """The top-``k`` as (ids, scores, stored embeddings ``(len(ids), dim)``), best first, from one query that
-        reads no payload but the id: a re-ranker's pool without a record to build per candidate."""
+        *,
+        with_vectors: bool = True,
+    ) -> tuple[list[str], np.ndarray, np.ndarray | None]:
+        """The top-``k`` as (ids, scores, stored embeddings ``(len(ids), dim)`` or None without
+        ``with_vectors``), best first, from one query that reads no payload (an image's id is its point's):
+        a re-ranker's pool without a record to build per candidate."""
         points, vectors = self._points_with_vectors(
-            vector, k, Scope.build(filter, exclude_ids), payload=["id"]
+            vector, k, Scope.build(filter, exclude_ids), payload=False, with_vectors=with_vectors
         )
         scores = np.asarray([p.score for p in points], dtype=np.float32)
-        return [str(p.payload["id"]) for p in points], scores, vectors
+        return [image_id_of_point(p.id) for p in points], scores, vectors
+
+    def vectors_in_scope(
+        self, ids: Sequence[str], filter: SearchFilter | None = None, exclude_ids: Sequence[str] = ()
+    ) -> tuple[list[str], np.ndarray]:
+        """(the ids among ``ids`` that are indexed and in scope, in their order, their stored embeddings
+        ``(len, dim)``): unknown, malformed and out-of-scope ids are left out alike. The store applies the scope
+        (the search's own filter, restricted to these ids), so no payload is read."""
+        from qdrant_client import models
+
+        scope = Scope.build(filter, exclude_ids)
+        valid = list(dict.fromkeys(i.lower() for i in ids if isinstance(i, str) and is_image_id(i.lower())))
+        if scope.empty or not valid:
+            return [], np.zeros((0, self.dim), dtype=np.float32)
+        scoped = scope.to_client_filter()
+        only = models.HasIdCondition(has_id=[point_id(i) for i in valid])
+        points, _ = self.client.scroll(
+            self.collection,
+            scroll_filter=models.Filter(
+                must=[only, *(scoped.must or [])] if scoped else [only],
+                must_not=scoped.must_not if scoped else None,
+            ),
+            limit=len(valid),
+            with_payload=False,
+            with_vectors=True,
+        )
+        found = {image_id_of_point(p.id): _plain_vector(p.vector) for p in points}
+        kept = [i for i in valid if i in found]
+        matrix = np.asarray([found[i] for i in kept], dtype=np.float32)
+        return kept, matrix.reshape(len(kept), self.dim)
 
     def _points_with_vectors(
-        self, vector: np.ndarray | Sequence[float], k: int, scope: Scope, *, payload: bool | list[str]
-    ) -> tuple[list[Any], np.ndarray]:
-        """One query's scored points (with ``payload``) and their stored embeddings ``(len(points), dim)``."""
+        self,
+        vector: np.ndarray | Sequence[float],
+        k: int,
+        scope: Scope,
+        *,
+        payload: bool | list[str],
+        with_vectors: bool = True,
+    ) -> tuple[list[Any], np.ndarray | None]:
+        """One query's scored points (with ``payload``) and (``with_vectors``) their stored embeddings
+        ``(len(points), dim)``."""
         query = self._check_vectors(np.asarray(vector, dtype=np.float32)[None, :])
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         if scope.empty:
-            return [], np.zeros((0, self.dim), dtype=np.float32)
-        points = self._query_points(query, k, scope, with_vectors=True, payload=payload)[0]
-        vectors = [p.vector.get("") if isinstance(p.vector, dict) else p.vector for p in points]
+            return [], np.zeros((0, self.dim), dtype=np.float32) if with_vectors else None
+        points = self._query_points(query, k, scope, with_vectors=with_vectors, payload=payload)[0]
+        if not with_vectors:
+            return points, None
+        vectors = [_plain_vector(p.vector) for p in points]
         return points, np.asarray(vectors, dtype=np.float32).reshape(len(points), self.dim)
 
     def search_batch(
@@ -500,7 +542,8 @@ class ImageIndex:
         payload: bool | list[str] = True,
     ) -> list[list[Any]]:
         """Search with ``query_points`` (the same call on a server and on the embedded store): each query's
-        scored points that carry a payload (all of it, or the ``payload`` fields), best first."""
+        scored points that carry a payload (all of it, or the ``payload`` fields; with ``payload=False`` every
+        point, with none), best first."""
         from qdrant_client import models
 
         query_filter = scope.to_client_filter()
@@ -527,6 +570,8 @@ class ImageIndex:
                 for vector in vectors
             ]
             responses = self.client.query_batch_points(self.collection, requests=requests)
+        if payload is False:  # every point of an image collection is an image (its id is the point's)
+            return [list(response.points) for response in responses]
         return [[p for p in response.points if p.payload] for response in responses]
 
     def iter_records(self) -> Iterator[ImageRecord]:
@@ -581,6 +626,11 @@ class ImageIndex:
         if len(array) and not (np.linalg.norm(array, axis=1) > 0).all():
             raise ValueError("a zero vector has no direction: cosine search needs non-zero vectors")
         return array
+
+
+def _plain_vector(vector: Any) -> Any:
+    """A point's single unnamed vector (qdrant-client gives a list, or ``{"": list}`` from some calls)."""
+    return vector.get("") if isinstance(vector, dict) else vector
 
 
 def connect(settings: Settings, *, progress: bool = True) -> Any:
