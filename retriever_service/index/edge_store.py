@@ -60,6 +60,20 @@ def _qe() -> Any:
     return qdrant_edge
 
 
+@dataclass(slots=True)
+class ScoredPoint:
+    """A query's hit with the attributes of qdrant-client's ``models.ScoredPoint`` (what the callers read), built
+    ~20x faster than that pydantic model: a re-ranker's pool builds thousands a turn."""
+
+    id: Any
+    version: int
+    score: float
+    payload: Any
+    vector: Any
+    shard_key: Any = None
+    order_value: Any = None
+
+
 @dataclass
 class _Collection:
     dim: int
@@ -458,7 +472,6 @@ class EdgeStore:
 
     def _query(self, collection_name: str, queries: list[tuple[Any, Any, int, Any, bool]]) -> list[Any]:
         import numpy as np
-        from qdrant_client import models
         from qdrant_client.http import models as rest
 
         qe = _qe()
@@ -493,14 +506,12 @@ class EdgeStore:
         responses = []
         for hits, excluded, (_, _, limit, _, with_vectors) in zip(results, dropped, queries, strict=True):
             points = [
-                models.ScoredPoint.model_construct(
+                ScoredPoint(
                     id=point_id,
                     version=hit.version,
                     score=float(hit.score),
                     payload=hit.payload,
                     vector=_vector(hit.vector) if with_vectors else None,
-                    shard_key=None,
-                    order_value=None,
                 )
                 for hit in hits
                 if (point_id := _client_id(hit.id)) not in excluded
