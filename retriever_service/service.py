@@ -27,6 +27,7 @@ from typing import IO, TYPE_CHECKING, Any, Self
 
 from chatir.dialog import Dialog
 from chatir.errors import ChatIRError, ServiceUnavailableError
+from chatir.runfile import store_location
 from chatir.schemas import (
     EncodeResponse,
     EncodeTextsRequest,
@@ -135,6 +136,7 @@ class RetrieverService:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chatir-index")
         self._closed = False
         self._batcher = _text_batcher(settings, model, self._model_lock)
+        self._store_location = store_location(settings)  # part of every pool's embedding space, resolved once
 
     # --- life cycle ------------------------------------------------------------------------------
     @classmethod
@@ -217,7 +219,7 @@ class RetrieverService:
             if (image_vector := vectors.get(hit.id)) is None:
                 continue
             if request.vector_encoding == "base64":  # exact float32 bytes: no float per value to build
-                hit.vector_base64 = base64.b64encode(image_vector.astype("<f4").tobytes()).decode("ascii")
+                hit.vector_base64 = _matrix_base64(image_vector)
             else:
                 hit.vector = image_vector.tolist()
         took_ms = (time.perf_counter() - started) * 1000.0
@@ -248,8 +250,8 @@ class RetrieverService:
             ids=ids,
             scores=[float(x) for x in scores],
             dim=int(model.dim),
-            vectors_base64=_matrix_base64(matrix) if request.with_vectors else "",
-            space=_space(self.settings, index, model),
+            vectors_base64=_matrix_base64(matrix),
+            space=_space(self._store_location, index, model),
             model=str(model.model_id),
             took_ms=round(took_ms, 3),
         )
@@ -265,7 +267,7 @@ class RetrieverService:
             ids=ids,
             dim=int(model.dim),
             vectors_base64=_matrix_base64(matrix),
-            space=_space(self.settings, index, model),
+            space=_space(self._store_location, index, model),
             model=str(model.model_id),
         )
 
@@ -623,7 +625,7 @@ def _query(request: SearchRequest | PoolRequest) -> dict[str, Any]:
 
 
 def _matrix_base64(matrix: np.ndarray | None) -> str:
-    """A (n, dim) matrix as the base64 of its little-endian float32 bytes (empty for None)."""
+    """A vector or (n, dim) matrix as the base64 of its little-endian float32 bytes (empty for None)."""
     import numpy as np
 
     if matrix is None:
@@ -631,12 +633,10 @@ def _matrix_base64(matrix: np.ndarray | None) -> str:
     return base64.b64encode(np.ascontiguousarray(matrix, dtype="<f4").tobytes()).decode("ascii")
 
 
-def _space(settings: Settings, index: Any, model: Any) -> str:
-    """The embedding space a pool's vectors live in: the store, the collection that serves and its model. An
-    image id is a hash of the image's bytes, so within one space its stored embedding never changes."""
-    from chatir.runfile import store_location
-
-    key = f"{store_location(settings)}|{index.collection}|{model.model_id}|{model.dim}"
+def _space(store: str, index: Any, model: Any) -> str:
+    """The embedding space a pool's vectors live in: the store (its location), the collection that serves and its
+    model. An image id is a hash of the image's bytes, so within one space its stored embedding never changes."""
+    key = f"{store}|{index.collection}|{model.model_id}|{model.dim}"
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
