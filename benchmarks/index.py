@@ -2,7 +2,7 @@
 
     python benchmarks/index.py                                   # CLIP-B/16-sized (random) + starter, 200 photos
     python benchmarks/index.py --models starter --images 200,5000
-    python benchmarks/index.py --models clip-b16 --images 5000   # ~15 min per row on 2 cores
+    python benchmarks/index.py --models clip-b16 --images 5000 --variants bare,pipeline  # ~25 min a row here
 
 Images are JPEG photos of 640x480 (smooth random colour fields with noise, so they compress like photos),
 written once to a temporary folder. For each model and image count, side by side:
@@ -36,6 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_models import REPO, load, load_line, machine_line
+
+VARIANTS = {"bare": "bare forward", "pipeline": "pipeline", "processor": "pipeline, processor"}
 
 
 def write_photos(folder: Path, n: int, seed: int = 0) -> list[Path]:
@@ -124,7 +126,16 @@ def main() -> None:
     parser.add_argument("--models", default="clip-b16,starter")
     parser.add_argument("--images", default="200", help="comma-separated image counts")
     parser.add_argument("--repeats", type=int, default=1, help="runs of each variant (median kept)")
+    parser.add_argument(
+        "--variants", default="bare,pipeline,processor", help="bare, pipeline, processor (comma-separated)"
+    )
     args = parser.parse_args()
+    chosen = args.variants.split(",")
+    unknown = set(chosen) - set(VARIANTS)
+    if unknown or "bare" not in chosen:
+        raise SystemExit(
+            f"--variants: 'bare' and any of {', '.join(VARIANTS)}; not {', '.join(sorted(unknown))}"
+        )
     counts = [int(c) for c in args.images.split(",")]
 
     print(machine_line())
@@ -141,11 +152,12 @@ def main() -> None:
                     write_photos(folder, n)
                 paths = sorted(folder.glob("*.jpg"))
                 home = work / "home"
-                variants = {
-                    "bare forward": lambda: bare_forward(model, paths),  # noqa: B023 -- called in this loop
+                runs = {
+                    "bare": lambda: bare_forward(model, paths),  # noqa: B023 -- called in this loop
                     "pipeline": lambda: pipeline(model, folder, home, fast=True),  # noqa: B023
-                    "pipeline, processor": lambda: pipeline(model, folder, home, fast=False),  # noqa: B023
+                    "processor": lambda: pipeline(model, folder, home, fast=False),  # noqa: B023
                 }
+                variants = {VARIANTS[key]: runs[key] for key in chosen}
                 timings: dict[str, list[float]] = {label: [] for label in variants}
                 for _ in range(args.repeats):  # the variants take turns, so load hits all alike
                     for label, run in variants.items():
