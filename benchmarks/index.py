@@ -3,6 +3,7 @@
     python benchmarks/index.py                                   # CLIP-B/16-sized (random) + starter, 200 photos
     python benchmarks/index.py --models starter --images 200,5000
     python benchmarks/index.py --models clip-b16 --images 5000 --variants bare,pipeline  # ~25 min a row here
+    python benchmarks/index.py --device cuda --dtypes float32,float16,bfloat16 --models clip-b16,blip-base
 
 Images are JPEG photos of 640x480 (smooth random colour fields with noise, so they compress like photos),
 written once to a temporary folder. For each model and image count, side by side:
@@ -35,7 +36,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_models import REPO, load, load_line, machine_line
+from bench_models import DTYPES, REPO, load, load_line, machine_line, torch_dtype
 
 VARIANTS = {"bare": "bare forward", "pipeline": "pipeline", "processor": "pipeline, processor"}
 
@@ -129,7 +130,10 @@ def main() -> None:
     parser.add_argument(
         "--variants", default="bare,pipeline,processor", help="bare, pipeline, processor (comma-separated)"
     )
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--dtypes", default="float32", help="float32, float16, bfloat16 (a model per dtype)")
     args = parser.parse_args()
+    dtypes = [torch_dtype(d) for d in args.dtypes.split(",")]
     chosen = args.variants.split(",")
     unknown = set(chosen) - set(VARIANTS)
     if unknown or "bare" not in chosen:
@@ -138,14 +142,16 @@ def main() -> None:
         )
     counts = [int(c) for c in args.images.split(",")]
 
-    print(machine_line())
+    print(machine_line(args.device))
     work = Path(tempfile.mkdtemp(prefix="chatir-index-bench-"))
     try:
         rows = []
-        for name in args.models.split(","):
+        for name, dtype in [(m, d) for m in args.models.split(",") for d in dtypes]:
             started = time.perf_counter()
-            model = load(name)
+            model = load(name, device=args.device, dtype=dtype)
             load_s = time.perf_counter() - started
+            if len(dtypes) > 1:
+                name = f"{name} {DTYPES[str(dtype).removeprefix('torch.')]}"
             for n in counts:
                 folder = work / f"photos-{n}"
                 if not folder.exists():

@@ -1,7 +1,8 @@
-"""One search turn on the CPU, text-encoder variants side by side: fp32 eager vs dynamic int8 (vs torch.compile).
+"""One search turn, text-encoder variants side by side: fp32 eager vs ONNX Runtime vs dynamic int8 (vs torch.compile).
 
     python benchmarks/turn.py                                   # BLIP-base-sized (random) + starter, 100K images
     python benchmarks/turn.py --models starter --turns 20 --variants fp32,int8,int8-tensor,compile
+    python benchmarks/turn.py --device cuda --models blip-base,clip-b16 --variants fp32,fp16,bf16  # a GPU's row
 
 A turn is what ``POST /v1/search`` does after the HTTP layer: the dialog's text (ChatIR's joined form,
 truncated to the model's window), the text encoder's forward, a filtered top-10 in the embedded store's search
@@ -15,8 +16,12 @@ Variants (the text tower + projection only; everything else is shared):
                      choice when faithful);
 * ``int8``        -- dynamic int8 Linear layers, per-channel weights (``CHATIR_TEXT_FASTPATH=int8``/``auto``);
 * ``int8-tensor`` -- the same with one scale per weight matrix (torch's default ``quantize_dynamic``);
-* ``bf16``        -- bfloat16 autocast around each call (measured, not a product path: see docs/performance.md);
+* ``bf16-autocast`` -- bfloat16 autocast around each call (measured, not a product path: see docs/performance.md);
+* ``fp16``, ``bf16`` -- a copy of the text tower + projection in that dtype (what ``CHATIR_DEVICE=cuda`` serves:
+                     the loader's default dtype on a GPU is float16); meant for ``--device cuda``;
 * ``compile``     -- ``torch.compile`` of the fp32 tower (opt-in: compiling takes minutes on 2 cores).
+``--device cuda`` runs the model on the GPU (the ONNX and int8 variants are CPU-only); the store and the reply
+stay on the CPU, as in the service.
 Each turn runs every variant once, in rotating order, so load from other processes hits all alike.
 Faithfulness columns: the worst cosine to fp32 over all dialogs, and the share of turns whose top-10 ids equal
 fp32's (on random vectors the top-10 is decided by tiny margins: a harsh check; the test suite checks it on
@@ -40,7 +45,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_models import chatir_dialogs, load, load_line, machine_line
+from bench_models import chatir_dialogs, load, load_line, machine_line, torch_dtype
+
+CPU_ONLY = ("onnx", "int8", "int8-tensor")
 
 
 def _variant_modules(model, variant: str, originals: dict) -> dict:
@@ -63,14 +70,17 @@ def _variant_modules(model, variant: str, originals: dict) -> dict:
 
         onnx_bytes, names = export_text_onnx(model)
         return {"text_vectors": OnnxTextFeatures(open_session(onnx_bytes), names)}
-    if variant == "bf16":
+    if variant == "bf16-autocast":
         fp32_vectors = type(model).text_vectors.__get__(model)
 
         def text_vectors(**tokens):
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+            with torch.autocast(model.device.type, dtype=torch.bfloat16):
                 return fp32_vectors(**tokens).float()
 
         return {"text_vectors": text_vectors}
+    if variant in ("fp16", "bf16"):
+        dtype = torch_dtype(variant)
+        return {n: copy.deepcopy(m).to(dtype) for n, m in originals.items()}
     if variant == "compile":
         return {n: torch.compile(m, dynamic=True) for n, m in originals.items()}
     raise SystemExit(f"unknown variant {variant!r}")
@@ -95,8 +105,10 @@ def run_model(name: str, args: argparse.Namespace, stores, scopes) -> list[str]:
     from retriever_service.models.fastpath import _module_names, probe_cosines
     from retriever_service.service import RetrieverService
 
-    model = load(name)
+    model = load(name, device=args.device)
     variants = args.variants.split(",")
+    if model.device.type != "cpu" and set(variants) & set(CPU_ONLY):
+        raise SystemExit(f"--variants {', '.join(CPU_ONLY)} run on the CPU only")
     originals = _module_names(model)
     modules = {v: _variant_modules(model, v, originals) for v in variants}
     _install(model, originals)
@@ -178,6 +190,9 @@ def main() -> None:
     parser.add_argument("--variants", default="fp32,onnx,int8,int8-tensor")
     parser.add_argument("--turns", type=int, default=20)
     parser.add_argument("--corpus", type=int, default=100_000)
+    parser.add_argument(
+        "--device", default="cpu", help="cpu or cuda[:N] (the model's; the store stays on the CPU)"
+    )
     args = parser.parse_args()
 
     from search import fill_edge_store, make_corpus, make_queries  # benchmarks/search.py
@@ -203,7 +218,7 @@ def main() -> None:
         for _, store in built.values():
             store.close()
     print()
-    print(machine_line())
+    print(machine_line(args.device))
     print(
         f"{args.turns} turns per variant, top-10 under a channel scope over {args.corpus:,} images; ms p50\n"
     )
