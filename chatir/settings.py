@@ -95,9 +95,9 @@ class Settings(BaseSettings):
     text_fastpath: Literal["auto", "fp32", "int8", "onnx"] = Field(
         "auto",
         validation_alias=_env("CHATIR_TEXT_FASTPATH"),
-        description="Text encoder on the CPU: onnx (ONNX Runtime, fp32), int8 (dynamic int8 Linear layers), "
-        "fp32 (torch), or auto: the first of onnx, int8 that is faithful to fp32 on a probe set at load (every "
-        "cosine >= 0.999), else fp32. GPUs keep their torch path.",
+        description="Text encoder on the CPU (the service's and chatir eval's): onnx (ONNX Runtime, fp32), int8 "
+        "(dynamic int8 Linear layers), fp32 (torch), or auto: the first of onnx, int8 that is faithful to fp32 on "
+        "a probe set at load (every cosine >= 0.999), else fp32. GPUs keep their torch path.",
     )
 
     # --- vector store ----------------------------------------------------------------------------

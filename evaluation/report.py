@@ -124,7 +124,17 @@ def markdown_report(
     lines = [f"# {title or meta.get('title', 'ChatIR evaluation')}", ""]
     facts = [
         (key, meta[key])
-        for key in ("command", "model", "corpus_size", "targets", "answerer", "rerank", "answers", "wall_s")
+        for key in (
+            "command",
+            "model",
+            "text_path",
+            "corpus_size",
+            "targets",
+            "answerer",
+            "rerank",
+            "answers",
+            "wall_s",
+        )
         if meta.get(key) not in (None, "")
     ]
     lines += [f"- {key}: `{value}`" if key == "command" else f"- {key}: {value}" for key, value in facts]

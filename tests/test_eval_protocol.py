@@ -74,6 +74,7 @@ def test_protocol_chatir_equals_chatirs_own_metric(chatir_inputs, tiny_blip_dir,
     protocol = report["meta"]["protocol"]
     assert (protocol["truncation"], protocol["max_text_tokens"], protocol["ties"]) == ("tail", 200, "index")
     assert protocol["model_dtype"] == "torch.float32"
+    assert report["meta"]["text_path"] == "fp32"  # ChatIR's arithmetic: no fast path under this protocol
     ours = report["systems"][0]["hits"]["10"]
 
     # ChatIR's eval.py, transcribed: ", ".join(dialog[:i + 1]) tokenized with truncation at 200, scores

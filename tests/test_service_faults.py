@@ -122,6 +122,10 @@ def test_concurrent_conversations_get_answers_and_memory_stays_flat(service_env,
         with httpx.Client(base_url=url, timeout=30) as client:
             _wait(client, client.post("/v1/index", json={"paths": [str(tmp_path / "photos")]}).json()["id"])
         figures = run_load(url, conversations=20, searches=5, pid=pid)
+        light = run_load(
+            url, conversations=20, searches=5, client="async"
+        )  # the light generator, same service
     assert figures["requests"] == 100 and figures["errors"] == 0, figures
+    assert light["requests"] == 100 and light["errors"] == 0 and light["p95_ms"] > 0, light
     if figures["rss_growth_mb"] is not None:  # /proc is there on Linux
         assert figures["rss_growth_mb"] < 100, figures
