@@ -186,7 +186,9 @@ def test_fixed_dialogs_cli_writes_four_outputs_with_correct_ranks(
 
     payload = json.loads((out / "results.json").read_text())
     assert payload["meta"]["corpus_size"] == N_IMAGES  # notes.txt is not an image
-    assert payload["meta"]["text_path"] == "onnx"  # the service's faithful fast path (CHATIR_TEXT_FASTPATH=auto)
+    assert (
+        payload["meta"]["text_path"] == "onnx"
+    )  # the service's faithful fast path (CHATIR_TEXT_FASTPATH=auto)
     systems = {s["system"]: s for s in payload["systems"]}
     assert set(systems) == {"mine", "fewer_rounds"}
     mine = systems["mine"]
