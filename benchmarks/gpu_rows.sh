@@ -7,7 +7,7 @@
 #   bash benchmarks/gpu_rows.sh [OUT]    # tables in OUT (default: gpu-rows/)
 #
 # DEVICE, TURNS, IMAGES and CORPUS override the sizes (DEVICE=cpu TURNS=2 IMAGES=8 CORPUS=2000 tries the
-# script on a CPU in a minute).
+# script on a CPU in about 5 minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT_DIR="${1:-gpu-rows}"

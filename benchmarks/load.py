@@ -231,6 +231,8 @@ def _async_conversations(
                     problem = _problem(status, len(json.loads(payload)["hits"]) if status == 200 else 0)
                 except (OSError, TimeoutError, ValueError, KeyError) as error:
                     problem = f"{type(error).__name__}: {error}"
+                    if connection.transport is not None:  # mid-response or closed: start a new connection
+                        connection.transport.close()
                 latencies.append(time.perf_counter() - started)
                 if problem:
                     errors.append(problem)
