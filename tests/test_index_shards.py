@@ -232,6 +232,10 @@ def test_a_shard_killed_mid_run_resumes_without_embedding_again(tmp_path, model,
         "CHATIR_BATCH_SIZE": "2",
         "CHATIR_SERVICE_URL": "http://127.0.0.1:9",  # no service: the CLI opens the store itself
         "PYTHONPATH": str(REPO_ROOT),
+        # every stored batch on the bar at once (tqdm's defaults redraw at most every 0.1 s: on a quiet machine
+        # the shard finished before a throttled bar showed 10 done, and the kill came too late)
+        "TQDM_MININTERVAL": "0",
+        "TQDM_MINITERS": "1",
     }
     for name in ("QDRANT_URL", "CHATIR_QDRANT_URL", "CHATIR_COLLECTION", "CHATIR_API_KEY"):
         env.pop(name, None)
@@ -245,7 +249,7 @@ def test_a_shard_killed_mid_run_resumes_without_embedding_again(tmp_path, model,
         while progress["done"] < 10:
             assert process.poll() is None, f"the shard exited early: {progress['text'][-2000:]}"
             assert time.monotonic() < deadline, "the shard made no progress"
-            time.sleep(0.02)
+            time.sleep(0.005)
         os.kill(process.pid, signal.SIGKILL)  # no clean shutdown
     finally:
         process.kill()
