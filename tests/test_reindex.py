@@ -193,6 +193,8 @@ def test_a_killed_reindex_resumes(tmp_path, tiny_clip_dir, tiny_blip_dir):
         "CHATIR_DEVICE": "cpu",
         "CHATIR_BATCH_SIZE": "1",
         "CHATIR_SERVICE_URL": "http://127.0.0.1:9",
+        "TQDM_MININTERVAL": "0",  # every step on the bar at once, so the kill lands mid-run on a fast machine
+        "TQDM_MINITERS": "1",
     }
     command = [*_chatir(env), "reindex", "--model", str(tiny_blip_dir)]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
