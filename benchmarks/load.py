@@ -226,18 +226,19 @@ def _async_conversations(
         try:
             for request in requests[index]:
                 started = time.perf_counter()
+                broken = False
                 try:
                     status, payload = await asyncio.wait_for(connection.request(request), 120)
                     problem = _problem(status, len(json.loads(payload)["hits"]) if status == 200 else 0)
                 except (OSError, TimeoutError, ValueError, KeyError) as error:
-                    problem = f"{type(error).__name__}: {error}"
-                    if connection.transport is not None:  # mid-response or closed: start a new connection
-                        connection.transport.close()
+                    problem, broken = f"{type(error).__name__}: {error}", True
                 latencies.append(time.perf_counter() - started)
                 if problem:
                     errors.append(problem)
-                    if connection.transport is None or connection.transport.is_closing():
-                        _, connection = await loop.create_connection(_Connection, host, port)
+                transport = connection.transport
+                if transport is not None and (broken or transport.is_closing()):  # mid-response or closed
+                    transport.close()
+                    _, connection = await loop.create_connection(_Connection, host, port)
         finally:
             if connection.transport is not None:
                 connection.transport.close()

@@ -7,7 +7,7 @@ import platform
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -66,15 +66,14 @@ def run_evaluation(options: EvalOptions, *, settings: Settings | None = None, mo
         from evaluation.protocol import check_options, load_model_for_chatir
 
         check_options(world=options.world, corpus_list=options.corpus_list, ties=options.ties)
-    loaded_here = model is None
-    if model is None and chatir_protocol:
+    if model is None and chatir_protocol:  # ChatIR's protocol reproduces its numbers with torch fp32
         model = load_model_for_chatir(options.model or settings.model, settings)
     elif model is None:
         from retriever_service.models import load_model
+        from retriever_service.models.fastpath import apply_configured_fastpath
 
         model = load_model(options.model or settings.model, device=settings.device, settings=settings)
-    if loaded_here and not chatir_protocol:  # ChatIR's protocol reproduces its numbers with torch fp32
-        _faster_text_path(model, settings)
+        apply_configured_fastpath(model, settings)  # the service's text path: what users get, faster
     cache_root = settings.home / "cache" / "eval" if options.cache else None
 
     if options.world is not None:
@@ -128,16 +127,6 @@ def run_evaluation(options: EvalOptions, *, settings: Settings | None = None, mo
         + f"\nwall time {wall:.1f} s; wrote {files.json_path}, {files.csv_path}, {files.markdown_path}, "
         f"{files.plot_path}"
     )
-
-
-def _faster_text_path(model: Any, settings: Settings) -> None:
-    """The service's faithful fast CPU text encoder (``CHATIR_TEXT_FASTPATH``, default ``auto``: ONNX Runtime when
-    its embeddings match fp32 on the probe set at load; :mod:`retriever_service.models.fastpath`), so an
-    evaluation measures what the service serves and encodes its dialogs faster (docs/performance.md §3).
-    ``CHATIR_TEXT_FASTPATH=fp32`` keeps torch."""
-    from retriever_service.models.fastpath import apply_text_fastpath
-
-    apply_text_fastpath(model, settings.text_fastpath, cache_dir=settings.home / "cache" / "onnx")
 
 
 def _run_fixed(options: EvalOptions, *, model, cache_root: Path | None):

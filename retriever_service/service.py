@@ -145,9 +145,10 @@ class RetrieverService:
         from retriever_service.index import ImageIndex
         from retriever_service.models import load_model
         from retriever_service.models.captioner import load_captioner
+        from retriever_service.models.fastpath import apply_configured_fastpath
 
         model = load_model(settings.model, device=settings.device, settings=settings)
-        _apply_text_fastpath(model, settings)
+        apply_configured_fastpath(model, settings)
         captioner = load_captioner(settings)
         try:
             index = ImageIndex(settings, model.model_id, model.dim)
@@ -588,7 +589,9 @@ class RetrieverService:
     def adopt(self, model: RetrievalModel, index: ImageIndex) -> None:
         """Serve ``model`` and ``index`` from now on (one step under both locks) and close the old index; the
         new model gets its own fast path and micro-batcher, and the old batcher finishes what it was given."""
-        _apply_text_fastpath(model, self.settings)
+        from retriever_service.models.fastpath import apply_configured_fastpath
+
+        apply_configured_fastpath(model, self.settings)
         batcher = _text_batcher(self.settings, model, self._model_lock)
         with self._model_lock, self._index_lock:
             old_batcher, self._batcher = self._batcher, batcher
@@ -638,13 +641,6 @@ def _space(store: str, index: Any, model: Any) -> str:
     model. An image id is a hash of the image's bytes, so within one space its stored embedding never changes."""
     key = f"{store}|{index.collection}|{model.model_id}|{model.dim}"
     return hashlib.sha256(key.encode()).hexdigest()[:16]
-
-
-def _apply_text_fastpath(model: Any, settings: Settings) -> None:
-    """The faithful fast CPU text encoder (``CHATIR_TEXT_FASTPATH``, :mod:`retriever_service.models.fastpath`)."""
-    from retriever_service.models.fastpath import apply_text_fastpath
-
-    apply_text_fastpath(model, settings.text_fastpath, cache_dir=settings.home / "cache" / "onnx")
 
 
 def _text_batcher(settings: Settings, model: Any, lock: threading.RLock) -> Any:

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 if TYPE_CHECKING:
+    from chatir.settings import Settings
     from retriever_service.models.base import RetrievalModel
 
 log = logging.getLogger(__name__)
@@ -136,6 +137,12 @@ def apply_text_fastpath(
     return _keep(model, worst, "; ".join(reasons))
 
 
+def apply_configured_fastpath(model: RetrievalModel, settings: Settings) -> FastPathReport:
+    """:func:`apply_text_fastpath` as ``settings`` ask (``CHATIR_TEXT_FASTPATH``), the ONNX export kept in
+    ``CHATIR_HOME/cache/onnx``: the text path the service and ``chatir eval`` run."""
+    return apply_text_fastpath(model, settings.text_fastpath, cache_dir=settings.home / "cache" / "onnx")
+
+
 def _install(
     model: RetrievalModel, path: str, cache_dir: Path | None = None
 ) -> tuple[Callable[[], None] | None, str]:
@@ -194,6 +201,7 @@ __all__ = [
     "PROBE_TEXTS",
     "FastPath",
     "FastPathReport",
+    "apply_configured_fastpath",
     "apply_text_fastpath",
     "probe_cosines",
     "quantize_text_int8",
