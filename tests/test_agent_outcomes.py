@@ -113,8 +113,8 @@ def find_target(engine: ConversationEngine, cid: str, max_rounds: int = 8) -> in
 
 def test_every_ending_is_recorded_without_any_text(engine, log, clock, settings):
     rank = find_target(engine, "web:found")
-    engine.handle("slack:T1:D1:1.1", "a blue circle", SCOPE)
-    engine.restart("slack:T1:D1:1.1")  # started over
+    engine.handle("slack:T1:DSECRETDM:1.1", "a blue circle", SCOPE)
+    engine.restart("slack:T1:DSECRETDM:1.1")  # started over
     engine.handle("cli:quiet", "a shape", SCOPE)  # then nothing: abandoned
     engine.handle("cli:rejects", "a yellow thing", SCOPE)
     engine.reject_all("cli:rejects")  # then nothing: none of these
@@ -136,10 +136,11 @@ def test_every_ending_is_recorded_without_any_text(engine, log, clock, settings)
     found = searches[0]
     assert found.found_rank == rank and found.found_round == found.rounds and found.questioner == "info_gain"
     assert searches[3].rejections == 1
-    # no message text, no conversation id, no image id anywhere in the file (or the table)
+    # no message text, no conversation id, no image id anywhere in the file (or the table); each needle is long
+    # enough not to turn up by chance in SQLite's binary pages (a two-byte "D1" once did, in CI)
     raw = stored_bytes(settings)
     assert b"info_gain" in raw  # the check can see what is stored
-    for secret in (b"blue circle", b"yellow thing", b"shape", b"slack:T1", b"D1", TARGET.id.encode()):
+    for secret in (b"blue circle", b"yellow thing", b"shape", b"slack:T1", b"DSECRETDM", TARGET.id.encode()):
         assert secret not in raw, secret
 
 
