@@ -4,13 +4,16 @@ gives (they must not change).
     python benchmarks/eval_speed.py                          # starter, 300 dialogs x 11 rounds, 50K images
     python benchmarks/eval_speed.py --n-dialogs 2000         # the full-size run (2,000 x 11 x 50K)
     python benchmarks/eval_speed.py --paths fp32,onnx,int8 --batch-sizes 32,128
+    python benchmarks/eval_speed.py --paths onnx --batch-orders chars,tokens --onnx-attention native,eager
 
 Runs :func:`evaluation.harness.evaluate_fixed_dialogs`' own steps -- the dialog texts (each distinct text once,
 shortest first: batching by length), encoding in chunks of 512 texts, ranking every target among
 ``--corpus-size`` image vectors -- once per text path, the paths taking turns chunk by chunk so that load from
 other processes hits them alike. The corpus is random unit vectors (the real run reads cached image embeddings,
 so this is the cost of every run after the first). Dialogs: the procedural world's (seed 7) at 10 rounds.
-Reported per path: seconds encoding and ranking, the total, its projection to 2,000 dialogs (linear in the
+``--batch-orders`` and ``--onnx-attention`` add the layouts the product used before 2026-12-02 (batches of
+the most characters first; ONNX traced through the model's own sdpa attention) for a side-by-side. Reported per
+variant: seconds encoding and ranking, the total, its projection to 2,000 dialogs (linear in the
 number of texts), how many ranks differ from the first row's (and by how much at most) and how many targets
 moved into or out of the top 10. On random corpus vectors scores are packed closely (50K random directions), so
 1e-7 differences between two fp32 engines can swap neighbours; the test suite checks real rankings.
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -31,11 +35,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_models import load, load_line, machine_line
 
 
+def _by_characters(self, texts: list[str]) -> list[int]:
+    """The batch order before 2026-12-02: most characters first."""
+    return sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="starter")
     parser.add_argument("--paths", default="fp32,onnx", help="text paths: fp32, onnx, int8")
     parser.add_argument("--batch-sizes", default="32", help="texts per forward pass (each path at each size)")
+    parser.add_argument(
+        "--batch-orders",
+        default="tokens",
+        help="how texts are batched: tokens (the product), chars (before 2026-12-02)",
+    )
+    parser.add_argument(
+        "--onnx-attention",
+        default="eager",
+        help="the onnx path's exported attention: eager (the product), native (the model's sdpa, before 2026-12-02)",
+    )
     parser.add_argument("--n-dialogs", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--corpus-size", type=int, default=50_000)
@@ -44,17 +63,29 @@ def main() -> None:
     from evaluation.harness import dialog_round_texts
     from evaluation.metrics import rank_of_targets
     from retriever_service.models.fastpath import apply_text_fastpath
+    from retriever_service.models.onnx_text import OnnxTextFeatures, export_text_onnx, open_session
     from world.dialogs import dialog_for
 
     variants = {}
     for path in args.paths.split(","):
         for batch in [int(b) for b in args.batch_sizes.split(",")]:
-            model = load(args.model)
-            report = apply_text_fastpath(model, path)  # type: ignore[arg-type]
-            if report.path != path:
-                raise SystemExit(f"{path} is not available here: {report.reason}")
-            model.batch_size = batch
-            variants[f"{path} (batch {batch})"] = model
+            for order in args.batch_orders.split(","):
+                for attention in args.onnx_attention.split(",") if path == "onnx" else ["-"]:
+                    model = load(args.model)
+                    if (
+                        attention == "native"
+                    ):  # exported before the switch, then installed as the fast path does
+                        onnx_bytes, names = export_text_onnx(model, attention="native")
+                        model.text_vectors = OnnxTextFeatures(open_session(onnx_bytes), names)  # type: ignore[method-assign]
+                    else:
+                        report = apply_text_fastpath(model, path)  # type: ignore[arg-type]
+                        if report.path != path:
+                            raise SystemExit(f"{path} is not available here: {report.reason}")
+                    if order == "chars":
+                        model._longest_first = types.MethodType(_by_characters, model)  # type: ignore[method-assign]
+                    model.batch_size = batch
+                    layout = ", ".join(x for x in (order, attention) if x != "-")
+                    variants[f"{path} (batch {batch}, {layout})"] = model
     first = next(iter(variants.values()))
     dialogs = [dialog_for(7, i, rounds=args.rounds) for i in range(args.n_dialogs)]
     started = time.perf_counter()

@@ -196,3 +196,32 @@ def test_the_onnx_export_is_cached_by_weights_and_reused(tiny_blip_dir, tmp_path
     assert onnx_text.export_key(other) != onnx_text.export_key(first)
     onnx_text.install_onnx_text(other, tmp_path)
     assert len(list(tmp_path.glob("text-*.onnx"))) == 2
+
+
+@pytest.mark.skipif(not onnx_available(), reason="onnxruntime is not installed")
+@pytest.mark.parametrize("family", ["clip", "dual"])
+def test_the_export_traces_eager_attention_and_leaves_the_model_as_it_was(tiny_model_dirs, family):
+    """The exported graph computes attention as matmul-softmax-matmul (ONNX Runtime runs that faster than the
+    traced scaled_dot_product_attention, whose graph adds a NaN guard to every layer); the model itself keeps
+    its attention implementation."""
+    import onnx
+    from transformers import PreTrainedModel
+
+    from retriever_service.models import load_model, onnx_text
+
+    model = load_model(str(tiny_model_dirs[family]), device="cpu")
+
+    def implementations() -> dict[str, str]:
+        return {
+            n: m.config._attn_implementation
+            for n, m in model.model.named_modules()
+            if isinstance(m, PreTrainedModel)
+        }
+
+    before = implementations()
+    assert "sdpa" in before.values()  # the tiny model has something to switch
+    with onnx_text.eager_attention(model.model):
+        assert set(implementations().values()) == {"eager"}
+    ops = {node.op_type for node in onnx.load_from_string(onnx_text.export_text_onnx(model)[0]).graph.node}
+    assert "Softmax" in ops and "IsNaN" not in ops  # traced sdpa guards every layer's softmax against NaN
+    assert implementations() == before

@@ -109,6 +109,31 @@ def test_embeddings_are_normalised_deterministic_and_batch_independent(loaded, i
     assert model.encode_texts([]).shape == (0, TINY_EMBED_DIM)
 
 
+@pytest.mark.parametrize("name", ["blip", "clip", "dual"])
+def test_batches_are_formed_by_token_count_not_characters(loaded, name, monkeypatch):
+    """Many texts are encoded in batches of the most tokens first (little padding), whatever their length in
+    characters; each vector is still the one the text gets alone."""
+    model = loaded[name]
+    texts = ["a, b, c, d, e, f", "supercalifragilistic", "the dog", "hello", "photographs", "red blue green"]
+    counts = [n_tokens(model, t) for t in texts]
+    by_chars = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
+    most_tokens_first = sorted(counts, reverse=True)
+    assert [counts[i] for i in by_chars] != most_tokens_first  # characters would order them wrongly
+    seen: list[int] = []
+    encode = model.text_vectors
+
+    def recording(**tokens: torch.Tensor) -> torch.Tensor:
+        seen.extend(tokens["attention_mask"].sum(dim=1).tolist())
+        assert tokens["attention_mask"].shape[1] == max(seen[-len(tokens["attention_mask"]) :])  # no excess
+        return encode(**tokens)
+
+    monkeypatch.setattr(model, "text_vectors", recording)
+    vectors = model.encode_texts(texts)
+    assert seen == most_tokens_first
+    monkeypatch.undo()
+    np.testing.assert_allclose(vectors, np.stack([model.encode_texts([t])[0] for t in texts]), atol=2e-5)
+
+
 @pytest.mark.parametrize("name", list(FAMILY_CLASSES))
 def test_differentiable_text_side_and_image_features(loaded, images, name):
     model = loaded[name]

@@ -149,7 +149,7 @@ class RetrievalModel:
 
     # ------------------------------------------------------------------ inference API
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
-        """(n, dim) float32 L2-normalised embeddings, in batches of ``batch_size`` (longest texts first).
+        """(n, dim) float32 L2-normalised embeddings, in batches of ``batch_size`` (most tokens first).
 
         With ``clauses`` pooling a text's embedding is the sum of its clauses' vectors, normalised; a clause
         is encoded once and kept (:data:`CLAUSE_CACHE_SIZE`, least recently used first out; see
@@ -175,14 +175,24 @@ class RetrievalModel:
             self._clause_cache.clear()
 
     def _encode_vectors(self, texts: list[str]) -> np.ndarray:
-        """(n, dim) float32 unnormalised text vectors, in length-sorted batches of ``batch_size``."""
+        """(n, dim) float32 unnormalised text vectors, in batches of ``batch_size`` sorted by token count."""
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)  # less padding
+        order = self._longest_first(texts)
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
                 chunk = order[start : start + self.batch_size]
                 out[chunk] = self.text_vectors(**self.tokenize([texts[i] for i in chunk])).cpu().numpy()
         return out
+
+    def _longest_first(self, texts: list[str]) -> list[int]:
+        """Positions of ``texts`` by token count, longest first, so each batch pads little: one unpadded
+        tokenizer pass (~0.1 ms a text) saves ~10 % of an evaluation's encoding time (benchmarks/eval_speed.py:
+        character counts left 7.7 % of the tokens as padding, token counts 0.7 %). One batch, or padding to a
+        fixed length, keeps the given order."""
+        if len(texts) <= self.batch_size or self.text_pad_to_max_length:
+            return list(range(len(texts)))
+        ids = self.tokenizer(texts, truncation=True, max_length=self.max_text_tokens)["input_ids"]
+        return sorted(range(len(texts)), key=lambda i: len(ids[i]), reverse=True)
 
     @staticmethod
     def _normalised(vectors: np.ndarray) -> np.ndarray:
