@@ -40,6 +40,27 @@ def _by_characters(self, texts: list[str]) -> list[int]:
     return sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
 
 
+def _variant(name: str, path: str, batch: int, order: str, attention: str | None):
+    """The model ``name`` on text ``path`` in batches of ``batch`` ordered by ``order``; an onnx path exported
+    with ``attention``."""
+    from retriever_service.models.fastpath import apply_text_fastpath
+    from retriever_service.models.onnx_text import OnnxTextFeatures, export_text_onnx, open_session
+
+    model = load(name)
+    if attention == "native":
+        # exported as the model computes attention, then installed as the fast path installs its export
+        onnx_bytes, names = export_text_onnx(model, attention="native")
+        model.text_vectors = OnnxTextFeatures(open_session(onnx_bytes), names)
+    else:
+        report = apply_text_fastpath(model, path)  # type: ignore[arg-type]
+        if report.path != path:
+            raise SystemExit(f"{path} is not available here: {report.reason}")
+    if order == "chars":
+        model._longest_first = types.MethodType(_by_characters, model)
+    model.batch_size = batch
+    return model
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="starter")
@@ -62,30 +83,17 @@ def main() -> None:
 
     from evaluation.harness import dialog_round_texts
     from evaluation.metrics import rank_of_targets
-    from retriever_service.models.fastpath import apply_text_fastpath
-    from retriever_service.models.onnx_text import OnnxTextFeatures, export_text_onnx, open_session
     from world.dialogs import dialog_for
 
     variants = {}
     for path in args.paths.split(","):
         for batch in [int(b) for b in args.batch_sizes.split(",")]:
             for order in args.batch_orders.split(","):
-                for attention in args.onnx_attention.split(",") if path == "onnx" else ["-"]:
-                    model = load(args.model)
-                    if (
-                        attention == "native"
-                    ):  # exported before the switch, then installed as the fast path does
-                        onnx_bytes, names = export_text_onnx(model, attention="native")
-                        model.text_vectors = OnnxTextFeatures(open_session(onnx_bytes), names)  # type: ignore[method-assign]
-                    else:
-                        report = apply_text_fastpath(model, path)  # type: ignore[arg-type]
-                        if report.path != path:
-                            raise SystemExit(f"{path} is not available here: {report.reason}")
-                    if order == "chars":
-                        model._longest_first = types.MethodType(_by_characters, model)  # type: ignore[method-assign]
-                    model.batch_size = batch
-                    layout = ", ".join(x for x in (order, attention) if x != "-")
-                    variants[f"{path} (batch {batch}, {layout})"] = model
+                for attention in args.onnx_attention.split(",") if path == "onnx" else [None]:
+                    layout = ", ".join(x for x in (order, attention) if x)
+                    variants[f"{path} (batch {batch}, {layout})"] = _variant(
+                        args.model, path, batch, order, attention
+                    )
     first = next(iter(variants.values()))
     dialogs = [dialog_for(7, i, rounds=args.rounds) for i in range(args.n_dialogs)]
     started = time.perf_counter()
